@@ -1,0 +1,1 @@
+"""The one door to Azure: the interface the reconciler uses, its Azure SDK implementation and error mapping."""

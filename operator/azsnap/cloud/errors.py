@@ -1,0 +1,42 @@
+"""One error vocabulary for Azure: not found, throttled/transient (retry later) and permanent (a person must act)."""
+
+from __future__ import annotations
+
+__all__ = ["CloudError", "NotFound", "PermanentError", "Throttled", "TransientError"]
+
+
+class CloudError(Exception):
+    """Base of every error the cloud layer raises."""
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+
+
+class NotFound(CloudError):
+    """The resource does not exist (404)."""
+
+
+class TransientError(CloudError):
+    """Worth retrying later: 5xx, dropped connections, timeouts, an LRO still running at its deadline."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status=status)
+        self.retry_after = retry_after
+
+
+class Throttled(TransientError):
+    """Azure answered 429: wait `retry_after` seconds."""
+
+
+class PermanentError(CloudError):
+    """A 4xx that will not fix itself (AuthorizationFailed, SnapshotsLimitReached, InvalidParameter, ...)."""

@@ -1,0 +1,53 @@
+"""The small interface through which the reconciler observes and changes Azure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from azsnap.domain.observed import Disk, Snapshot
+
+__all__ = ["CloudClient", "SnapshotRequest"]
+
+
+@dataclass(frozen=True)
+class SnapshotRequest:
+    """Everything needed to create one snapshot of one disk."""
+
+    subscription_id: str
+    resource_group: str
+    name: str
+    location: str
+    source_disk_id: str
+    tags: Mapping[str, str]
+    incremental: bool = True
+    sku: str | None = None
+
+
+class CloudClient(Protocol):
+    """Read and write disks and snapshots. Implementations raise only `azsnap.cloud.errors` exceptions."""
+
+    async def get_disk(self, disk_id: str) -> Disk | None:
+        """The disk, or None if it does not exist."""
+        ...
+
+    async def list_snapshots(self, subscription_id: str, resource_group: str) -> list[Snapshot]:
+        """Every snapshot in the resource group (all pages); an empty list if the group does not exist."""
+        ...
+
+    async def create_snapshot(self, request: SnapshotRequest) -> Snapshot:
+        """Start creating the snapshot and wait, with a bound, for the operation.
+
+        Returns the snapshot as last seen (it may still be `Creating` when the bound ran out: the next
+        reconcile finds it again by its deterministic name). Creating an existing name returns it unchanged.
+        """
+        ...
+
+    async def delete_snapshot(self, subscription_id: str, resource_group: str, name: str) -> None:
+        """Delete the snapshot; deleting one that does not exist is not an error."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and credentials."""
+        ...
