@@ -295,3 +295,5 @@ class SnapshotPolicyStatus(_Model):
     missed_slots: int | None = None
     pending_deletions: int | None = None
     last_on_demand_token: str | None = None
+    #: Scheduled slots up to this instant have been accounted for (taken or counted in missedSlots).
+    slots_accounted_until: datetime | None = None

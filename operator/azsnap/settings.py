@@ -1,0 +1,94 @@
+"""Operator settings, read once at start-up from `AZSNAP_*` environment variables (see docs/operations.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from enum import StrEnum
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from azsnap.domain.observed import Limits
+
+__all__ = ["CredentialMode", "Settings", "SettingsError"]
+
+ENV_PREFIX: Final = "AZSNAP_"
+
+#: Azure clouds: (ARM endpoint, Entra authority host).
+CLOUDS: Final = {
+    "public": ("https://management.azure.com", "https://login.microsoftonline.com"),
+    "china": ("https://management.chinacloudapi.cn", "https://login.chinacloudapi.cn"),
+    "usgov": ("https://management.usgovcloudapi.net", "https://login.microsoftonline.us"),
+}
+
+
+class CredentialMode(StrEnum):
+    """How azsnap authenticates to Azure."""
+
+    WORKLOAD_IDENTITY = "workload-identity"  # AKS: AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE
+    MANAGED_IDENTITY = "managed-identity"  # the node's or a user-assigned identity (AZSNAP_CLIENT_ID)
+    DEFAULT = "default"  # azure-identity's DefaultAzureCredential chain (az login on a laptop)
+    STATIC_TOKEN = "static-token"  # a fixed token that never contacts Entra ID: only for the local emulator
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class Settings(BaseModel):
+    """Everything configurable about the operator process."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    credential: CredentialMode = CredentialMode.WORKLOAD_IDENTITY
+    client_id: str | None = None
+    cloud: str = Field(default="public", pattern="^(public|china|usgov)$")
+    arm_endpoint: str | None = None  # overrides the cloud's endpoint (the emulator's base URL)
+    authority_host: str | None = None
+    ca_bundle: str | None = None  # extra CA bundle to trust (the emulator's throwaway CA)
+    namespaces: tuple[str, ...] = ()  # empty: watch the whole cluster
+    window_creates: int = Field(default=7, ge=1)
+    window_seconds: int = Field(default=300, ge=1)
+    per_disk_cap: int = Field(default=500, ge=1)
+    max_pending_copies: int = Field(default=3, ge=1)
+    lro_timeout_seconds: float = Field(default=60.0, gt=0)
+    list_freshness_seconds: float = Field(default=30.0, ge=0)
+    metrics_port: int = Field(default=8080, ge=0, le=65535)  # 0 disables the metrics endpoint
+    peering: str | None = None  # kopf peering name; None runs standalone (one replica, Recreate)
+    log_format: str = Field(default="json", pattern="^(json|plain)$")
+    scope_configmap: str | None = None  # "namespace/name" of the tenancy allow-list ConfigMap
+
+    @property
+    def resolved_arm_endpoint(self) -> str:
+        return self.arm_endpoint or CLOUDS[self.cloud][0]
+
+    @property
+    def resolved_authority_host(self) -> str:
+        return self.authority_host or CLOUDS[self.cloud][1]
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            window_creates=self.window_creates,
+            window=timedelta(seconds=self.window_seconds),
+            per_disk_cap=self.per_disk_cap,
+            max_pending_copies=self.max_pending_copies,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read `AZSNAP_<FIELD>` variables (upper case); unknown or malformed values raise SettingsError."""
+        raw: dict[str, object] = {}
+        for name in cls.model_fields:
+            value = environ.get(ENV_PREFIX + name.upper())
+            if value is None or value == "":
+                continue
+            raw[name] = tuple(v.strip() for v in value.split(",") if v.strip()) if name == "namespaces" else value
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{ENV_PREFIX}{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors(include_url=False)
+            )
+            raise SettingsError(f"invalid operator settings: {problems}") from exc
