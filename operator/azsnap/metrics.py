@@ -1,0 +1,187 @@
+"""Prometheus metrics of the operator, kept in one registry per `Metrics` and served over HTTP on the operator's loop."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.exposition import choose_encoder
+
+from azsnap import __version__
+
+__all__ = ["RECONCILE_BUCKETS", "Metrics", "MetricsServer", "SnapshotEventKind"]
+
+SnapshotEventKind = Literal["created", "deleted", "failed"]
+
+#: Reconcile rounds range from a cached no-op (milliseconds) to a create waiting on Azure (up to the LRO deadline).
+RECONCILE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+_POLICY_LABELS: Final = ("namespace", "policy")
+
+
+class Metrics:
+    """Every metric azsnap exports; each instance owns its registry, so tests and processes never share state."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        Info("azsnap_build", "Version of the running operator.", registry=r).info({"version": __version__})
+        self._created = Counter("azsnap_snapshots_created", "Snapshots created, by policy.", _POLICY_LABELS, registry=r)
+        self._deleted = Counter(
+            "azsnap_snapshots_deleted",
+            "Snapshots deleted by retention or policy deletion, by policy.",
+            _POLICY_LABELS,
+            registry=r,
+        )
+        self._failed = Counter(
+            "azsnap_snapshots_failed",
+            "Snapshot creations that failed (refused by Azure or ended in a Failed state), by policy.",
+            _POLICY_LABELS,
+            registry=r,
+        )
+        self._held = Gauge(
+            "azsnap_policy_snapshots", "Snapshots the policy currently owns.", _POLICY_LABELS, registry=r
+        )
+        self._disk_held = Gauge(
+            "azsnap_disk_snapshots",
+            "Snapshots of the policy's disk (all owners), counted against the per-disk cap.",
+            _POLICY_LABELS,
+            registry=r,
+        )
+        self._disk_cap = Gauge(
+            "azsnap_disk_snapshot_limit",
+            "Per-disk snapshot cap that applies to the policy's disk.",
+            _POLICY_LABELS,
+            registry=r,
+        )
+        self._next = Gauge(
+            "azsnap_policy_next_snapshot_timestamp_seconds",
+            "Unix time of the policy's next scheduled snapshot (absent while suspended or unschedulable).",
+            _POLICY_LABELS,
+            registry=r,
+        )
+        self._last_success = Gauge(
+            "azsnap_policy_last_success_timestamp_seconds",
+            "Unix time of the policy's last snapshot that reached Succeeded (absent before the first).",
+            _POLICY_LABELS,
+            registry=r,
+        )
+        self._failures = Gauge(
+            "azsnap_policy_consecutive_failures",
+            "Failed reconcile rounds or snapshots since the policy's last success.",
+            _POLICY_LABELS,
+            registry=r,
+        )
+        self._reconcile = Histogram(
+            "azsnap_reconcile_duration_seconds",
+            "Time one reconcile round took, by outcome.",
+            ("outcome",),
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
+        self._azure_calls = Counter(
+            "azsnap_azure_calls",
+            "Azure Resource Manager calls, by operation and outcome.",
+            ("operation", "outcome"),
+            registry=r,
+        )
+        self._throttled = Counter(
+            "azsnap_azure_throttled",
+            "Azure calls answered with 429 Too Many Requests, by operation.",
+            ("operation",),
+            registry=r,
+        )
+        self._remaining = Gauge(
+            "azsnap_azure_ratelimit_remaining",
+            "Remaining request budget Azure reported for a throttling policy (x-ms-ratelimit-remaining-*).",
+            ("throttle_policy",),
+            registry=r,
+        )
+        self._per_policy: Final = (
+            self._created,
+            self._deleted,
+            self._failed,
+            self._held,
+            self._disk_held,
+            self._disk_cap,
+            self._next,
+            self._last_success,
+            self._failures,
+        )
+
+    def snapshot_event(self, namespace: str, name: str, kind: SnapshotEventKind) -> None:
+        counter = {"created": self._created, "deleted": self._deleted, "failed": self._failed}[kind]
+        counter.labels(namespace, name).inc()
+
+    def policy_state(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        held: int,
+        disk_held: int,
+        disk_cap: int,
+        next_time: float | None,
+        last_success: float | None,
+        consecutive_failures: int,
+    ) -> None:
+        """Record a policy's state after a reconcile; `None` times remove the series rather than report a fake 0."""
+        self._held.labels(namespace, name).set(held)
+        self._disk_held.labels(namespace, name).set(disk_held)
+        self._disk_cap.labels(namespace, name).set(disk_cap)
+        self._failures.labels(namespace, name).set(consecutive_failures)
+        for gauge, value in ((self._next, next_time), (self._last_success, last_success)):
+            if value is None:
+                gauge.remove(namespace, name)
+            else:
+                gauge.labels(namespace, name).set(value)
+
+    def forget_policy(self, namespace: str, name: str) -> None:
+        """Drop every series of a deleted policy, so dashboards do not show it forever."""
+        for metric in self._per_policy:
+            metric.remove(namespace, name)
+
+    def reconcile_duration(self, seconds: float, outcome: str) -> None:
+        self._reconcile.labels(outcome).observe(seconds)
+
+    def azure_call(self, operation: str, outcome: str) -> None:
+        self._azure_calls.labels(operation, outcome).inc()
+
+    def throttled(self, operation: str) -> None:
+        self._throttled.labels(operation).inc()
+
+    def rate_limit_remaining(self, policy_name: str, remaining: float) -> None:
+        self._remaining.labels(policy_name).set(remaining)
+
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The registry in the format the `Accept` header asks for (Prometheus text or OpenMetrics), and its content type."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+    async def start_server(self, port: int, host: str = "0.0.0.0") -> MetricsServer:
+        """Serve `GET /metrics` on the running event loop; port 0 picks a free port (see `MetricsServer.port`)."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        # All interfaces by default: Prometheus scrapes the pod IP. The bound port matters when 0 was asked.
+        bound = int(runner.addresses[0][1]) if runner.addresses else port
+        return MetricsServer(runner, bound)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body, content_type = self.exposition(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+class MetricsServer:
+    """A running metrics endpoint; `await close()` stops it."""
+
+    def __init__(self, runner: web.AppRunner, port: int) -> None:
+        self._runner = runner
+        self.port = port
+
+    async def close(self) -> None:
+        await self._runner.cleanup()

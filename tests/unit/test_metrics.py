@@ -1,0 +1,198 @@
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families
+
+from azsnap import __version__
+from azsnap.metrics import Metrics, MetricsServer
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def samples(text: str) -> Samples:
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def pol(ns: str = "prod", name: str = "db") -> tuple[tuple[str, str], ...]:
+    return (("namespace", ns), ("policy", name))
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Metrics, MetricsServer]]:
+    metrics = Metrics()
+    server = await metrics.start_server(0, host="127.0.0.1")
+    try:
+        yield metrics, server
+    finally:
+        await server.close()
+
+
+async def scrape(server: MetricsServer, accept: str | None = None) -> tuple[str, str]:
+    headers = {"Accept": accept} if accept else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{server.port}/metrics", headers=headers) as resp,
+    ):
+        assert resp.status == 200
+        return await resp.text(), resp.headers["Content-Type"]
+
+
+async def test_server_binds_a_real_port_and_serves_prometheus_text(served: tuple[Metrics, MetricsServer]) -> None:
+    metrics, server = served
+    assert server.port > 0
+    metrics.snapshot_event("prod", "db", "created")
+    text, content_type = await scrape(server)
+    assert content_type.startswith("text/plain")
+    got = samples(text)
+    assert got[("azsnap_snapshots_created_total", pol())] == 1
+    assert got[("azsnap_build_info", (("version", __version__),))] == 1
+
+
+async def test_snapshot_events_count_per_policy_and_kind(served: tuple[Metrics, MetricsServer]) -> None:
+    metrics, server = served
+    for _ in range(3):
+        metrics.snapshot_event("prod", "db", "created")
+    metrics.snapshot_event("prod", "db", "deleted")
+    metrics.snapshot_event("prod", "web", "failed")
+    metrics.snapshot_event("dev", "db", "failed")
+    metrics.snapshot_event("dev", "db", "failed")
+    got = samples((await scrape(server))[0])
+    assert got[("azsnap_snapshots_created_total", pol())] == 3
+    assert got[("azsnap_snapshots_deleted_total", pol())] == 1
+    assert got[("azsnap_snapshots_failed_total", pol("prod", "web"))] == 1
+    assert got[("azsnap_snapshots_failed_total", pol("dev", "db"))] == 2
+    assert ("azsnap_snapshots_failed_total", pol()) not in got
+
+
+async def test_policy_state_gauges_and_absent_times(served: tuple[Metrics, MetricsServer]) -> None:
+    metrics, server = served
+    metrics.policy_state(
+        "prod",
+        "db",
+        held=12,
+        disk_held=40,
+        disk_cap=500,
+        next_time=1_900_000_000.0,
+        last_success=1_899_996_400.0,
+        consecutive_failures=2,
+    )
+    got = samples((await scrape(server))[0])
+    assert got[("azsnap_policy_snapshots", pol())] == 12
+    assert got[("azsnap_disk_snapshots", pol())] == 40
+    assert got[("azsnap_disk_snapshot_limit", pol())] == 500
+    assert got[("azsnap_policy_next_snapshot_timestamp_seconds", pol())] == 1_900_000_000.0
+    assert got[("azsnap_policy_last_success_timestamp_seconds", pol())] == 1_899_996_400.0
+    assert got[("azsnap_policy_consecutive_failures", pol())] == 2
+
+    # Suspended: no next time. The series disappears instead of claiming the epoch.
+    metrics.policy_state(
+        "prod",
+        "db",
+        held=12,
+        disk_held=40,
+        disk_cap=500,
+        next_time=None,
+        last_success=1_899_996_400.0,
+        consecutive_failures=0,
+    )
+    got = samples((await scrape(server))[0])
+    assert ("azsnap_policy_next_snapshot_timestamp_seconds", pol()) not in got
+    assert got[("azsnap_policy_consecutive_failures", pol())] == 0
+    assert got[("azsnap_policy_last_success_timestamp_seconds", pol())] == 1_899_996_400.0
+
+
+async def test_forget_policy_drops_all_its_series_and_keeps_others(served: tuple[Metrics, MetricsServer]) -> None:
+    metrics, server = served
+    for name in ("db", "web"):
+        metrics.snapshot_event("prod", name, "created")
+        metrics.snapshot_event("prod", name, "deleted")
+        metrics.snapshot_event("prod", name, "failed")
+        metrics.policy_state(
+            "prod", name, held=1, disk_held=1, disk_cap=500, next_time=1.0, last_success=1.0, consecutive_failures=0
+        )
+    metrics.forget_policy("prod", "db")
+    metrics.forget_policy("prod", "never-seen")  # unknown policies are not an error
+    got = samples((await scrape(server))[0])
+    assert not [key for key in got if ("policy", "db") in key[1]]
+    web = {key[0] for key in got if ("policy", "web") in key[1]}
+    assert {name for name in web if not name.endswith("_created")} == {
+        "azsnap_snapshots_created_total",
+        "azsnap_snapshots_deleted_total",
+        "azsnap_snapshots_failed_total",
+        "azsnap_policy_snapshots",
+        "azsnap_disk_snapshots",
+        "azsnap_disk_snapshot_limit",
+        "azsnap_policy_next_snapshot_timestamp_seconds",
+        "azsnap_policy_last_success_timestamp_seconds",
+        "azsnap_policy_consecutive_failures",
+    }
+    assert got[("azsnap_snapshots_created_total", pol("prod", "web"))] == 1
+
+
+async def test_azure_calls_throttling_and_budget(served: tuple[Metrics, MetricsServer]) -> None:
+    metrics, server = served
+    metrics.azure_call("snapshots.begin_create_or_update", "ok")
+    metrics.azure_call("snapshots.begin_create_or_update", "ok")
+    metrics.azure_call("snapshots.list_by_resource_group", "throttled")
+    metrics.throttled("snapshots.list_by_resource_group")
+    metrics.rate_limit_remaining("Microsoft.Compute/HighCostGet3Min", 139)
+    metrics.rate_limit_remaining("Microsoft.Compute/HighCostGet3Min", 138)
+    got = samples((await scrape(server))[0])
+    ok = (("operation", "snapshots.begin_create_or_update"), ("outcome", "ok"))
+    assert got[("azsnap_azure_calls_total", ok)] == 2
+    listed = (("operation", "snapshots.list_by_resource_group"), ("outcome", "throttled"))
+    assert got[("azsnap_azure_calls_total", listed)] == 1
+    assert got[("azsnap_azure_throttled_total", (("operation", "snapshots.list_by_resource_group"),))] == 1
+    budget = (("throttle_policy", "Microsoft.Compute/HighCostGet3Min"),)
+    assert got[("azsnap_azure_ratelimit_remaining", budget)] == 138
+
+
+async def test_reconcile_duration_histogram_buckets(served: tuple[Metrics, MetricsServer]) -> None:
+    metrics, server = served
+    for seconds in (0.003, 0.2, 0.2, 7.0):
+        metrics.reconcile_duration(seconds, "ok")
+    metrics.reconcile_duration(45.0, "error")
+    got = samples((await scrape(server))[0])
+
+    def bucket(le: str, outcome: str = "ok") -> float:
+        return got[("azsnap_reconcile_duration_seconds_bucket", (("le", le), ("outcome", outcome)))]
+
+    assert bucket("0.005") == 1
+    assert bucket("0.25") == 3
+    assert bucket("5.0") == 3
+    assert bucket("10.0") == 4
+    assert bucket("+Inf") == 4
+    assert got[("azsnap_reconcile_duration_seconds_count", (("outcome", "ok"),))] == 4
+    assert got[("azsnap_reconcile_duration_seconds_sum", (("outcome", "ok"),))] == pytest.approx(7.403)
+    assert bucket("30.0", "error") == 0
+    assert bucket("60.0", "error") == 1
+
+
+async def test_openmetrics_on_request(served: tuple[Metrics, MetricsServer]) -> None:
+    metrics, server = served
+    metrics.snapshot_event("prod", "db", "created")
+    text, content_type = await scrape(server, "application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    families = {f.name: f for f in parse_openmetrics(text)}
+    assert families["azsnap_snapshots_created"].type == "counter"
+
+
+def test_each_instance_has_its_own_registry() -> None:
+    a, b = Metrics(), Metrics()
+    a.snapshot_event("prod", "db", "created")
+    assert ("azsnap_snapshots_created_total", pol()) in samples(a.exposition()[0].decode())
+    assert ("azsnap_snapshots_created_total", pol()) not in samples(b.exposition()[0].decode())
+
+
+async def test_closed_server_refuses_connections() -> None:
+    metrics = Metrics()
+    server = await metrics.start_server(0, host="127.0.0.1")
+    await server.close()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await scrape(server)
