@@ -1,0 +1,97 @@
+"""Tenancy allow-list: which Azure subscriptions and resource groups each namespace's policies may target."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+import yaml
+
+from azsnap.domain.models import Policy
+
+__all__ = ["ScopeError", "ScopeGuard", "ScopeRule"]
+
+
+class ScopeError(ValueError):
+    """The allow-list document is malformed; the message names the entry."""
+
+
+def _globs(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ScopeError(f"{where}: expected a list of non-empty strings")
+    return tuple(v.lower() for v in value)
+
+
+def _match(value: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatchcase(value.lower(), p) for p in patterns)
+
+
+@dataclass(frozen=True)
+class ScopeRule:
+    """Namespaces matching `namespaces` may use disks and snapshot groups matching the other globs."""
+
+    namespaces: tuple[str, ...]
+    subscriptions: tuple[str, ...]
+    disk_resource_groups: tuple[str, ...]
+    snapshot_resource_groups: tuple[str, ...]
+
+    def allows(self, namespace: str, subscription: str, disk_rg: str, snapshot_rg: str) -> bool:
+        return (
+            _match(namespace, self.namespaces)
+            and _match(subscription, self.subscriptions)
+            and _match(disk_rg, self.disk_resource_groups)
+            and _match(snapshot_rg, self.snapshot_resource_groups or self.disk_resource_groups)
+        )
+
+
+class ScopeGuard:
+    """Checks a policy against the allow-list. No rule matching means refused (deny by default)."""
+
+    def __init__(self, rules: Sequence[ScopeRule], *, source: str = "the scope allow-list") -> None:
+        self.rules = tuple(rules)
+        self.source = source
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "the scope allow-list") -> ScopeGuard:
+        """Parse the `scopes.yaml` document: a list of rules with glob lists (case-insensitive)."""
+        try:
+            doc = yaml.safe_load(text) or []
+        except yaml.YAMLError as exc:
+            raise ScopeError(f"{source}: not valid YAML: {exc}") from exc
+        if not isinstance(doc, list):
+            raise ScopeError(f"{source}: expected a list of rules")
+        rules: list[ScopeRule] = []
+        for i, entry in enumerate(doc):
+            where = f"{source}[{i}]"
+            if not isinstance(entry, Mapping):
+                raise ScopeError(f"{where}: expected a mapping")
+            unknown = set(entry) - {"namespaces", "subscriptions", "diskResourceGroups", "snapshotResourceGroups"}
+            if unknown:
+                raise ScopeError(f"{where}: unknown keys {sorted(unknown)}")
+            rule = ScopeRule(
+                namespaces=_globs(entry.get("namespaces"), f"{where}.namespaces"),
+                subscriptions=_globs(entry.get("subscriptions"), f"{where}.subscriptions"),
+                disk_resource_groups=_globs(entry.get("diskResourceGroups"), f"{where}.diskResourceGroups"),
+                snapshot_resource_groups=_globs(entry.get("snapshotResourceGroups"), f"{where}.snapshotResourceGroups"),
+            )
+            if not (rule.namespaces and rule.subscriptions and rule.disk_resource_groups):
+                raise ScopeError(f"{where}: namespaces, subscriptions and diskResourceGroups are required")
+            rules.append(rule)
+        return cls(rules, source=source)
+
+    def check(self, policy: Policy) -> str | None:
+        """None when allowed; otherwise a message that says what to change."""
+        coords = policy.spec.disk.coordinates
+        snapshot_rg = policy.spec.snapshot.resource_group or coords.resource_group
+        ns = policy.ref.namespace
+        if any(r.allows(ns, coords.subscription_id, coords.resource_group, snapshot_rg) for r in self.rules):
+            return None
+        return (
+            f"Namespace {ns!r} may not target subscription {coords.subscription_id}, disk resource group "
+            f"{coords.resource_group!r} and snapshot resource group {snapshot_rg!r}: no rule in {self.source} allows "
+            "it. Ask the cluster admin to add a rule, or use a disk inside your namespace's scope."
+        )

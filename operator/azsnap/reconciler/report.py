@@ -1,0 +1,49 @@
+"""What a reconcile tells its caller: health, status fields, events, and when to come back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from azsnap.domain.conditions import Health
+
+__all__ = ["Event", "FinalizeReport", "StatusReport"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the policy."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """The result of `Reconciler.reconcile`: the handler writes `status` and `health`, posts `events`."""
+
+    health: Health
+    #: Status fields (camelCase, JSON-ready) except `conditions` and `observedGeneration`.
+    status: dict[str, Any]
+    events: tuple[Event, ...]
+    #: When the policy should be reconciled again.
+    next_time: datetime
+    created: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    #: Azure calls made by this reconcile, by kind (for tests and the demo's summary).
+    azure_calls: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FinalizeReport:
+    """The result of `Reconciler.finalize`: done means the finalizer may go."""
+
+    done: bool
+    message: str
+    deleted: tuple[str, ...] = ()
+    remaining: int = 0
+    retry_after: float = 0.0
+    events: tuple[Event, ...] = ()
