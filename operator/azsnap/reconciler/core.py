@@ -17,9 +17,9 @@ from azsnap.domain.durations import format_duration
 from azsnap.domain.models import DeletionPolicy, Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
 from azsnap.domain.planner import Plan, plan
+from azsnap.domain.scope import ScopeGuard
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, FinalizeReport, StatusReport
-from azsnap.domain.scope import ScopeGuard
 
 __all__ = ["Reconciler", "ReconcilerConfig"]
 
