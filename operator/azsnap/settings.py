@@ -57,7 +57,8 @@ class Settings(BaseModel):
     metrics_port: int = Field(default=8080, ge=0, le=65535)  # 0 disables the metrics endpoint
     peering: str | None = None  # kopf peering name; None runs standalone (one replica, Recreate)
     log_format: str = Field(default="json", pattern="^(json|plain)$")
-    scope_configmap: str | None = None  # "namespace/name" of the tenancy allow-list ConfigMap
+    scope_file: str | None = None  # the tenancy allow-list (a mounted ConfigMap key); unset: no allow-list
+    tick_seconds: float = Field(default=60.0, gt=0)  # how often each policy's timer checks whether it is due
 
     @property
     def resolved_arm_endpoint(self) -> str:

@@ -5,13 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from azsnap.domain.models import Policy
 
-__all__ = ["ScopeError", "ScopeGuard", "ScopeRule"]
+__all__ = ["ScopeCheck", "ScopeError", "ScopeGuard", "ScopeRule"]
+
+
+class ScopeCheck(Protocol):
+    """Anything that can say whether a policy stays inside its namespace's Azure scope."""
+
+    def check(self, policy: Policy) -> str | None:
+        """None when allowed; otherwise a message for a person."""
+        ...
 
 
 class ScopeError(ValueError):

@@ -17,7 +17,7 @@ from azsnap.domain.durations import format_duration
 from azsnap.domain.models import DeletionPolicy, Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
 from azsnap.domain.planner import Plan, plan
-from azsnap.domain.scope import ScopeGuard
+from azsnap.domain.scope import ScopeCheck
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, FinalizeReport, StatusReport
 
@@ -86,7 +86,7 @@ class Reconciler:
         config: ReconcilerConfig | None = None,
         *,
         observer: Observer | None = None,
-        scope: ScopeGuard | None = None,
+        scope: ScopeCheck | None = None,
     ) -> None:
         self.cloud = cloud
         self.clock = clock

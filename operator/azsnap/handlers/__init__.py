@@ -1,0 +1,5 @@
+"""kopf handlers for SnapshotPolicy; importing this package registers them (`kopf run -m azsnap.handlers`)."""
+
+from azsnap.handlers import policy, scope, startup
+
+__all__ = ["policy", "scope", "startup"]

@@ -1,0 +1,48 @@
+"""What the handlers share, built once at start-up and kept in kopf's memo."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from azsnap.clock import Clock
+from azsnap.cloud.interface import CloudClient
+from azsnap.metrics import Metrics, MetricsServer
+from azsnap.reconciler import Reconciler
+from azsnap.settings import Settings
+
+__all__ = ["MEMO_KEY", "Runtime"]
+
+#: The key under which the runtime lives in kopf's memo.
+MEMO_KEY = "azsnap"
+
+
+@dataclass
+class Runtime:
+    """Clients and per-policy bookkeeping of one operator process."""
+
+    settings: Settings
+    clock: Clock
+    cloud: CloudClient
+    reconciler: Reconciler
+    metrics: Metrics
+    metrics_server: MetricsServer | None = None
+    #: When each policy (by UID) should be reconciled next; the timer does nothing before then.
+    wakeups: dict[str, datetime] = field(default_factory=dict)
+    #: The status azsnap last wrote per policy UID: newer than a body that has not caught up yet.
+    written: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Consecutive failed reconciles per policy UID (for metrics).
+    failures: dict[str, int] = field(default_factory=dict)
+    #: One reconcile at a time per policy (the timer and change handlers run in separate tasks).
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    #: Whether azsnap owns the cloud client (and so closes it at shutdown).
+    owns_cloud: bool = True
+
+    def lock(self, uid: str) -> asyncio.Lock:
+        return self.locks.setdefault(uid, asyncio.Lock())
+
+    def forget(self, uid: str) -> None:
+        for table in (self.wakeups, self.written, self.failures, self.locks):
+            table.pop(uid, None)

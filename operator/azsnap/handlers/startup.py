@@ -1,0 +1,96 @@
+"""Start-up and shutdown: kopf settings, Azure clients, reconciler and metrics, built once and kept in memo."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+from typing import Any
+
+import kopf
+
+from azsnap.clock import WallClock
+from azsnap.domain.models import API_GROUP
+from azsnap.handlers.runtime import MEMO_KEY, Runtime
+from azsnap.handlers.scope import ScopeFile
+from azsnap.metrics import Metrics
+from azsnap.reconciler import Reconciler, ReconcilerConfig
+from azsnap.settings import Settings
+
+__all__ = ["FINALIZER", "build_runtime", "configure_kopf"]
+
+#: Our own finalizer, not kopf's default one.
+FINALIZER = f"{API_GROUP}/finalizer"
+
+logger = logging.getLogger(__name__)
+
+
+def configure_kopf(settings: kopf.OperatorSettings, azsnap_settings: Settings) -> None:
+    """kopf settings: own finalizer and annotation prefix, explicit events only, peering as configured."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=API_GROUP, key="last-handled-configuration"
+    )
+    settings.posting.loggers = False  # only the events azsnap posts on purpose
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = settings.watching.server_timeout or 600
+    settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    if azsnap_settings.peering:
+        settings.peering.name = azsnap_settings.peering
+        settings.peering.standalone = False
+        settings.peering.mandatory = True
+    else:
+        settings.peering.standalone = True
+
+
+def build_runtime(azsnap_settings: Settings) -> Runtime:
+    """Credentials, Azure client and reconciler for a real deployment."""
+    from azsnap.cloud.azure import AzureCloud  # the SDK is imported only where it is used
+
+    clock = WallClock()
+    cloud = AzureCloud.from_settings(azsnap_settings)
+    scope = ScopeFile(azsnap_settings.scope_file) if azsnap_settings.scope_file else None
+    reconciler = Reconciler(
+        cloud,
+        clock,
+        ReconcilerConfig(
+            limits=azsnap_settings.limits,
+            list_freshness=timedelta(seconds=azsnap_settings.list_freshness_seconds),
+        ),
+        scope=scope,
+    )
+    return Runtime(settings=azsnap_settings, clock=clock, cloud=cloud, reconciler=reconciler, metrics=Metrics())
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Build clients once; tests and the demo may put a ready Runtime into the memo instead."""
+    runtime = memo.get(MEMO_KEY)
+    if runtime is None:
+        runtime = build_runtime(Settings.from_env(os.environ))
+        memo[MEMO_KEY] = runtime
+    configure_kopf(settings, runtime.settings)
+    if runtime.settings.metrics_port and runtime.metrics_server is None:
+        runtime.metrics_server = await runtime.metrics.start_server(runtime.settings.metrics_port)
+    logger.info(
+        "azsnap started",
+        extra={
+            "credential": str(runtime.settings.credential),
+            "namespaces": list(runtime.settings.namespaces) or "all",
+            "peering": runtime.settings.peering or "standalone",
+        },
+    )
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Close the metrics endpoint and the Azure clients."""
+    runtime: Runtime | None = memo.get(MEMO_KEY)
+    if runtime is None:
+        return
+    if runtime.metrics_server is not None:
+        await runtime.metrics_server.close()
+        runtime.metrics_server = None
+    if runtime.owns_cloud:
+        await runtime.cloud.close()
