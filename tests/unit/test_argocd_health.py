@@ -1,0 +1,230 @@
+"""The Argo CD health check, run by a real Lua interpreter in a sandbox shaped like Argo CD's."""
+
+import importlib.resources
+import pathlib
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import lupa.lua51
+import lupa.lua54
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SCRIPT = (importlib.resources.files("azsnap") / "data" / "argocd-health.lua").read_text()
+NOW = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
+
+# Argo CD opens only the base and table libraries plus a safe `os` (time, date) for custom checks,
+# and its interpreter (gopher-lua) speaks Lua 5.1. The sandbox below gives the script exactly that,
+# with string methods unreachable, and lets a test pin "now".
+SANDBOX = """
+local src, fixed = ...
+getmetatable("").__index = nil
+local real_os = os
+local clock = {
+  time = real_os.time,
+  date = function(fmt)
+    if fixed == nil then return real_os.date(fmt) end
+    if fmt ~= "!*t" then error("the test clock only answers os.date('!*t'), got " .. tostring(fmt)) end
+    return {year = fixed.year, month = fixed.month, day = fixed.day,
+            hour = fixed.hour, min = fixed.min, sec = fixed.sec}
+  end,
+}
+local env = {ipairs = ipairs, pairs = pairs, type = type, tostring = tostring, tonumber = tonumber,
+             error = error, next = next, select = select, table = table, os = clock}
+env.obj = OBJ
+local chunk
+if setfenv then
+  chunk = setfenv(assert(loadstring(src, "health.lua")), env)
+else
+  chunk = assert(load(src, "health.lua", "t", env))
+end
+local hs = chunk()
+return hs.status, hs.message
+"""
+
+RUNTIMES = {"lua5.1": lupa.lua51.LuaRuntime, "lua5.4": lupa.lua54.LuaRuntime}
+
+
+def health(obj: dict[str, Any], now: datetime | None = NOW, lua: str = "lua5.1") -> tuple[str, str]:
+    runtime = RUNTIMES[lua](unpack_returned_tuples=True)
+    runtime.globals().OBJ = runtime.table_from(obj, recursive=True)
+    fixed = None
+    if now is not None:
+        fixed = runtime.table_from(
+            {
+                "year": now.year,
+                "month": now.month,
+                "day": now.day,
+                "hour": now.hour,
+                "min": now.minute,
+                "sec": now.second,
+            }
+        )
+    status, message = runtime.execute(SANDBOX, SCRIPT, fixed)
+    return str(status), str(message)
+
+
+def ts(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def cond(kind: str, status: str, reason: str = "", message: str = "") -> dict[str, str]:
+    return {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": ts(NOW)}
+
+
+def policy(
+    *,
+    generation: int = 3,
+    observed: int | None = 3,
+    conditions: list[dict[str, str]] | None = None,
+    next_time: str | None = ts(NOW + timedelta(minutes=30)),
+    suspend: bool | None = None,
+    status: bool = True,
+) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "apiVersion": "azsnap.io/v1alpha1",
+        "kind": "SnapshotPolicy",
+        "metadata": {"name": "db", "namespace": "prod", "generation": generation},
+        "spec": {"disk": {"id": "/subscriptions/x"}, "schedule": {"cron": "0 * * * *"}},
+    }
+    if suspend is not None:
+        obj["spec"]["suspend"] = suspend
+    if status:
+        st_: dict[str, Any] = {"conditions": conditions if conditions is not None else []}
+        if observed is not None:
+            st_["observedGeneration"] = observed
+        if next_time is not None:
+            st_["nextSnapshotTime"] = next_time
+        obj["status"] = st_
+    return obj
+
+
+READY = cond("Ready", "True", "Succeeded", "Last snapshot db-20260301-0000 succeeded")
+NOT_RECONCILING = cond("Reconciling", "False", "Succeeded")
+NOT_STALLED = cond("Stalled", "False", "Succeeded")
+
+CASES = [
+    pytest.param(policy(conditions=[READY, NOT_RECONCILING, NOT_STALLED]), "Healthy", "succeeded", id="steady-state"),
+    pytest.param(policy(conditions=[READY], next_time=None), "Healthy", "succeeded", id="ready-without-next-time"),
+    pytest.param(policy(status=False), "Progressing", "generation 3", id="no-status-yet"),
+    pytest.param(policy(observed=None, conditions=[READY]), "Progressing", "generation 3", id="never-observed"),
+    pytest.param(
+        policy(generation=4, observed=3, conditions=[READY]), "Progressing", "generation 4", id="new-generation"
+    ),
+    pytest.param(
+        policy(
+            conditions=[
+                cond("Ready", "False", "Retrying"),
+                cond("Reconciling", "True", "ProgressingWithRetry", "Azure answered 429; retrying at 00:35"),
+            ]
+        ),
+        "Progressing",
+        "429",
+        id="retrying",
+    ),
+    pytest.param(
+        policy(
+            conditions=[
+                cond("Ready", "False", "DiskNotFound"),
+                cond("Stalled", "True", "DiskNotFound", "Disk gone; fix spec.disk.id"),
+            ]
+        ),
+        "Degraded",
+        "fix spec.disk.id",
+        id="stalled",
+    ),
+    pytest.param(
+        policy(conditions=[cond("Stalled", "True", "ScopeNotAllowed"), cond("Reconciling", "True", "X")]),
+        "Degraded",
+        "ScopeNotAllowed",
+        id="stalled-beats-reconciling-and-falls-back-to-reason",
+    ),
+    pytest.param(
+        policy(conditions=[READY], next_time=ts(NOW - timedelta(hours=1, seconds=1))),
+        "Degraded",
+        "has not been taken",
+        id="overdue-by-more-than-an-hour",
+    ),
+    pytest.param(
+        policy(conditions=[READY], next_time=ts(NOW - timedelta(minutes=59))),
+        "Healthy",
+        "succeeded",
+        id="late-but-within-the-hour",
+    ),
+    pytest.param(
+        policy(
+            conditions=[cond("Reconciling", "True", "ProgressingWithRetry", "retrying")],
+            next_time=ts(NOW - timedelta(hours=3)),
+        ),
+        "Degraded",
+        "2026-02-28T21:30:00Z",
+        id="retrying-for-too-long",
+    ),
+    pytest.param(
+        policy(conditions=[cond("Ready", "False", "SnapshotFailed", "")]), "Degraded", "SnapshotFailed", id="not-ready"
+    ),
+    pytest.param(policy(conditions=[cond("Ready", "Unknown", "Starting")]), "Progressing", "Ready", id="ready-unknown"),
+    pytest.param(policy(conditions=[]), "Progressing", "Ready", id="no-conditions"),
+    pytest.param(policy(suspend=True, generation=9, observed=1, status=True), "Suspended", "suspended", id="suspended"),
+    pytest.param(policy(suspend=False, conditions=[READY]), "Healthy", "succeeded", id="suspend-false"),
+]
+
+
+@pytest.mark.parametrize("lua", sorted(RUNTIMES))
+@pytest.mark.parametrize(("obj", "expected", "in_message"), CASES)
+def test_health_table(obj: dict[str, Any], expected: str, in_message: str, lua: str) -> None:
+    status, message = health(obj, lua=lua)
+    assert status == expected
+    assert in_message in message
+
+
+@pytest.mark.parametrize(
+    ("now", "cutoff"),
+    [
+        (datetime(2026, 3, 1, 0, 30, 0, tzinfo=UTC), datetime(2026, 2, 28, 23, 30, 0, tzinfo=UTC)),
+        (datetime(2028, 3, 1, 0, 20, 0, tzinfo=UTC), datetime(2028, 2, 29, 23, 20, 0, tzinfo=UTC)),
+        (datetime(2100, 3, 1, 0, 0, 0, tzinfo=UTC), datetime(2100, 2, 28, 23, 0, 0, tzinfo=UTC)),
+        (datetime(2027, 1, 1, 0, 5, 9, tzinfo=UTC), datetime(2026, 12, 31, 23, 5, 9, tzinfo=UTC)),
+        (datetime(2026, 5, 1, 0, 59, 59, tzinfo=UTC), datetime(2026, 4, 30, 23, 59, 59, tzinfo=UTC)),
+    ],
+)
+def test_overdue_cutoff_across_day_month_year_and_leap_days(now: datetime, cutoff: datetime) -> None:
+    assert health(policy(conditions=[READY], next_time=ts(cutoff - timedelta(seconds=1))), now)[0] == "Degraded"
+    assert health(policy(conditions=[READY], next_time=ts(cutoff)), now)[0] == "Healthy"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2200, 1, 1)))
+def test_overdue_cutoff_is_exactly_one_hour_for_any_now(naive: datetime) -> None:
+    now = naive.replace(tzinfo=UTC, microsecond=0)
+    cutoff = now - timedelta(hours=1)
+    assert health(policy(conditions=[READY], next_time=ts(cutoff - timedelta(seconds=1))), now)[0] == "Degraded"
+    assert health(policy(conditions=[READY], next_time=ts(cutoff + timedelta(seconds=1))), now)[0] == "Healthy"
+
+
+def test_real_clock_through_argo_safe_os_date() -> None:
+    # The sandbox's os.date is the interpreter's own here: the script works against the real UTC clock.
+    real_now = datetime.now(UTC)
+    fresh = policy(conditions=[READY], next_time=ts(real_now + timedelta(hours=1)))
+    stale = policy(conditions=[READY], next_time=ts(real_now - timedelta(hours=2)))
+    assert health(fresh, now=None)[0] == "Healthy"
+    assert health(stale, now=None)[0] == "Degraded"
+
+
+def test_script_uses_no_library_argo_cd_withholds() -> None:
+    code = "\n".join(line.split("--", 1)[0] for line in SCRIPT.splitlines())
+    for forbidden in ("string.", "math.", "io.", "require", "os.execute", "os.getenv", ":sub(", ":match(", ":find("):
+        assert forbidden not in code
+
+
+def test_install_doc_embeds_the_packaged_script() -> None:
+    doc = (ROOT / "docs" / "install.md").read_text()
+    match = re.search(
+        r"resource\.customizations\.health\.azsnap\.io_SnapshotPolicy: \|\n(?P<body>(?:    .*\n|\n)+)", doc
+    )
+    assert match, "docs/install.md must show the argocd-cm key with the script"
+    embedded = "\n".join(line[4:] for line in match.group("body").rstrip("\n").splitlines())
+    assert embedded.strip() == SCRIPT.strip()
