@@ -1,0 +1,289 @@
+"""Translate between Azure and azsnap: ARM resource IDs, SDK models to domain values, SDK errors to `cloud.errors`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from azsnap.cloud.errors import CloudError, NotFound, PermanentError, Throttled, TransientError
+from azsnap.domain.observed import Disk, Snapshot
+
+__all__ = [
+    "DEFAULT_RETRY_AFTER",
+    "ResourceId",
+    "disk_from_azure",
+    "map_error",
+    "outcome_of",
+    "parse_resource_id",
+    "retry_after_from_headers",
+    "snapshot_from_azure",
+]
+
+#: Seconds to wait after a throttling or transient answer that named no `Retry-After`.
+DEFAULT_RETRY_AFTER: Final = 30.0
+
+#: Codes an operation can end with (LRO `Failed`) that are worth trying again.
+_TRANSIENT_CODES: Final = frozenset(
+    {
+        "internalservererror",
+        "internalexecutionerror",
+        "internaloperationerror",
+        "servertimeout",
+        "serviceunavailable",
+        "operationpreempted",
+        "retryableerror",
+        "toomanyrequests",
+        "conflictingoperation",
+        "operationinprogress",
+    }
+)
+
+_ID_RE: Final = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+    r"/providers/(?P<provider>[^/]+)/(?P<type>[^/]+)/(?P<name>[^/]+)/?$",
+    re.IGNORECASE,
+)
+
+#: The per-disk window ("at most N incremental snapshots in M minutes") is refused with a 409
+#: `OperationNotAllowed` whose message names the window; Azure uses the same code for refusals that
+#: will never pass (a disk attached in the wrong state, ...), so the message decides.
+_WINDOW_RE: Final = re.compile(r"\b(minutes?|per \d+ ?min|too many|rate)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ResourceId:
+    """The parts of an ARM resource ID azsnap needs."""
+
+    subscription_id: str
+    resource_group: str
+    provider: str
+    resource_type: str
+    name: str
+
+
+def parse_resource_id(resource_id: str) -> ResourceId:
+    """Split `/subscriptions/{sub}/resourceGroups/{rg}/providers/{ns}/{type}/{name}`; PermanentError if malformed."""
+    match = _ID_RE.match(resource_id.strip())
+    if match is None:
+        raise PermanentError(
+            f"{resource_id!r} is not an Azure resource ID of the form "
+            "/subscriptions/<id>/resourceGroups/<group>/providers/<namespace>/<type>/<name>",
+            code="InvalidResourceId",
+        )
+    return ResourceId(match["sub"], match["rg"], match["provider"], match["type"], match["name"])
+
+
+def _sub(value: object, key: str) -> Mapping[str, Any]:
+    if isinstance(value, Mapping):
+        inner = value.get(key)
+        if isinstance(inner, Mapping):
+            return inner
+    return {}
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            parsed = float(value)
+        except ValueError:
+            return None
+        return parsed if math.isfinite(parsed) else None
+    return None
+
+
+def _int(value: object) -> int:
+    number = _number(value)
+    return int(number) if number is not None else 0
+
+
+def _time(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _tags(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): str(v) for k, v in value.items() if v is not None}
+
+
+def _group_and_sub(resource_id: str) -> tuple[str, str]:
+    match = _ID_RE.match(resource_id)
+    return (match["sub"], match["rg"]) if match else ("", "")
+
+
+def disk_from_azure(raw: Mapping[str, Any]) -> Disk:
+    """A domain Disk from an SDK `Disk` (or its ARM JSON); unknown or missing fields never raise."""
+    disk_id = _str(raw.get("id")) or ""
+    subscription_id, resource_group = _group_and_sub(disk_id)
+    props = _sub(raw, "properties")
+    return Disk(
+        id=disk_id,
+        name=_str(raw.get("name")) or disk_id.rsplit("/", 1)[-1],
+        subscription_id=subscription_id,
+        resource_group=resource_group,
+        location=_str(raw.get("location")) or "",
+        unique_id=_str(props.get("uniqueId")) or "",
+        sku=_str(_sub(raw, "sku").get("name")),
+        size_bytes=_int(props.get("diskSizeBytes")),
+        provisioning_state=_str(props.get("provisioningState")) or "Unknown",
+        completion_percent=_number(props.get("completionPercent")),
+    )
+
+
+def snapshot_from_azure(raw: Mapping[str, Any]) -> Snapshot:
+    """A domain Snapshot from an SDK `Snapshot` (or its ARM JSON); unknown or missing fields never raise."""
+    snapshot_id = _str(raw.get("id")) or ""
+    _, resource_group = _group_and_sub(snapshot_id)
+    props = _sub(raw, "properties")
+    creation = _sub(props, "creationData")
+    incremental = props.get("incremental")
+    return Snapshot(
+        id=snapshot_id,
+        name=_str(raw.get("name")) or snapshot_id.rsplit("/", 1)[-1],
+        resource_group=resource_group,
+        location=_str(raw.get("location")) or "",
+        source_resource_id=_str(creation.get("sourceResourceId")),
+        source_unique_id=_str(creation.get("sourceUniqueId")),
+        time_created=_time(props.get("timeCreated")),
+        provisioning_state=_str(props.get("provisioningState")),
+        tags=_tags(raw.get("tags")),
+        incremental=incremental if isinstance(incremental, bool) else False,
+        completion_percent=_number(props.get("completionPercent")),
+        size_bytes=_int(props.get("diskSizeBytes")),
+    )
+
+
+def retry_after_from_headers(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, `x-ms-retry-after-ms` or a numeric `Retry-After`; None if absent."""
+    if not headers:
+        return None
+    lower = {k.lower(): v for k, v in headers.items()}
+    for name, scale in (("retry-after-ms", 1000.0), ("x-ms-retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        number = _number(lower.get(name))
+        if number is not None and number >= 0:
+            return number / scale
+    return None
+
+
+def _code_and_message(exc: HttpResponseError) -> tuple[str | None, str, list[str]]:
+    """Azure's error code, message and detail codes, from the parsed error or else the raw body."""
+    code: str | None = None
+    message = ""
+    details: list[str] = []
+    if exc.error is not None:
+        code = exc.error.code
+        message = exc.error.message or ""
+        details = [d.code for d in exc.error.details or [] if d.code]
+    if code is None and exc.response is not None:
+        try:
+            body = json.loads(exc.response.text())
+        except (ValueError, TypeError, UnicodeDecodeError):
+            body = None
+        error = _sub(body, "error") if isinstance(body, Mapping) else {}
+        code = _str(error.get("code"))
+        message = _str(error.get("message")) or message
+    if not message:
+        message = exc.message or str(exc)
+    return code, message, details
+
+
+def _headers(exc: HttpResponseError) -> Mapping[str, str] | None:
+    headers = getattr(exc.response, "headers", None)
+    return headers if isinstance(headers, Mapping) else None
+
+
+def map_error(exc: BaseException, *, default_retry_after: float = DEFAULT_RETRY_AFTER) -> CloudError:
+    """Turn an SDK or transport exception into azsnap's error vocabulary (see `azsnap.cloud.errors`).
+
+    404 → NotFound; 429 → Throttled; 408, 5xx, dropped connections and timeouts → TransientError; the per-disk
+    snapshot window (409 `OperationNotAllowed`) → TransientError; a long-running operation that ended `Failed`
+    → transient or permanent by its code; any other 4xx → PermanentError with Azure's code and message.
+    """
+    if isinstance(exc, CloudError):
+        return exc
+    if isinstance(exc, ResourceNotFoundError) or (isinstance(exc, HttpResponseError) and exc.status_code == 404):
+        code, message, _ = _code_and_message(exc)
+        return NotFound(message, code=code or "NotFound", status=404)
+    if isinstance(exc, HttpResponseError) and exc.status_code is not None:
+        return _map_http(exc, exc.status_code, default_retry_after)
+    if isinstance(exc, ClientAuthenticationError):
+        return PermanentError(
+            f"could not get an Azure token: {exc.message}. Check the operator's identity configuration.",
+            code="AuthenticationFailed",
+        )
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return TransientError(f"Azure could not be reached: {exc.message}", retry_after=None, code="ConnectionError")
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return TransientError("the call to Azure timed out", code="Timeout")
+    if isinstance(exc, OSError):
+        return TransientError(f"Azure could not be reached: {exc}", code="ConnectionError")
+    if isinstance(exc, AzureError):
+        return TransientError(f"unexpected answer from Azure: {exc.message}", code=type(exc).__name__)
+    return TransientError(f"unexpected error talking to Azure: {exc!r}", code=type(exc).__name__)
+
+
+def _map_http(exc: HttpResponseError, status: int, default_retry_after: float) -> CloudError:
+    code, message, details = _code_and_message(exc)
+    retry_after = retry_after_from_headers(_headers(exc))
+    lowered = (code or "").lower()
+    if status == 429:
+        return Throttled(message, retry_after=retry_after or default_retry_after, code=code, status=status)
+    if status < 400:
+        # Raised from a long-running operation that ended Failed: the HTTP status is the poll's 200.
+        if lowered in _TRANSIENT_CODES:
+            return TransientError(message, retry_after=retry_after or default_retry_after, code=code)
+        return PermanentError(message, code=code)
+    if status == 408 or status >= 500:
+        return TransientError(message, retry_after=retry_after, code=code, status=status)
+    if (
+        status == 409
+        and lowered == "operationnotallowed"
+        and ("TooManyRequests" in details or _WINDOW_RE.search(message))
+    ):
+        return TransientError(message, retry_after=retry_after or default_retry_after, code=code, status=status)
+    if lowered in _TRANSIENT_CODES:
+        return TransientError(message, retry_after=retry_after or default_retry_after, code=code, status=status)
+    return PermanentError(message, code=code or f"HTTP{status}", status=status)
+
+
+def outcome_of(error: CloudError) -> str:
+    """The accounting label of an error: not_found, throttled, transient or permanent."""
+    if isinstance(error, NotFound):
+        return "not_found"
+    if isinstance(error, Throttled):
+        return "throttled"
+    if isinstance(error, TransientError):
+        return "transient"
+    return "permanent"
