@@ -1,0 +1,180 @@
+"""Snapshot names (deterministic, from disk, policy and slot) and the ownership tags that prove a snapshot is ours."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Final
+
+from azsnap.domain.models import Policy, PolicyRef
+from azsnap.domain.observed import Disk, Snapshot
+
+__all__ = [
+    "KIND_ON_DEMAND",
+    "KIND_SCHEDULED",
+    "MANAGED_BY_VALUE",
+    "MAX_NAME",
+    "TAG_DISK_UID",
+    "TAG_HOLD",
+    "TAG_KIND",
+    "TAG_MANAGED_BY",
+    "TAG_POLICY",
+    "TAG_POLICY_UID",
+    "TAG_REQUEST",
+    "TAG_SLOT",
+    "format_slot",
+    "is_held",
+    "is_on_demand",
+    "is_owned",
+    "ownership_tags",
+    "parse_slot",
+    "policy_hash",
+    "request_hash",
+    "slot_of",
+    "snapshot_name",
+    "snapshot_tags",
+    "tag",
+]
+
+TAG_MANAGED_BY: Final = "azsnap-managed-by"
+MANAGED_BY_VALUE: Final = "azsnap"
+TAG_POLICY_UID: Final = "azsnap-policy-uid"
+#: `namespace/name` of the policy, for people reading the portal; ownership never rests on it.
+TAG_POLICY: Final = "azsnap-policy"
+TAG_DISK_UID: Final = "azsnap-disk-uid"
+#: The scheduled slot in UTC, `2026-11-23T14:00:00Z`.
+TAG_SLOT: Final = "azsnap-slot"
+TAG_KIND: Final = "azsnap-kind"
+KIND_SCHEDULED: Final = "scheduled"
+KIND_ON_DEMAND: Final = "on-demand"
+#: Any value: azsnap never deletes a snapshot carrying this tag.
+TAG_HOLD: Final = "azsnap-hold"
+#: A short hash of the on-demand request that made the snapshot, so a retried request is recognised.
+TAG_REQUEST: Final = "azsnap-request"
+
+#: Azure snapshot names: 1-80 characters.
+MAX_NAME: Final = 80
+_MAX_TAG_VALUE: Final = 256
+_SLOT_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
+_NAME_TIME_FORMAT: Final = "%Y%m%dT%H%MZ"
+_ON_DEMAND_SUFFIX: Final = "-od"
+#: `-<8 hex>-<YYYYMMDDTHHMMZ>-od`: what follows the disk name at most.
+_SUFFIX_LENGTH: Final = 1 + 8 + 1 + 14 + len(_ON_DEMAND_SUFFIX)
+_BAD_NAME_CHARS: Final = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def policy_hash(policy_uid: str) -> str:
+    """Eight hex characters standing for the policy in snapshot names."""
+    return hashlib.sha256(policy_uid.encode()).hexdigest()[:8]
+
+
+def request_hash(token: str) -> str:
+    """A short, tag-safe stand-in for an on-demand request token."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def format_slot(slot: datetime) -> str:
+    """The slot as the UTC ISO-8601 text written in the slot tag."""
+    return slot.astimezone(UTC).strftime(_SLOT_FORMAT)
+
+
+def parse_slot(text: str) -> datetime | None:
+    """The slot written by `format_slot`, or None for anything else."""
+    try:
+        return datetime.strptime(text.strip(), _SLOT_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _name_prefix(disk_name: str) -> str:
+    prefix = _BAD_NAME_CHARS.sub("-", disk_name).lstrip("-_.")
+    prefix = prefix[: MAX_NAME - _SUFFIX_LENGTH]
+    return prefix or "disk"
+
+
+def snapshot_name(disk_name: str, policy_uid: str, slot: datetime, *, on_demand: bool = False) -> str:
+    """`<disk name, truncated>-<policy hash>-<YYYYMMDDTHHMMZ>[-od]`: the same inputs always give the same name.
+
+    The result keeps Azure's rules: 1-80 characters of letters, digits, `_`, `-`, `.`, starting with a letter
+    or digit and ending with a letter or digit.
+    """
+    stamp = slot.astimezone(UTC).strftime(_NAME_TIME_FORMAT)
+    name = f"{_name_prefix(disk_name)}-{policy_hash(policy_uid)}-{stamp}"
+    return name + _ON_DEMAND_SUFFIX if on_demand else name
+
+
+def ownership_tags(
+    policy: PolicyRef,
+    disk: Disk,
+    slot: datetime,
+    *,
+    on_demand: bool = False,
+    request: str | None = None,
+) -> dict[str, str]:
+    """The tags that make a snapshot ours; within Azure's limits (value <= 256 characters)."""
+    tags = {
+        TAG_MANAGED_BY: MANAGED_BY_VALUE,
+        TAG_POLICY_UID: policy.uid,
+        TAG_POLICY: f"{policy.namespace}/{policy.name}"[:_MAX_TAG_VALUE],
+        TAG_DISK_UID: disk.unique_id,
+        TAG_SLOT: format_slot(slot),
+        TAG_KIND: KIND_ON_DEMAND if on_demand else KIND_SCHEDULED,
+    }
+    if request is not None:
+        tags[TAG_REQUEST] = request_hash(request)
+    return tags
+
+
+def snapshot_tags(
+    policy: Policy,
+    disk: Disk,
+    slot: datetime,
+    on_demand: bool = False,
+    *,
+    request: str | None = None,
+) -> dict[str, str]:
+    """The user's `spec.snapshot.tags` plus the ownership tags (ours win; Azure tag keys ignore case)."""
+    ours = ownership_tags(policy.ref, disk, slot, on_demand=on_demand, request=request)
+    reserved = {key.lower() for key in ours} | {TAG_HOLD}
+    user = {k: v for k, v in policy.spec.snapshot.tags.items() if k.lower() not in reserved}
+    return {**user, **ours}
+
+
+def tag(tags: Mapping[str, str], key: str) -> str | None:
+    """The value of tag `key`, compared without case as Azure does."""
+    value = tags.get(key)
+    if value is not None:
+        return value
+    wanted = key.lower()
+    for k, v in tags.items():
+        if k.lower() == wanted:
+            return v
+    return None
+
+
+def is_owned(snapshot: Snapshot, policy: PolicyRef, disk: Disk) -> bool:
+    """True only when the tags say azsnap made it for this policy and disk, and Azure says it is of this disk."""
+    return (
+        tag(snapshot.tags, TAG_MANAGED_BY) == MANAGED_BY_VALUE
+        and tag(snapshot.tags, TAG_POLICY_UID) == policy.uid
+        and tag(snapshot.tags, TAG_DISK_UID) == disk.unique_id
+        and (snapshot.source_resource_id or "").lower() == disk.id.lower()
+    )
+
+
+def slot_of(snapshot: Snapshot) -> datetime | None:
+    """The scheduled slot from the slot tag (aware UTC), or None when absent or unreadable."""
+    text = tag(snapshot.tags, TAG_SLOT)
+    return None if text is None else parse_slot(text)
+
+
+def is_on_demand(snapshot: Snapshot) -> bool:
+    """True for a snapshot made on request rather than for a scheduled slot."""
+    return tag(snapshot.tags, TAG_KIND) == KIND_ON_DEMAND
+
+
+def is_held(snapshot: Snapshot) -> bool:
+    """True when the hold tag is present, whatever its value: such a snapshot is never deleted."""
+    return tag(snapshot.tags, TAG_HOLD) is not None
