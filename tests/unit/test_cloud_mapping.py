@@ -356,3 +356,9 @@ def test_retry_after_headers() -> None:
     assert retry_after_from_headers({"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}) is None
     assert retry_after_from_headers({"Retry-After": "-1"}) is None
     assert retry_after_from_headers(None) is None
+
+
+def test_retry_after_zero_is_kept() -> None:
+    err = map_error(arm_error(429, "TooManyRequests", "slow down", headers={"Retry-After": "0"}))
+    assert isinstance(err, Throttled)
+    assert err.retry_after == 0.0

@@ -256,25 +256,26 @@ def map_error(exc: BaseException, *, default_retry_after: float = DEFAULT_RETRY_
 
 def _map_http(exc: HttpResponseError, status: int, default_retry_after: float) -> CloudError:
     code, message, details = _code_and_message(exc)
-    retry_after = retry_after_from_headers(_headers(exc))
+    said = retry_after_from_headers(_headers(exc))
+    retry_after = default_retry_after if said is None else said
     lowered = (code or "").lower()
     if status == 429:
-        return Throttled(message, retry_after=retry_after or default_retry_after, code=code, status=status)
+        return Throttled(message, retry_after=retry_after, code=code, status=status)
     if status < 400:
         # Raised from a long-running operation that ended Failed: the HTTP status is the poll's 200.
         if lowered in _TRANSIENT_CODES:
-            return TransientError(message, retry_after=retry_after or default_retry_after, code=code)
+            return TransientError(message, retry_after=retry_after, code=code)
         return PermanentError(message, code=code)
     if status == 408 or status >= 500:
-        return TransientError(message, retry_after=retry_after, code=code, status=status)
+        return TransientError(message, retry_after=said, code=code, status=status)
     if (
         status == 409
         and lowered == "operationnotallowed"
         and ("TooManyRequests" in details or _WINDOW_RE.search(message))
     ):
-        return TransientError(message, retry_after=retry_after or default_retry_after, code=code, status=status)
+        return TransientError(message, retry_after=retry_after, code=code, status=status)
     if lowered in _TRANSIENT_CODES:
-        return TransientError(message, retry_after=retry_after or default_retry_after, code=code, status=status)
+        return TransientError(message, retry_after=retry_after, code=code, status=status)
     return PermanentError(message, code=code or f"HTTP{status}", status=status)
 
 
