@@ -1,0 +1,476 @@
+"""The budget-aware pacer: calls to Azure wait for a token instead of meeting a 429, in deadline-fair order."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+
+from azsnap.clock import Clock
+from azsnap.cloud.buckets import (
+    KINDS,
+    BucketSpec,
+    Kind,
+    PacerConfig,
+    TokenBucket,
+    parse_remaining,
+    period_from_policy,
+    retry_after_seconds,
+)
+from azsnap.cloud.errors import Throttled
+
+__all__ = ["OPERATION_KINDS", "BucketState", "Grant", "KindStats", "Pacer", "PacerHooks", "PacerSnapshot", "pacing"]
+
+#: The budget each operation (as `azsnap.cloud.accounting.operation_of` names it) draws on.
+OPERATION_KINDS: Final[Mapping[str, Kind]] = {
+    "snapshots.create": "create",
+    "snapshots.delete": "delete",
+    "snapshots.list": "list",
+    "disks.list": "list",
+    "snapshots.get": "get",
+    "disks.get": "get",
+    "operations.get": "get",  # a long-running operation's status poll
+}
+
+#: The shortest wait the pacer schedules: keeps a float rounding from spinning the loop at one instant.
+_MIN_STEP: Final = 1e-3
+_ROUND_TABLE_LIMIT: Final = 4096
+
+_BucketKey = tuple[str, str, str]  # policy, subscription, location ("" for subscription-wide policies)
+_GroupKey = tuple[Kind, str, str]  # kind, subscription, location
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Permission for one call: which budget it drew on, when, and how long it waited for it."""
+
+    kind: Kind
+    subscription_id: str
+    location: str
+    granted_at: float
+    waited_s: float
+    #: Per policy, the bucket's grant count when this call took its token (for `Pacer.observe(..., grant=)`).
+    sequence: Mapping[str, int]
+    buckets: tuple[TokenBucket, ...] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class BucketState:
+    """One bucket as the pacer sees it now."""
+
+    policy: str
+    subscription_id: str
+    location: str
+    tokens: float
+    capacity: float  # usable: Azure's size times the margin
+    azure_capacity: float
+    blocked_until: float | None
+    waiters: int
+
+
+@dataclass(frozen=True)
+class KindStats:
+    """Grants of one kind: how many, how many had to wait, and the seconds waited in total."""
+
+    grants: int = 0
+    waits: int = 0
+    waited_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class PacerSnapshot:
+    """The pacer's buckets and counters at one loop time (for metrics and benchmarks)."""
+
+    at: float
+    buckets: tuple[BucketState, ...]
+    kinds: Mapping[Kind, KindStats]
+    waiting: int
+    throttled: int  # throttling answers observed: each is a pacing miss
+    corrections: int  # times a header lowered a bucket below our estimate
+
+    @property
+    def waits(self) -> int:
+        return sum(stats.waits for stats in self.kinds.values())
+
+    @property
+    def waited_s(self) -> float:
+        return sum(stats.waited_s for stats in self.kinds.values())
+
+
+class _Waiter:
+    __slots__ = ("deadline", "enqueued_at", "future", "group", "priority", "round")
+
+    def __init__(
+        self,
+        group: _GroupKey,
+        priority: tuple[int, float, int, int],
+        rnd: int,
+        now: float,
+        future: asyncio.Future[Grant],
+    ) -> None:
+        self.group = group
+        self.priority = priority
+        self.round = rnd
+        self.enqueued_at = now
+        self.future = future
+
+    def __lt__(self, other: _Waiter) -> bool:
+        return self.priority < other.priority
+
+
+class Pacer:
+    """Token buckets per subscription, region and kind of call, shared by the whole operator.
+
+    Time is the running loop's (`loop.time()`), so an emulated loop fast-forwards it. Waiters are served
+    earliest `deadline` first (loop time), round-robin by `key` among equal deadlines, those without a
+    deadline last; deletes wait while creates for the same subscription and region wait. `clock` is only
+    used to read a `Retry-After` given as an HTTP date when the answer carries no `Date`.
+    """
+
+    def __init__(self, config: PacerConfig | None = None, *, clock: Clock | None = None) -> None:
+        self.config = config or PacerConfig()
+        self._clock = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._buckets: dict[_BucketKey, TokenBucket] = {}
+        self._attached: dict[Kind, list[BucketSpec]] = {kind: [] for kind in KINDS}
+        self._learned: dict[str, BucketSpec] = {}
+        self._groups: dict[_GroupKey, list[_Waiter]] = {}
+        self._next_round: dict[str, int] = {}
+        self._vround = 0
+        self._seq = 0
+        self._stats: dict[Kind, KindStats] = {kind: KindStats() for kind in KINDS}
+        self._throttled = 0
+        self._corrections = 0
+        self._dispatch_soon: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- the callers' side
+
+    async def acquire(
+        self, kind: Kind, subscription_id: str, location: str, *, deadline: float | None = None, key: str = ""
+    ) -> Grant:
+        """Wait until every bucket of this kind has a token for the call, take them, and return the grant."""
+        self.config.specs(kind)  # rejects an unknown kind before anything waits
+        loop = self._bind()
+        now = loop.time()
+        group: _GroupKey = (kind, subscription_id, location)
+        if kind == "delete" and self.config.deletes_yield_to_creates:
+            yield_limit = now + self.config.delete_max_yield_s
+            deadline = yield_limit if deadline is None else min(deadline, yield_limit)
+        rnd = max(self._next_round.get(key, 0), self._vround)
+        self._next_round[key] = rnd + 1
+        self._seq += 1
+        priority = (0, deadline, rnd, self._seq) if deadline is not None else (1, 0.0, rnd, self._seq)
+        waiter = _Waiter(group, priority, rnd, now, loop.create_future())
+        heapq.heappush(self._groups.setdefault(group, []), waiter)
+        self._wake_soon()
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                for bucket in waiter.future.result().buckets:
+                    bucket.refund()
+            waiter.future.cancel()
+            self._wake_soon()
+            raise
+
+    @asynccontextmanager
+    async def slot(
+        self, kind: Kind, subscription_id: str, location: str, *, deadline: float | None = None, key: str = ""
+    ) -> AsyncIterator[Grant]:
+        """`acquire`, then run the body; a `Throttled` escaping the body blocks this budget for its retry_after."""
+        grant = await self.acquire(kind, subscription_id, location, deadline=deadline, key=key)
+        try:
+            yield grant
+        except Throttled as exc:
+            self.block(kind, subscription_id, location, exc.retry_after)
+            raise
+
+    def loop_deadline(self, when: datetime, now: datetime) -> float:
+        """The loop time of `when`, given the clock's `now` (to turn slot + startingDeadline into a deadline)."""
+        return self._bind().time() + (when - now).total_seconds()
+
+    # -- what Azure tells us
+
+    def observe(
+        self,
+        kind: Kind,
+        subscription_id: str,
+        location: str,
+        status: int,
+        headers: Mapping[str, str],
+        *,
+        grant: Grant | None = None,
+    ) -> None:
+        """Correct the buckets from an answer's rate-limit headers; on a throttling answer, block until Retry-After.
+
+        Pass the call's `grant` where known: calls granted after it are then not counted twice.
+        A 409 counts as throttling only with a `Retry-After` and a policy reported exhausted: Azure's other
+        409s (the per-disk snapshot window, a busy disk) are about one resource, not the budget.
+        """
+        now = self._bind().time()
+        remaining = parse_remaining(headers)
+        reported: list[tuple[TokenBucket, int]] = []
+        for policy, count in remaining.items():
+            spec = self._spec_for(kind, policy, count)
+            if spec is None:
+                continue
+            bucket = self._bucket(spec, subscription_id, location, now)
+            if policy in self._learned:
+                bucket.learn_capacity(count)
+            since = 0
+            if grant is not None and policy in grant.sequence:
+                since = max(0, bucket.taken_total - grant.sequence[policy])
+            if bucket.correct(count, since):
+                self._corrections += 1
+            reported.append((bucket, count))
+        exhausted = [bucket for bucket, count in reported if count <= 0]
+        has_retry_after = any(k.lower() in _RETRY_HEADERS for k in headers)
+        if status == 429 or (status == 409 and has_retry_after and exhausted):
+            self._throttled += 1
+            delay = retry_after_seconds(headers, self._clock.now() if self._clock else None)
+            if delay is None:
+                delay = self.config.default_retry_after_s
+            targets = exhausted or self._buckets_for(kind, subscription_id, location, now)
+            for bucket in targets:
+                bucket.block(now + delay)
+        self._wake_soon()
+
+    def block(self, kind: Kind, subscription_id: str, location: str, retry_after: float | None) -> None:
+        """Grant nothing of this kind here for `retry_after` seconds (the default when None), e.g. after a 429."""
+        now = self._bind().time()
+        delay = self.config.default_retry_after_s if retry_after is None else max(0.0, retry_after)
+        for bucket in self._buckets_for(kind, subscription_id, location, now):
+            bucket.block(now + delay)
+        self._wake_soon()
+
+    # -- introspection
+
+    def snapshot(self) -> PacerSnapshot:
+        now = self._bind().time()
+        waiting: dict[_BucketKey, int] = {}
+        total = 0
+        for (kind, sub, loc), heap in self._groups.items():
+            count = sum(1 for waiter in heap if not waiter.future.done())
+            total += count
+            if count:
+                for bucket in self._buckets_for(kind, sub, loc, now):
+                    key = self._key(bucket.spec, sub, loc)
+                    waiting[key] = waiting.get(key, 0) + count
+        states = []
+        for key, bucket in sorted(self._buckets.items()):
+            bucket.refill(now)
+            blocked = bucket.blocked_until if bucket.blocked_until > now else None
+            states.append(
+                BucketState(
+                    key[0],
+                    key[1],
+                    key[2],
+                    bucket.tokens,
+                    bucket.capacity,
+                    bucket.spec.capacity,
+                    blocked,
+                    waiting.get(key, 0),
+                )
+            )
+        return PacerSnapshot(now, tuple(states), dict(self._stats), total, self._throttled, self._corrections)
+
+    # -- buckets
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError("a Pacer serves one event loop")
+        return loop
+
+    @staticmethod
+    def _key(spec: BucketSpec, subscription_id: str, location: str) -> _BucketKey:
+        return (spec.policy, subscription_id, "" if spec.per_subscription else location)
+
+    def _bucket(self, spec: BucketSpec, subscription_id: str, location: str, now: float) -> TokenBucket:
+        key = self._key(spec, subscription_id, location)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(spec, self.config.margin, now)
+        bucket.refill(now)
+        return bucket
+
+    def _buckets_for(self, kind: Kind, subscription_id: str, location: str, now: float) -> list[TokenBucket]:
+        specs = (*self.config.specs(kind), *self._attached[kind])
+        return [self._bucket(spec, subscription_id, location, now) for spec in specs]
+
+    def _spec_for(self, kind: Kind, policy: str, remaining: int) -> BucketSpec | None:
+        """The spec of a policy Azure charged this kind of call to; attach (or learn) one the config lacks."""
+        for spec in (*self.config.specs(kind), *self._attached[kind]):
+            if spec.policy == policy:
+                return spec
+        if not self.config.learn_policies:
+            return None
+        known = self._learned.get(policy)
+        if known is None:
+            known = next((spec for other in KINDS for spec in self.config.specs(other) if spec.policy == policy), None)
+        if known is None:
+            period = period_from_policy(policy)
+            if period is None:
+                return None
+            known = self._learned[policy] = BucketSpec(policy, remaining + 1, period)
+        self._attached[kind].append(known)
+        return known
+
+    # -- dispatch: grant what the budget allows, in order, then sleep until the next token
+
+    def _wake_soon(self) -> None:
+        if self._dispatch_soon is None and self._loop is not None:
+            self._dispatch_soon = self._loop.call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        assert self._loop is not None
+        self._dispatch_soon = None
+        now = self._loop.time()
+        reserved: set[int] = set()  # buckets a higher-priority waiter is waiting on: nobody behind may take them
+        wake = math.inf
+        heads: list[tuple[tuple[int, float, int, int], _GroupKey]] = []
+        for group, heap in list(self._groups.items()):
+            while heap and heap[0].future.done():
+                heapq.heappop(heap)
+            if heap:
+                heads.append((heap[0].priority, group))
+            else:
+                del self._groups[group]
+        heapq.heapify(heads)
+        held: list[_GroupKey] = []
+        while heads:
+            _, group = heapq.heappop(heads)
+            kind, sub, loc = group
+            heap = self._groups[group]
+            waiter = heap[0]
+            if kind == "delete" and self._delete_held(waiter, now):
+                held.append(group)  # reconsidered once the creates have had their turn
+                continue
+            buckets = self._buckets_for(kind, sub, loc, now)
+            if self._try_grant(waiter, buckets, reserved, now):
+                heapq.heappop(heap)
+                while heap and heap[0].future.done():
+                    heapq.heappop(heap)
+                if heap:
+                    heapq.heappush(heads, (heap[0].priority, group))
+            else:
+                wake = min(wake, self._ready_at(buckets, now))
+        for group in held:
+            kind, sub, loc = group
+            heap = self._groups[group]
+            if self.config.deletes_yield_to_creates and self._creates_waiting(sub, loc):
+                wake = min(wake, heap[0].enqueued_at + self.config.delete_max_yield_s)
+                continue
+            buckets = self._buckets_for(kind, sub, loc, now)
+            while heap and self._try_grant(heap[0], buckets, reserved, now):
+                heapq.heappop(heap)
+                while heap and heap[0].future.done():
+                    heapq.heappop(heap)
+            if heap:
+                wake = min(wake, self._ready_at(buckets, now))
+        self._arm_timer(wake, now)
+        self._forget_rounds()
+
+    def _delete_held(self, waiter: _Waiter, now: float) -> bool:
+        config = self.config
+        overdue = now >= waiter.enqueued_at + config.delete_max_yield_s
+        return config.deletes_yield_to_creates and not overdue
+
+    def _creates_waiting(self, subscription_id: str, location: str) -> bool:
+        """Creates waiting in this subscription and region (any region when the delete's is unknown: "")."""
+        return any(
+            not waiter.future.done()
+            for (kind, sub, loc), heap in self._groups.items()
+            if kind == "create" and sub == subscription_id and (loc == location or not location)
+            for waiter in heap
+        )
+
+    def _try_grant(self, waiter: _Waiter, buckets: list[TokenBucket], reserved: set[int], now: float) -> bool:
+        lacking = [bucket for bucket in buckets if id(bucket) in reserved or not bucket.available(now)]
+        if lacking:
+            reserved.update(id(bucket) for bucket in lacking)
+            return False
+        kind, sub, loc = waiter.group
+        sequence = {bucket.spec.policy: bucket.take() for bucket in buckets}
+        waited = max(0.0, now - waiter.enqueued_at)
+        stats = self._stats[kind]
+        self._stats[kind] = KindStats(stats.grants + 1, stats.waits + (waited > 0), stats.waited_s + waited)
+        self._vround = max(self._vround, waiter.round)
+        waiter.future.set_result(Grant(kind, sub, loc, now, waited, sequence, tuple(buckets)))
+        return True
+
+    @staticmethod
+    def _ready_at(buckets: list[TokenBucket], now: float) -> float:
+        """When the missing tokens will be there; inf if only a reservation holds the waiter (its holder wakes us)."""
+        missing = [bucket.ready_at(now) for bucket in buckets if not bucket.available(now)]
+        return max(missing) if missing else math.inf
+
+    def _arm_timer(self, wake: float, now: float) -> None:
+        assert self._loop is not None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if math.isfinite(wake):
+            self._timer = self._loop.call_at(max(wake, now + _MIN_STEP), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _forget_rounds(self) -> None:
+        """Keys at or behind the current round carry no credit: drop them so the table stays small."""
+        if len(self._next_round) > _ROUND_TABLE_LIMIT:
+            self._next_round = {key: rnd for key, rnd in self._next_round.items() if rnd > self._vround}
+
+
+_RETRY_HEADERS: Final = frozenset({"retry-after", "retry-after-ms", "x-ms-retry-after-ms"})
+
+#: The deadline and fairness key of the calls the current task makes (see `pacing`).
+_PRIORITY: ContextVar[tuple[float | None, str]] = ContextVar("azsnap_pacing_priority", default=(None, ""))
+#: The grant of the current task's latest call, so its answers correct the right buckets.
+_LAST_GRANT: ContextVar[Grant | None] = ContextVar("azsnap_pacing_grant", default=None)
+
+
+@contextmanager
+def pacing(deadline: float | None = None, key: str = "") -> Iterator[None]:
+    """Calls made inside (through `PacerHooks`) wait with this loop-time deadline and fairness key (the disk)."""
+    token = _PRIORITY.set((deadline, key))
+    try:
+        yield
+    finally:
+        _PRIORITY.reset(token)
+
+
+class PacerHooks:
+    """The Azure adapter's `before_request` and `on_response` hooks, backed by one shared `Pacer`.
+
+    `before_request` waits for a token for the operation's kind (operations outside `OPERATION_KINDS` pass);
+    `on_response` feeds every answer of the same task (retries, pages and polls included) to `Pacer.observe`.
+    """
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
+
+    async def before_request(self, operation: str, subscription_id: str, location: str) -> None:
+        kind = OPERATION_KINDS.get(operation)
+        if kind is None:
+            return
+        deadline, key = _PRIORITY.get()
+        _LAST_GRANT.set(await self.pacer.acquire(kind, subscription_id, location, deadline=deadline, key=key))
+
+    def on_response(self, operation: str, status: int, headers: Mapping[str, str]) -> None:
+        kind = OPERATION_KINDS.get(operation)
+        grant = _LAST_GRANT.get()
+        if kind is None or grant is None:
+            return
+        own = grant if grant.kind == kind else None
+        self.pacer.observe(kind, grant.subscription_id, grant.location, status, headers, grant=own)
