@@ -9,6 +9,7 @@ from typing import Any
 import lupa.lua51
 import lupa.lua54
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -222,9 +223,6 @@ def test_script_uses_no_library_argo_cd_withholds() -> None:
 
 def test_install_doc_embeds_the_packaged_script() -> None:
     doc = (ROOT / "docs" / "install.md").read_text()
-    match = re.search(
-        r"resource\.customizations\.health\.azsnap\.io_SnapshotPolicy: \|\n(?P<body>(?:    .*\n|\n)+)", doc
-    )
-    assert match, "docs/install.md must show the argocd-cm key with the script"
-    embedded = "\n".join(line[4:] for line in match.group("body").rstrip("\n").splitlines())
-    assert embedded.strip() == SCRIPT.strip()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", doc, re.S) if "name: argocd-cm" in b]
+    assert len(blocks) == 1, "docs/install.md must show the argocd-cm ConfigMap once"
+    assert blocks[0]["data"]["resource.customizations.health.azsnap.io_SnapshotPolicy"] == SCRIPT

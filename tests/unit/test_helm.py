@@ -540,3 +540,50 @@ def test_notes_warn_about_what_needs_doing(helm: str) -> None:
     assert "azure.clientId is empty" not in configured.stdout
     assert "every SnapshotPolicy is refused" not in configured.stdout
     assert "kubectl apply --server-side -f crds/snapshotpolicies.azsnap.io.yaml" in configured.stdout
+
+
+# -- the Azure side of a deployment ----------------------------------------------------------------------------
+
+ROLE_ACTIONS = {
+    "Microsoft.Compute/disks/read",
+    "Microsoft.Compute/disks/beginGetAccess/action",
+    "Microsoft.Compute/snapshots/read",
+    "Microsoft.Compute/snapshots/write",
+    "Microsoft.Compute/snapshots/delete",
+}
+
+
+def test_azure_role_has_exactly_the_actions_azsnap_needs() -> None:
+    role = json.loads((ROOT / "docs" / "azure" / "azsnap-role.json").read_text())
+    assert role["IsCustom"] is True
+    assert len(role["Actions"]) == len(set(role["Actions"])) == len(ROLE_ACTIONS)
+    assert set(role["Actions"]) == ROLE_ACTIONS
+    assert role["NotActions"] == role["DataActions"] == role["NotDataActions"] == []
+    for action in role["Actions"]:
+        assert "*" not in action
+    for scope in role["AssignableScopes"]:
+        assert re.fullmatch(r"/subscriptions/[^/*]+/resourceGroups/[^/*]+", scope), f"{scope} is not a resource group"
+
+
+def test_azure_setup_doc_walks_through_identity_federation_role_and_assignments() -> None:
+    doc = (ROOT / "docs" / "azure-setup.md").read_text()
+    for step in (
+        "az aks show",
+        "oidcIssuerProfile.issuerUrl",
+        "az identity create",
+        "az identity federated-credential create",
+        "system:serviceaccount:${NAMESPACE}:${SERVICE_ACCOUNT}",
+        "api://AzureADTokenExchange",
+        "az role definition create --role-definition @",
+        "docs/azure/azsnap-role.json",
+        "az role assignment create",
+    ):
+        assert step in doc, step
+    for action in ROLE_ACTIONS:
+        assert f"`{action}`" in doc
+
+
+def test_install_doc_scenarios_match_the_values_files() -> None:
+    doc = (ROOT / "docs" / "install.md").read_text()
+    listed = set(re.findall(r"^\| `([\w-]+)\.yaml` \|", doc, re.M))
+    assert listed == set(SCENARIOS)
