@@ -50,7 +50,7 @@ class Observer:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         #: Creation times azsnap itself saw accepted, per disk (lower-cased ID): covers the window even when a
         #: list answer is older than the create.
-        self._recent_creates: dict[str, list[datetime]] = {}
+        self._recent_creates: dict[str, dict[str, datetime]] = {}
 
     @staticmethod
     def _key(subscription_id: str, resource_group: str) -> tuple[str, str]:
@@ -91,7 +91,8 @@ class Observer:
             if snapshot.time_created is None:
                 snapshot = replace(snapshot, time_created=self._clock.now())
             entry.snapshots[snapshot.name.lower()] = snapshot
-        self._recent_creates.setdefault(disk.id.lower(), []).append(snapshot.time_created or self._clock.now())
+        created = snapshot.time_created or self._clock.now()
+        self._recent_creates.setdefault(disk.id.lower(), {})[snapshot.name.lower()] = created
 
     def record_deleted(self, subscription_id: str, resource_group: str, name: str) -> None:
         entry = self._groups.get(self._key(subscription_id, resource_group))
@@ -106,7 +107,8 @@ class Observer:
         """Creation times of every snapshot of the disk inside the rolling window, whoever made it."""
         now = self._clock.now()
         since = now - window
-        times = {s.time_created for s in observed if s.time_created is not None and s.time_created > since}
-        local = [t for t in self._recent_creates.get(disk.id.lower(), []) if t > since]
+        seen = {s.name.lower(): s.time_created for s in observed if s.time_created is not None}
+        local = {n: t for n, t in self._recent_creates.get(disk.id.lower(), {}).items() if t > since}
         self._recent_creates[disk.id.lower()] = local
-        return sorted(times | set(local))
+        merged = {**local, **seen}
+        return sorted(t for t in merged.values() if t > since)
