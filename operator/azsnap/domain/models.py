@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
     BaseModel,
@@ -25,9 +26,14 @@ from azsnap.domain.durations import format_duration, parse_duration
 __all__ = [
     "API_GROUP",
     "API_VERSION",
+    "CRON_PATTERN",
     "DISK_ID_PATTERN",
     "KIND",
+    "MAX_USER_TAGS",
     "PLURAL",
+    "RESERVED_TAG_PREFIX",
+    "RESOURCE_GROUP_PATTERN",
+    "TIME_ZONE_PATTERN",
     "Condition",
     "DeletionPolicy",
     "DiskRef",
@@ -49,14 +55,32 @@ API_VERSION: Final = "v1alpha1"
 KIND: Final = "SnapshotPolicy"
 PLURAL: Final = "snapshotpolicies"
 
+# The patterns below are shared with the CRD schema, where the API server evaluates them with Go's RE2:
+# they use only syntax RE2 and Python's `re` read the same way (ASCII classes, no `\w`, no look-around).
+
 #: ARM resource ID of a managed disk. ARM compares IDs case-insensitively, so does this pattern.
 DISK_ID_PATTERN: Final = (
     r"(?i)^/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-    r"/resourceGroups/[-\w.()]{1,90}/providers/Microsoft\.Compute/disks/[A-Za-z0-9_.-]{1,80}$"
+    r"/resourceGroups/[-a-z0-9_.()]{0,89}[-a-z0-9_()]/providers/Microsoft\.Compute/disks/[a-z0-9][a-z0-9_.-]{0,79}$"
 )
 _DISK_ID: Final = re.compile(DISK_ID_PATTERN)
+MAX_DISK_ID: Final = 300
 #: Azure resource group names: 1-90 of letters, digits, `_`, `-`, `.`, `(`, `)`, not ending in `.`.
-RESOURCE_GROUP_PATTERN: Final = r"^[-\w.()]{0,89}[-\w()]$"
+RESOURCE_GROUP_PATTERN: Final = r"^[-A-Za-z0-9_.()]{0,89}[-A-Za-z0-9_()]$"
+_RESOURCE_GROUP: Final = re.compile(RESOURCE_GROUP_PATTERN)
+#: The CRD's first check of a cron line: a macro such as `@daily`, or five whitespace-separated fields.
+#: The model leaves cron lines to `schedule.validate_schedule`, which explains what is wrong with one.
+CRON_PATTERN: Final = r"^\s*(@[A-Za-z]+|\S+(\s+\S+){4})\s*$"
+MAX_CRON: Final = 100
+#: The shape of an IANA time zone name (`Europe/Berlin`, `Etc/GMT+5`); the name must also be known.
+TIME_ZONE_PATTERN: Final = r"^[A-Za-z][-A-Za-z0-9_+]*(/[A-Za-z0-9][-A-Za-z0-9_+]*){0,2}$"
+_TIME_ZONE: Final = re.compile(TIME_ZONE_PATTERN)
+MAX_TIME_ZONE: Final = 64
+#: Durations in a policy are short; the cap also keeps `timedelta` far from overflowing.
+MAX_DURATION_TEXT: Final = 20
+#: Upper bounds of the retention counts, shared with the CRD schema.
+MAX_COUNT: Final = 500
+MAX_YEARLY: Final = 100
 #: Tag keys Azure refuses: `< > % & \ ? /`.
 _BAD_TAG_KEY: Final = re.compile(r"[<>%&\\?/]")
 #: Tags azsnap itself writes; leaves room under Azure's 50-tag cap and forbids user collisions.
@@ -67,7 +91,27 @@ MAX_USER_TAGS: Final = 40
 def _duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
+    if isinstance(value, str) and len(value) > MAX_DURATION_TEXT:
+        raise ValueError(f"a duration is at most {MAX_DURATION_TEXT} characters, e.g. '4h' or '7d'")
     return parse_duration(value)
+
+
+def _bounded(value: timedelta, *, low: timedelta, high: timedelta) -> timedelta:
+    if value < low:
+        raise ValueError(f"must be at least {format_duration(low)}")
+    if value > high:
+        raise ValueError(f"must be at most {format_duration(high)}")
+    return value
+
+
+@cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+#: A count in the spec: an integer, never a string or float that looks like one (the CRD says `integer`).
+StrictCount = Annotated[int, Field(strict=True)]
+StrictBool = Annotated[bool, Field(strict=True)]
 
 
 #: A duration written as `30m`, `4h`, `7d`; serialized back in the same notation.
@@ -98,7 +142,7 @@ class DiskCoordinates:
 
 def parse_disk_id(disk_id: str) -> DiskCoordinates:
     """Split a managed disk's ARM ID into subscription, resource group and name."""
-    if not _DISK_ID.match(disk_id):
+    if not isinstance(disk_id, str) or len(disk_id) > MAX_DISK_ID or not _DISK_ID.fullmatch(disk_id):
         raise ValueError(
             f"{disk_id!r} is not the ARM ID of a managed disk; expected "
             "/subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Compute/disks/<name>"
@@ -110,7 +154,7 @@ def parse_disk_id(disk_id: str) -> DiskCoordinates:
 class DiskRef(_Model):
     """Which managed disk the policy snapshots."""
 
-    id: str = Field(description="ARM resource ID of the managed disk.")
+    id: str = Field(description="ARM resource ID of the managed disk.", max_length=MAX_DISK_ID)
 
     @field_validator("id")
     @classmethod
@@ -126,20 +170,32 @@ class DiskRef(_Model):
 class ScheduleSpec(_Model):
     """When snapshots are taken: `every` or `cron`, in a time zone."""
 
-    cron: str | None = None
+    cron: str | None = Field(default=None, max_length=MAX_CRON)
     every: Duration | None = None
-    time_zone: str = "UTC"
+    time_zone: str = Field(default="UTC", max_length=MAX_TIME_ZONE)
     starting_deadline: Duration = timedelta(hours=1)
     jitter: Duration | None = None
 
     @field_validator("time_zone")
     @classmethod
     def _valid_zone(cls, value: str) -> str:
+        if value != "UTC" and (not _TIME_ZONE.fullmatch(value) or value not in _known_zones()):
+            raise ValueError(f"unknown IANA time zone {value[:40]!r}; use a name such as 'Europe/Berlin' or 'UTC'")
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {value!r}; use a name such as 'Europe/Berlin'") from exc
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            raise ValueError(f"unknown IANA time zone {value[:40]!r}; use a name such as 'Europe/Berlin'") from exc
         return value
+
+    @field_validator("starting_deadline")
+    @classmethod
+    def _valid_deadline(cls, value: timedelta) -> timedelta:
+        return _bounded(value, low=timedelta(minutes=1), high=timedelta(days=7))
+
+    @field_validator("jitter")
+    @classmethod
+    def _valid_jitter(cls, value: timedelta | None) -> timedelta | None:
+        return None if value is None else _bounded(value, low=timedelta(0), high=timedelta(days=1))
 
     @field_validator("every")
     @classmethod
@@ -149,6 +205,8 @@ class ScheduleSpec(_Model):
         seconds = int(value.total_seconds())
         if seconds < 3600:
             raise ValueError("must be at least 1h")
+        if seconds > 366 * 86400:
+            raise ValueError("must be at most 366d")
         if seconds % 3600:
             raise ValueError("must be a whole number of hours")
         if 86400 % seconds and seconds % 86400:
@@ -159,8 +217,6 @@ class ScheduleSpec(_Model):
     def _exactly_one(self) -> ScheduleSpec:
         if (self.cron is None) == (self.every is None):
             raise ValueError("set exactly one of 'cron' and 'every'")
-        if self.starting_deadline <= timedelta(0):
-            raise ValueError("startingDeadline must be positive")
         return self
 
     @property
@@ -171,14 +227,19 @@ class ScheduleSpec(_Model):
 class RetentionSpec(_Model):
     """Which snapshots to keep; a snapshot is kept if any rule keeps it."""
 
-    keep_last: int | None = Field(default=None, ge=1, le=500)
+    keep_last: StrictCount | None = Field(default=None, ge=1, le=MAX_COUNT)
     max_age: Duration | None = None
-    hourly: int | None = Field(default=None, ge=1, le=500)
-    daily: int | None = Field(default=None, ge=1, le=500)
-    weekly: int | None = Field(default=None, ge=1, le=500)
-    monthly: int | None = Field(default=None, ge=1, le=500)
-    yearly: int | None = Field(default=None, ge=1, le=100)
-    min_keep: int = Field(default=1, ge=1, le=500)
+    hourly: StrictCount | None = Field(default=None, ge=1, le=MAX_COUNT)
+    daily: StrictCount | None = Field(default=None, ge=1, le=MAX_COUNT)
+    weekly: StrictCount | None = Field(default=None, ge=1, le=MAX_COUNT)
+    monthly: StrictCount | None = Field(default=None, ge=1, le=MAX_COUNT)
+    yearly: StrictCount | None = Field(default=None, ge=1, le=MAX_YEARLY)
+    min_keep: StrictCount = Field(default=1, ge=1, le=MAX_COUNT)
+
+    @field_validator("max_age")
+    @classmethod
+    def _valid_max_age(cls, value: timedelta | None) -> timedelta | None:
+        return None if value is None else _bounded(value, low=timedelta(hours=1), high=timedelta(days=36600))
 
     @model_validator(mode="after")
     def _at_least_one(self) -> RetentionSpec:
@@ -187,8 +248,6 @@ class RetentionSpec(_Model):
             raise ValueError(
                 "set at least one retention rule: keepLast, maxAge, hourly, daily, weekly, monthly or yearly"
             )
-        if self.max_age is not None and self.max_age <= timedelta(0):
-            raise ValueError("maxAge must be positive")
         return self
 
 
@@ -203,10 +262,20 @@ class SnapshotSku(StrEnum):
 class SnapshotSpec(_Model):
     """How snapshots are made."""
 
-    incremental: bool = True
-    resource_group: str | None = Field(default=None, pattern=RESOURCE_GROUP_PATTERN)
+    incremental: StrictBool = True
+    resource_group: str | None = Field(default=None, max_length=90)
     sku: SnapshotSku | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, Annotated[str, Field(max_length=256)]] = Field(default_factory=dict)
+
+    @field_validator("resource_group")
+    @classmethod
+    def _valid_group(cls, value: str | None) -> str | None:
+        if value is not None and not _RESOURCE_GROUP.fullmatch(value):
+            raise ValueError(
+                f"{value[:40]!r} is not a resource group name: 1-90 ASCII letters, digits, '_', '-', '.', '(' "
+                "or ')', not ending in '.'"
+            )
+        return value
 
     @field_validator("tags")
     @classmethod
@@ -239,7 +308,7 @@ class SnapshotPolicySpec(_Model):
     schedule: ScheduleSpec
     retention: RetentionSpec
     snapshot: SnapshotSpec = Field(default_factory=SnapshotSpec)
-    suspend: bool = False
+    suspend: StrictBool = False
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
 
 
@@ -297,3 +366,7 @@ class SnapshotPolicyStatus(_Model):
     last_on_demand_token: str | None = None
     #: Scheduled slots up to this instant have been accounted for (taken or counted in missedSlots).
     slots_accounted_until: datetime | None = None
+    #: The disk's name (the last segment of `spec.disk.id`), for `kubectl get`.
+    disk_name: str | None = None
+    #: A one-line summary of the schedule (`0 * * * * Europe/Berlin`, `every 4h`), for `kubectl get`.
+    schedule: str | None = None
