@@ -284,7 +284,12 @@ class Pacer:
     # -- buckets
 
     def _bind(self) -> asyncio.AbstractEventLoop:
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            if self._loop is None:
+                raise
+            return self._loop  # e.g. a snapshot taken after the loop stopped
         if self._loop is None:
             self._loop = loop
         elif self._loop is not loop:
