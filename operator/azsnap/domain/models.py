@@ -91,8 +91,11 @@ MAX_USER_TAGS: Final = 40
 def _duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, str) and len(value) > MAX_DURATION_TEXT:
-        raise ValueError(f"a duration is at most {MAX_DURATION_TEXT} characters, e.g. '4h' or '7d'")
+    if isinstance(value, str):
+        if len(value) > MAX_DURATION_TEXT:
+            raise ValueError(f"a duration is at most {MAX_DURATION_TEXT} characters, e.g. '4h' or '7d'")
+        if value != value.strip():
+            raise ValueError(f"{value!r} has spaces around it; write the duration alone, e.g. '4h'")
     return parse_duration(value)
 
 
@@ -142,7 +145,8 @@ class DiskCoordinates:
 
 def parse_disk_id(disk_id: str) -> DiskCoordinates:
     """Split a managed disk's ARM ID into subscription, resource group and name."""
-    if not isinstance(disk_id, str) or len(disk_id) > MAX_DISK_ID or not _DISK_ID.fullmatch(disk_id):
+    # ASCII first: under `(?i)` both regex engines also match look-alikes such as the Kelvin sign for `k`.
+    if not disk_id.isascii() or len(disk_id) > MAX_DISK_ID or not _DISK_ID.fullmatch(disk_id):
         raise ValueError(
             f"{disk_id!r} is not the ARM ID of a managed disk; expected "
             "/subscriptions/<guid>/resourceGroups/<group>/providers/Microsoft.Compute/disks/<name>"
