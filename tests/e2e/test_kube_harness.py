@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 import kopf
 import pytest
+from tests.support.kube import SNAPSHOT_POLICY, eventually, policy_manifest
 
 from azsnap.domain.models import API_GROUP, API_VERSION, PLURAL
 from azsnap.emulator.kubernetes import KubeEmulator, run_operator
-from tests.support.kube import SNAPSHOT_POLICY, eventually, policy_manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,9 @@ def policy(kube: KubeEmulator, name: str = "p1") -> dict[str, Any] | None:
 
 
 @pytest.mark.looptime
-async def test_create_runs_the_handler_patches_status_via_the_subresource_and_posts_an_event(kube: KubeEmulator) -> None:
+async def test_create_runs_the_handler_patches_status_via_the_subresource_and_posts_an_event(
+    kube: KubeEmulator,
+) -> None:
     toy = toy_operator()
     async with run_operator(toy.registry, kube=kube, namespaces=["default"]):
         kube.apply(policy_manifest("p1", {"every": "1h"}))
@@ -220,6 +222,7 @@ async def test_status_subresource_writes_only_status(kube: KubeEmulator) -> None
     assert body["metadata"]["generation"] == 1
 
 
+@pytest.mark.looptime
 async def test_watch_resumes_from_a_resource_version_and_too_old_ones_get_410(kube: KubeEmulator) -> None:
     since = kube.apply(policy_manifest("p1"))["metadata"]["resourceVersion"]
     kube.patch(*SNAPSHOT_POLICY, "default", "p1", {"spec": {"every": "1h"}})

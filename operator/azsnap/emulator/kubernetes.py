@@ -31,6 +31,7 @@ import contextlib
 import contextvars
 import copy
 import dataclasses
+import hashlib
 import json
 import logging
 import random
@@ -549,9 +550,42 @@ class KubeApiServer(kmock.KubernetesEmulator):
             name = path[len("/apis/") :]
             return self._group(name, groups[name])
         if path == "/":
-            paths = ["/api", "/apis", "/version"] + [f"/apis/{name}" for name in groups if name]
+            paths = ["/api", "/apis", "/version", "/openapi/v3"] + [f"/apis/{name}" for name in groups if name]
             return {"paths": sorted(paths)}
+        if path.startswith("/openapi/v3"):
+            return self._openapi(path[len("/openapi/v3/") :])
         raise _error(404, "NotFound", f"the server could not find the requested resource: {path}")
+
+    def _openapi(self, group_version: str) -> Any:
+        # Just enough OpenAPI v3 for kubectl to see that PATCH takes `fieldValidation` and so to leave validation
+        # to the server (which accepts any fields: there are no schemas here) instead of refusing to apply.
+        documents = {
+            (f"apis/{group}/{version}" if group else f"api/{version}"): (group, version)
+            for group, version, _, _ in self.served()
+        }
+        if not group_version:
+            served = sorted((group, version, plural, str(info.kind)) for group, version, plural, info in self.served())
+            digest = hashlib.sha256(json.dumps(served).encode()).hexdigest()[:16]  # kubectl caches by it
+            return {"paths": {key: {"serverRelativeURL": f"/openapi/v3/{key}?hash={digest}"} for key in documents}}
+        if group_version not in documents:
+            raise _error(404, "NotFound", f"no OpenAPI document for {group_version}")
+        paths: dict[str, Any] = {}
+        for group, version, plural, info in self.served():
+            if documents[group_version] != (group, version):
+                continue
+            prefix = f"/{group_version}" + ("/namespaces/{namespace}" if info.namespaced else "")
+            gvk = {"group": group, "version": version, "kind": info.kind}
+            operation = {
+                "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "OK"}},
+                "x-kubernetes-group-version-kind": gvk,
+            }
+            paths[f"{prefix}/{plural}"] = {"post": dict(operation, **{"x-kubernetes-action": "post"})}
+            paths[f"{prefix}/{plural}/{{name}}"] = {
+                verb: dict(operation, **{"x-kubernetes-action": verb}) for verb in ("put", "patch")
+            }
+        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths,
+                "components": {"schemas": {}}}  # fmt: skip
 
     @staticmethod
     def _group(name: str, versions: list[str]) -> dict[str, Any]:
