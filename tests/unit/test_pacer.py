@@ -493,7 +493,13 @@ async def test_hooks_pace_by_operation_and_feed_answers_back() -> None:
     hooks = PacerHooks(pacer)
     with pacing(deadline=100.0, key="disk-1"):
         await hooks.before_request("snapshots.create", SUB, LOC)
-        hooks.on_response("snapshots.create", 429, {"Retry-After": "40"})
+
+        async def poll() -> None:  # an LRO poll runs in a task of its own (wait_for): it sees the grant too
+            hooks.on_response("operations.get", 200, {RESOURCE: "Microsoft.Compute/LowCostGet3Min;10"})
+            hooks.on_response("snapshots.create", 429, {"Retry-After": "40"})
+
+        await asyncio.wait_for(poll(), timeout=None)
+    assert tokens(pacer, "Microsoft.Compute/LowCostGet3Min") == 10  # the poll corrected its region's get budget
     await hooks.before_request("subscriptions.get", SUB, LOC)  # not paced
     await hooks.before_request("snapshots.create", SUB, LOC)
     assert asyncio.get_running_loop().time() == pytest.approx(40, abs=2e-3)

@@ -393,10 +393,9 @@ class Pacer:
     def _creates_waiting(self, subscription_id: str, location: str) -> bool:
         """Creates waiting in this subscription and region (any region when the delete's is unknown: "")."""
         return any(
-            not waiter.future.done()
+            not heap[0].future.done()  # heads are pruned of finished waiters before this is asked
             for (kind, sub, loc), heap in self._groups.items()
-            if kind == "create" and sub == subscription_id and (loc == location or not location)
-            for waiter in heap
+            if heap and kind == "create" and sub == subscription_id and (loc == location or not location)
         )
 
     def _try_grant(self, waiter: _Waiter, buckets: list[TokenBucket], reserved: set[int], now: float) -> bool:
