@@ -104,7 +104,7 @@ class PacerSnapshot:
 
 
 class _Waiter:
-    __slots__ = ("deadline", "enqueued_at", "future", "group", "priority", "round")
+    __slots__ = ("enqueued_at", "future", "group", "priority", "round")
 
     def __init__(
         self,
