@@ -82,25 +82,21 @@ class _Handler:
         self.emu = emulator
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
-        operation = "unknown"
-        status = 0
+        seen = ["unknown"]  # the operation, once routed
+        status = 0  # a dropped connection is recorded with status 0
         try:
-            response = await self._answer(request)
-            operation = request.get("azsnap_operation", operation)
+            response = await self._answer(request, seen)
             status = response.status
             return response
-        except _Dropped:
-            operation = request.get("azsnap_operation", operation)
-            raise
         finally:
-            self.emu.record(request.method, request.path, status, request.get("azsnap_operation", operation))
+            self.emu.record(request.method, request.path, status, seen[0])
 
-    async def _answer(self, request: web.Request) -> web.StreamResponse:
+    async def _answer(self, request: web.Request, seen: list[str]) -> web.StreamResponse:
         headers = {"x-ms-request-id": str(uuid.uuid4()), "x-ms-correlation-request-id": str(uuid.uuid4())}
         rate_headers: dict[str, str] = {}
         try:
             match, operation = self._route(request)
-            request["azsnap_operation"] = operation
+            seen[0] = operation
             if not request.headers.get("Authorization", "").strip():
                 raise ArmError(
                     401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."

@@ -443,7 +443,6 @@ class Store:
                 f"Operation 'Create incremental snapshot' is not allowed on disk '{disk.name}': at most "
                 f"{self.config.window_creates} incremental snapshots of a disk may be created in {minutes} minutes. "
                 f"Retry after {wait} seconds.",
-                headers={"Retry-After": str(wait)},
             )
         existing = sum(
             1
@@ -470,7 +469,6 @@ class Store:
                 "OperationNotAllowed",
                 f"Too many snapshots of disk '{disk.name}' are still copying in the background: at most "
                 f"{self.config.max_pending_copies} may be pending. Retry after a pending copy completes.",
-                headers={"Retry-After": "60"},
             )
 
     # ---- delete and operations ---------------------------------------------------------------------------------
