@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -36,10 +37,14 @@ def configure_kopf(settings: kopf.OperatorSettings, azsnap_settings: Settings) -
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = settings.watching.server_timeout or 600
     settings.networking.error_backoffs = [1, 2, 5, 10, 30]
+    # azsnap watches only its own CRD: no namespace or CRD scanning, so no RBAC for them is needed.
+    settings.scanning.disabled = True
     if azsnap_settings.peering:
         settings.peering.name = azsnap_settings.peering
         settings.peering.standalone = False
         settings.peering.mandatory = True
+        # Peers of equal priority all pause; a random priority per process lets exactly one act.
+        settings.peering.priority = secrets.randbelow(1_000_000) + 1
     else:
         settings.peering.standalone = True
 
