@@ -53,6 +53,31 @@ def run(
     )
 
 
+@app.command()
+def emulator(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(0, help="Port to listen on; 0 picks a free one."),
+    disks: int = typer.Option(3, help="Standard SSD disks to seed: disk-0 … disk-<N-1>."),
+    premium_v2_disks: int = typer.Option(0, "--premium-v2-disks", help="Premium SSD v2 disks to seed: pv2-disk-0 …"),
+    no_throttling: bool = typer.Option(
+        False, "--no-throttling", help="Never answer 429 (limits per disk still apply)."
+    ),
+    state: str | None = typer.Option(None, help="JSON file: loaded at start if it exists, saved on exit."),
+) -> None:
+    """Run the Azure Compute emulator; prints one line of JSON (base_url, ca_bundle, ...), serves until interrupted."""
+    import asyncio
+    from pathlib import Path
+
+    from azsnap.emulator.standalone import StandaloneOptions, run_standalone
+
+    options = StandaloneOptions(host, port, disks, premium_v2_disks, not no_throttling, Path(state) if state else None)
+    try:
+        asyncio.run(run_standalone(options))
+    except (OSError, ValueError) as exc:
+        typer.echo(f"azsnap emulator: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
 def main() -> None:
     """Entry point of the `azsnap` console script."""
     app()
