@@ -9,7 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from azsnap.emulator.state import DiskRecord, Key, Operation, SnapshotRecord, Store
+from azsnap.emulator.records import DiskRecord, Key, Operation, SnapshotRecord
+from azsnap.emulator.state import Store
 
 __all__ = ["FORMAT", "dump_store", "load_store", "read_state", "write_state"]
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from azsnap.emulator.arm import ArmError
 from azsnap.emulator.config import API_VERSION
 from azsnap.emulator.control import add_control_routes
-from azsnap.emulator.state import Operation
+from azsnap.emulator.records import Operation
 
 if TYPE_CHECKING:
     from azsnap.emulator.emulator import Emulator
