@@ -59,6 +59,7 @@ class Settings(BaseModel):
     log_format: str = Field(default="json", pattern="^(json|plain)$")
     scope_file: str | None = None  # the tenancy allow-list (a mounted ConfigMap key); unset: no allow-list
     tick_seconds: float = Field(default=60.0, gt=0)  # how often each policy's timer checks whether it is due
+    pacing: bool = True  # wait for Azure's request budget before each call (docs/pacing.md); off: call at once
 
     @property
     def resolved_arm_endpoint(self) -> str:

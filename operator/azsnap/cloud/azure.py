@@ -76,8 +76,9 @@ class AzureCloud(CloudClient):
 
     Long-running operations are waited for at most `options.lro_timeout`; past it the Azure operation goes on,
     `create_snapshot` returns the snapshot as last seen (still Creating) and `delete_snapshot` returns.
-    `before_request` is awaited before every call azsnap makes (a pacer's hook; LRO polls and page fetches go
-    through azure-core without it); `on_response` sees every HTTP answer, retries and polls included.
+    `before_request` is awaited before every call azsnap makes and every further page of a list (a pacer's
+    hook; LRO polls go through azure-core without it); `on_response` sees every HTTP answer, retries and polls
+    included.
     """
 
     def __init__(
@@ -184,7 +185,13 @@ class AzureCloud(CloudClient):
         client = self._client(subscription_id)
 
         async def every_page() -> list[Snapshot]:
-            return [snapshot_from_azure(s) async for s in client.snapshots.list_by_resource_group(resource_group)]
+            # Azure charges every page to the list budget: each further page waits for its own token too.
+            pages = client.snapshots.list_by_resource_group(resource_group).by_page()
+            found = [snapshot_from_azure(s) async for s in await anext(pages)]
+            while getattr(pages, "continuation_token", None) is not None:
+                await self._before_request("snapshots.list", subscription_id, "")
+                found.extend([snapshot_from_azure(s) async for s in await anext(pages)])
+            return found
 
         try:
             return await self._call("snapshots.list", subscription_id, "", every_page)

@@ -25,7 +25,17 @@ from azsnap.cloud.buckets import (
 )
 from azsnap.cloud.errors import Throttled
 
-__all__ = ["OPERATION_KINDS", "BucketState", "Grant", "KindStats", "Pacer", "PacerHooks", "PacerSnapshot", "pacing"]
+__all__ = [
+    "OPERATION_KINDS",
+    "BucketState",
+    "Grant",
+    "KindStats",
+    "Pacer",
+    "PacerHooks",
+    "PacerSnapshot",
+    "pacing",
+    "pacing_until",
+]
 
 #: The budget each operation (as `azsnap.cloud.accounting.operation_of` names it) draws on.
 OPERATION_KINDS: Final[Mapping[str, Kind]] = {
@@ -452,6 +462,14 @@ def pacing(deadline: float | None = None, key: str = "") -> Iterator[None]:
         yield
     finally:
         _PRIORITY.reset(token)
+
+
+@contextmanager
+def pacing_until(deadline: datetime, now: datetime, key: str = "") -> Iterator[None]:
+    """`pacing` with the deadline as a datetime: `now` is the caller's clock reading, turned into loop time here."""
+    loop_deadline = asyncio.get_running_loop().time() + (deadline - now).total_seconds()
+    with pacing(loop_deadline, key):
+        yield
 
 
 class PacerHooks:

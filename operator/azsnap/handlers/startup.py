@@ -11,6 +11,8 @@ from typing import Any
 import kopf
 
 from azsnap.clock import WallClock
+from azsnap.cloud.buckets import PacerConfig
+from azsnap.cloud.pacer import Pacer, PacerHooks
 from azsnap.domain.models import API_GROUP
 from azsnap.handlers.runtime import MEMO_KEY, Runtime
 from azsnap.handlers.scope import ScopeFile
@@ -54,7 +56,14 @@ def build_runtime(azsnap_settings: Settings) -> Runtime:
     from azsnap.cloud.azure import AzureCloud  # the SDK is imported only where it is used
 
     clock = WallClock()
-    cloud = AzureCloud.from_settings(azsnap_settings)
+    if azsnap_settings.pacing:
+        # One pacer for the whole process: every policy's calls share the subscription-region budgets.
+        hooks = PacerHooks(Pacer(PacerConfig(), clock=clock))
+        cloud = AzureCloud.from_settings(
+            azsnap_settings, before_request=hooks.before_request, on_response=hooks.on_response
+        )
+    else:
+        cloud = AzureCloud.from_settings(azsnap_settings)
     scope = ScopeFile(azsnap_settings.scope_file) if azsnap_settings.scope_file else None
     reconciler = Reconciler(
         cloud,

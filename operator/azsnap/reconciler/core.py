@@ -11,6 +11,7 @@ from typing import Any
 from azsnap.clock import Clock
 from azsnap.cloud.errors import CloudError, NotFound, PermanentError, Throttled, TransientError
 from azsnap.cloud.interface import CloudClient, SnapshotRequest
+from azsnap.cloud.pacer import pacing, pacing_until
 from azsnap.domain import naming, retention, schedule
 from azsnap.domain.conditions import Health, HealthState
 from azsnap.domain.durations import format_duration
@@ -186,8 +187,11 @@ class Reconciler:
                     incremental=spec.snapshot.incremental,
                     sku=str(spec.snapshot.sku) if spec.snapshot.sku else None,
                 )
+                # The pacer serves the creates closest to their startingDeadline first, taking turns by disk.
+                due = action.slot + schedule.slot_offset(spec.schedule, disk.id) + spec.schedule.starting_deadline
                 try:
-                    made = await self.cloud.create_snapshot(request)
+                    with pacing_until(due, self.clock.now(), key=disk.id.lower()):
+                        made = await self.cloud.create_snapshot(request)
                 except TransientError as exc:
                     # The create may have been accepted before the error: look again next time.
                     self.observer.invalidate(subscription, snapshot_rg)
@@ -211,7 +215,8 @@ class Reconciler:
                 snap = action.snapshot
                 sub = _subscription_of(snap.id) or subscription
                 try:
-                    await self.cloud.delete_snapshot(sub, snap.resource_group, snap.name)
+                    with pacing(key=disk.id.lower()):
+                        await self.cloud.delete_snapshot(sub, snap.resource_group, snap.name)
                 except NotFound:
                     pass
                 except CloudError as exc:
@@ -375,8 +380,10 @@ class Reconciler:
         )
 
     async def _cached(self, subscription: str, resource_group: str) -> list[Snapshot]:
+        # After acting, a paced write may have waited past the list's freshness: the cache (with our own writes
+        # applied) still describes the group, and listing again would spend the scarce list budget per policy.
         try:
-            return await self.observer.snapshots(subscription, resource_group)
+            return await self.observer.known_snapshots(subscription, resource_group)
         except CloudError:
             return []
 

@@ -68,6 +68,13 @@ class Observer:
                 self._groups[key] = entry
             return list(entry.snapshots.values())
 
+    async def known_snapshots(self, subscription_id: str, resource_group: str) -> list[Snapshot]:
+        """The group's snapshots as last listed plus azsnap's own writes since, however old; lists only if never listed."""
+        entry = self._groups.get(self._key(subscription_id, resource_group))
+        if entry is None:
+            return await self.snapshots(subscription_id, resource_group)
+        return list(entry.snapshots.values())
+
     async def disk(self, disk_id: str) -> Disk | None:
         """The disk (cached for a while when it exists); None when Azure says it does not exist."""
         key = disk_id.lower()
