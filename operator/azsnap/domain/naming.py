@@ -63,6 +63,7 @@ _ON_DEMAND_SUFFIX: Final = "-od"
 #: `-<8 hex>-<YYYYMMDDTHHMMZ>-od`: what follows the disk name at most.
 _SUFFIX_LENGTH: Final = 1 + 8 + 1 + 14 + len(_ON_DEMAND_SUFFIX)
 _BAD_NAME_CHARS: Final = re.compile(r"[^A-Za-z0-9_.-]")
+_SLOT_TEXT: Final = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
 def policy_hash(policy_uid: str) -> str:
@@ -82,8 +83,10 @@ def format_slot(slot: datetime) -> str:
 
 def parse_slot(text: str) -> datetime | None:
     """The slot written by `format_slot`, or None for anything else."""
+    if not _SLOT_TEXT.match(text):
+        return None
     try:
-        return datetime.strptime(text.strip(), _SLOT_FORMAT).replace(tzinfo=UTC)
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
     except ValueError:
         return None
 

@@ -7,7 +7,8 @@ Only the latest slot can be due; every earlier slot after the watermark (`accoun
 of ours is missed and never backfilled. On the very first plan (no watermark) nothing before the latest slot is
 missed, and the latest slot counts as missed neither when its deadline has already passed. While a policy is
 suspended its slots are skipped on purpose, so they are not missed either. Slots more than 400 days behind are
-not looked at.
+not looked at. A slot at or below the watermark is never taken again, even if its snapshot has gone since
+(deleted by hand or by retention, or failed): at most one snapshot per slot, ever.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ def plan(
         mine = taken[due]
         if mine.state in _CREATING:
             blocked.append(Blocked("InProgress", f"Snapshot {mine.name} for slot {_iso(due)} is still being created."))
-    elif due is not None:
+    elif due is not None and (accounted_until is None or due > accounted_until):
+        # a slot at or below the watermark was taken before (and since deleted): never take it twice
         wants.append(
             CreateAction(
                 name=naming.snapshot_name(disk.name, policy.ref.uid, due),
@@ -234,7 +236,13 @@ def plan(
     due_created = any(not c.on_demand and c.slot == due for c in creates)
     if latest is None:
         watermark = accounted_until.astimezone(UTC) if accounted_until is not None else now - offset
-    elif due is not None and due not in taken and not due_created and not spec.suspend:
+    elif (
+        due is not None
+        and due not in taken
+        and not due_created
+        and not spec.suspend
+        and (accounted_until is None or due > accounted_until)
+    ):
         # the due slot may still be taken later: account only for what lies before it
         watermark = due - timedelta(seconds=1)
         if accounted_until is not None:

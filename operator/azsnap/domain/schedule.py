@@ -52,7 +52,7 @@ LOOKBACK: Final = timedelta(days=400)
 #: `next_slot` gives up (ValueError) when a schedule does not fire within this.
 LOOKAHEAD: Final = timedelta(days=5 * 366)
 #: Windows tried in turn by `previous_slot`, so a frequent schedule is not walked for 400 days.
-_LOOKBACK_STEPS: Final = (timedelta(days=1), timedelta(days=8), timedelta(days=35), LOOKBACK)
+_LOOKBACK_STEPS: Final = (timedelta(hours=2), timedelta(days=1), timedelta(days=8), timedelta(days=35), LOOKBACK)
 #: Wall-clock iteration starts this much before the instant asked for; UTC offsets differ by less.
 _MARGIN: Final = timedelta(hours=3)
 _EPOCH_DAY: Final = date(1970, 1, 1)
