@@ -145,10 +145,12 @@ async def test_a_timer_runs_through_ten_emulated_hours(kube: KubeEmulator) -> No
 @pytest.mark.looptime
 async def test_a_restarted_operator_resumes_existing_objects_without_creating_them_again(kube: KubeEmulator) -> None:
     toy = toy_operator()
-    async with run_operator(toy.registry, kube=kube, namespaces=["default"]):
+    async with run_operator(toy.registry, kube=kube, namespaces=["default"]) as operator:
         kube.apply(policy_manifest("p1", {"every": "1h"}))
         await eventually(lambda: (policy(kube) or {}).get("status", {}).get("phase"))
+        await operator.kill()
     assert toy.resumed == []
+    assert operator.task.cancelled()
 
     kube.apply(policy_manifest("p2", {"every": "1h"}))  # created while the operator is down
     async with run_operator(toy.registry, kube=kube, namespaces=["default"]):

@@ -1116,16 +1116,22 @@ _SERVER_URL: contextvars.ContextVar[str] = contextvars.ContextVar("azsnap_kube_e
 _LOGIN_ID: Final = "azsnap-kube-emulator-login"
 
 
-def _login(**_: Any) -> kopf.ConnectionInfo:
-    return kopf.ConnectionInfo(server=_SERVER_URL.get(), default_namespace="default", priority=100)
+def _login(**_: Any) -> kopf.ConnectionInfo | None:
+    # The URL travels in a context variable: the registry may be shared (kopf's default one) while each
+    # operator task runs against its own emulator. Outside `run_operator` this handler offers nothing.
+    server = _SERVER_URL.get(None)
+    return None if server is None else kopf.ConnectionInfo(server=server, default_namespace="default", priority=100)
 
 
 def kopf_settings_for_emulator(settings: kopf.OperatorSettings) -> None:
-    """Adjust kopf's settings to the emulator: no bookmarks (so no inactivity re-lists), standalone, quiet."""
+    """Adjust kopf to the emulator: no inactivity re-lists (no bookmarks here), standalone, quiet, never SIGKILL."""
     settings.watching.inactivity_timeout = INACTIVITY_TIMEOUT
     settings.peering.standalone = True
     settings.posting.level = logging.WARNING  # kopf's own per-handler events would only add traffic
     settings.networking.error_backoffs = [0.1, 0.5, 1.0]
+    # A cancelled (not stopped) kopf schedules SIGKILL for its own thread after this timeout: in process, that
+    # is the test run or the demo; under looptime it fires at once.
+    settings.process.ultimate_exiting_timeout = None
 
 
 @dataclasses.dataclass
@@ -1136,6 +1142,12 @@ class OperatorRun:
     settings: kopf.OperatorSettings
     registry: kopf.OperatorRegistry
     stop_flag: asyncio.Event
+
+    async def kill(self) -> None:
+        """Cancel the operator abruptly, as a crash or `kill -9` would: no graceful shutdown of handlers."""
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
 
     def crashed(self) -> BaseException | None:
         """The operator's exception if it ended on its own."""
@@ -1187,9 +1199,11 @@ async def run_operator(
             _raise_early_exit(task)
         yield run
     finally:
-        stop_flag.set()
         try:
-            await task
+            if not task.done():
+                stop_flag.set()
+            if not task.cancelled():
+                await task  # re-raises whatever made kopf fail
         finally:
             _forget_signal_handlers()
 
