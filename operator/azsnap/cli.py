@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from azsnap import __version__
@@ -76,6 +79,21 @@ def emulator(
     except (OSError, ValueError) as exc:
         typer.echo(f"azsnap emulator: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+@app.command()
+def preview(
+    policy: Annotated[Path, typer.Argument(help="A SnapshotPolicy manifest (YAML).")],
+    days: Annotated[int, typer.Option(help="How many days to simulate.")] = 30,
+) -> None:
+    """Validate a policy file and show, day by day, what azsnap would create and delete, and what it keeps."""
+    import sys
+
+    from azsnap.preview import run_preview
+
+    code = run_preview(policy, days, out=sys.stdout)
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:
