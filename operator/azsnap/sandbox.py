@@ -1,0 +1,107 @@
+"""An in-process sandbox: the Azure emulator, the real SDK adapter and an operator runtime wired together.
+
+The demo, `azsnap simulate` and the end-to-end tests use it, so they all run the product's own code path
+(reconciler -> AzureCloud -> azure-mgmt-compute -> HTTPS) against the emulator on one clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from azsnap.clock import Clock
+from azsnap.cloud.azure import AzureCloud
+from azsnap.cloud.credentials import StaticTokenCredential
+from azsnap.emulator import (
+    DEMO_LOCATION,
+    DEMO_RESOURCE_GROUP,
+    DEMO_SUBSCRIPTION,
+    Emulator,
+    EmulatorConfig,
+    RunningServer,
+)
+from azsnap.handlers.runtime import Runtime
+from azsnap.metrics import Metrics
+from azsnap.reconciler import Reconciler, ReconcilerConfig
+from azsnap.settings import CredentialMode, Settings
+
+__all__ = ["Sandbox", "azure_sandbox", "disk_id"]
+
+
+def disk_id(name: str, *, subscription: str = DEMO_SUBSCRIPTION, resource_group: str = DEMO_RESOURCE_GROUP) -> str:
+    """The ARM ID of a disk in the sandbox."""
+    return f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.Compute/disks/{name}"
+
+
+@dataclass
+class Sandbox:
+    """Everything a caller needs to drive or inspect the sandbox."""
+
+    emulator: Emulator
+    server: RunningServer
+    clock: Clock
+    cloud: AzureCloud
+    runtime: Runtime
+
+    @property
+    def reconciler(self) -> Reconciler:
+        return self.runtime.reconciler
+
+
+@asynccontextmanager
+async def azure_sandbox(
+    clock: Clock,
+    *,
+    config: EmulatorConfig | None = None,
+    disks: int = 4,
+    premium_v2_disks: int = 0,
+    settings: dict[str, Any] | None = None,
+    azure_options: dict[str, Any] | None = None,
+) -> AsyncIterator[Sandbox]:
+    """Start the emulator over HTTPS with `disks` Standard SSD disks (`disk-0`...) and a runtime on it."""
+    emulator = Emulator(clock, config or EmulatorConfig(poll_retry_after_s=0, lro_duration=timedelta(0)))
+    for i in range(disks):
+        emulator.seed_disk(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, f"disk-{i}", location=DEMO_LOCATION)
+    for i in range(premium_v2_disks):
+        emulator.seed_disk(
+            DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, f"pv2-disk-{i}", location=DEMO_LOCATION, sku="PremiumV2_LRS"
+        )
+    async with emulator.serve(host="127.0.0.1", port=0) as server:
+        operator_settings = Settings.model_validate(
+            {
+                "credential": CredentialMode.STATIC_TOKEN,
+                "arm_endpoint": server.base_url,
+                "ca_bundle": server.ca_bundle,
+                "metrics_port": 0,
+                "log_format": "plain",
+                **(settings or {}),
+            }
+        )
+        cloud = AzureCloud.from_settings(
+            operator_settings,
+            credential=StaticTokenCredential(),
+            **{"polling_interval": 0.0, "retry_backoff_factor": 0.1, **(azure_options or {})},
+        )
+        reconciler = Reconciler(
+            cloud,
+            clock,
+            ReconcilerConfig(
+                limits=operator_settings.limits,
+                list_freshness=timedelta(seconds=operator_settings.list_freshness_seconds),
+            ),
+        )
+        runtime = Runtime(
+            settings=operator_settings,
+            clock=clock,
+            cloud=cloud,
+            reconciler=reconciler,
+            metrics=Metrics(),
+            owns_cloud=False,
+        )
+        try:
+            yield Sandbox(emulator=emulator, server=server, clock=clock, cloud=cloud, runtime=runtime)
+        finally:
+            await cloud.close()
