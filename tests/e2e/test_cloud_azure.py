@@ -328,9 +328,12 @@ async def test_stats_and_hooks_see_every_answer(rig: Rig) -> None:
     await seeded_disk(rig, cloud, "pg-0")
     await cloud.create_snapshot(request(rig, "pg-0", "azsnap-pg-0-1"))
     await cloud.list_snapshots(SUB, RG)
+    # Every HTTP request waits, the create's LRO poll and final read with the create's scope.
     assert waited == [
         ("disks.get", SUB, ""),
         ("snapshots.create", SUB, LOCATION),
+        ("operations.get", SUB, LOCATION),
+        ("snapshots.get", SUB, LOCATION),
         ("snapshots.list", SUB, ""),
     ]
     assert ("disks.get", 200) in seen

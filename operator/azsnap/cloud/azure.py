@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import AsyncHTTPPolicy
+from azure.core.pipeline.transport import AsyncHttpResponse, HttpRequest
 from azure.mgmt.compute.aio import ComputeManagementClient
 from azure.mgmt.compute.models import CreationData, SnapshotProperties, SnapshotSku
 from azure.mgmt.compute.models import Snapshot as SdkSnapshot
 
-from azsnap.cloud.accounting import AccountingPolicy, BeforeRequest, OnResponse, RequestStats
+from azsnap.cloud.accounting import AccountingPolicy, BeforeRequest, OnResponse, RequestStats, operation_of
 from azsnap.cloud.credentials import arm_scope, make_credential
 from azsnap.cloud.errors import NotFound, PermanentError, TransientError
 from azsnap.cloud.interface import CloudClient, SnapshotRequest
@@ -71,14 +75,32 @@ async def _no_wait(operation: str, subscription_id: str, location: str) -> None:
     return None
 
 
+#: The subscription and location of the `AzureCloud` call the current task is making (for `_WaitPolicy`).
+_SCOPE: ContextVar[tuple[str, str] | None] = ContextVar("azsnap_call_scope", default=None)
+
+
+class _WaitPolicy(AsyncHTTPPolicy[HttpRequest, AsyncHttpResponse]):
+    """Awaits `before_request` for every attempt azure-core sends: first tries, retries, pages and LRO polls."""
+
+    def __init__(self, before_request: BeforeRequest) -> None:
+        super().__init__()
+        self._before_request = before_request
+
+    async def send(self, request: PipelineRequest[HttpRequest]) -> PipelineResponse[HttpRequest, AsyncHttpResponse]:
+        http = request.http_request
+        subscription_id, location = _SCOPE.get() or ("", "")
+        await self._before_request(operation_of(http.method, http.url), subscription_id, location)
+        return await self.next.send(request)
+
+
 class AzureCloud(CloudClient):
     """`CloudClient` over ARM. One SDK client per subscription, made on first use (the subscription comes from IDs).
 
     Long-running operations are waited for at most `options.lro_timeout`; past it the Azure operation goes on,
     `create_snapshot` returns the snapshot as last seen (still Creating) and `delete_snapshot` returns.
-    `before_request` is awaited before every call azsnap makes and every further page of a list (a pacer's
-    hook; LRO polls go through azure-core without it); `on_response` sees every HTTP answer, retries and polls
-    included.
+    `before_request` (a pacer's hook) is awaited before every HTTP request: each call's first request, and its
+    retries, further pages and LRO polls too, since Azure charges each of them to a budget. `on_response` sees
+    every HTTP answer, retries and polls included.
     """
 
     def __init__(
@@ -138,7 +160,7 @@ class AzureCloud(CloudClient):
                 "retry_backoff_factor": opts.retry_backoff_factor,
                 "retry_backoff_max": opts.retry_backoff_max,
                 "read_timeout": opts.read_timeout,
-                "per_retry_policies": [self._policy],
+                "per_retry_policies": [_WaitPolicy(self._before_request), self._policy],
                 **self._client_kwargs,
             }
             if opts.ca_bundle:
@@ -156,7 +178,7 @@ class AzureCloud(CloudClient):
         *,
         outcome: Callable[[T], str] = lambda _: "ok",
     ) -> T:
-        await self._before_request(operation, subscription_id, location)
+        token = _SCOPE.set((subscription_id, location))
         try:
             result = await call()
         except Exception as exc:
@@ -165,6 +187,8 @@ class AzureCloud(CloudClient):
             if error is exc:
                 raise
             raise error from exc
+        finally:
+            _SCOPE.reset(token)
         self.stats.record_call(operation, outcome(result))
         return result
 
@@ -185,13 +209,7 @@ class AzureCloud(CloudClient):
         client = self._client(subscription_id)
 
         async def every_page() -> list[Snapshot]:
-            # Azure charges every page to the list budget: each further page waits for its own token too.
-            pages = client.snapshots.list_by_resource_group(resource_group).by_page()
-            found = [snapshot_from_azure(s) async for s in await anext(pages)]
-            while getattr(pages, "continuation_token", None) is not None:
-                await self._before_request("snapshots.list", subscription_id, "")
-                found.extend([snapshot_from_azure(s) async for s in await anext(pages)])
-            return found
+            return [snapshot_from_azure(s) async for s in client.snapshots.list_by_resource_group(resource_group)]
 
         try:
             return await self._call("snapshots.list", subscription_id, "", every_page)
