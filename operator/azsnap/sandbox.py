@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -43,12 +43,28 @@ class Sandbox:
     emulator: Emulator
     server: RunningServer
     clock: Clock
-    cloud: AzureCloud
     runtime: Runtime
+    settings_overrides: dict[str, Any] = field(default_factory=dict)
+    azure_overrides: dict[str, Any] = field(default_factory=dict)
+    runtimes: list[Runtime] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.runtimes.append(self.runtime)
 
     @property
     def reconciler(self) -> Reconciler:
         return self.runtime.reconciler
+
+    @property
+    def cloud(self) -> AzureCloud:
+        assert isinstance(self.runtime.cloud, AzureCloud)
+        return self.runtime.cloud
+
+    def restart(self) -> Runtime:
+        """A fresh runtime on the same emulator, as after an operator restart: no cache, no memory."""
+        self.runtime = _runtime(self.server, self.clock, self.settings_overrides, self.azure_overrides)
+        self.runtimes.append(self.runtime)
+        return self.runtime
 
 
 @asynccontextmanager
@@ -70,38 +86,50 @@ async def azure_sandbox(
             DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, f"pv2-disk-{i}", location=DEMO_LOCATION, sku="PremiumV2_LRS"
         )
     async with emulator.serve(host="127.0.0.1", port=0) as server:
-        operator_settings = Settings.model_validate(
-            {
-                "credential": CredentialMode.STATIC_TOKEN,
-                "arm_endpoint": server.base_url,
-                "ca_bundle": server.ca_bundle,
-                "metrics_port": 0,
-                "log_format": "plain",
-                **(settings or {}),
-            }
-        )
-        cloud = AzureCloud.from_settings(
-            operator_settings,
-            credential=StaticTokenCredential(),
-            **{"polling_interval": 0.0, "retry_backoff_factor": 0.1, **(azure_options or {})},
-        )
-        reconciler = Reconciler(
-            cloud,
-            clock,
-            ReconcilerConfig(
-                limits=operator_settings.limits,
-                list_freshness=timedelta(seconds=operator_settings.list_freshness_seconds),
-            ),
-        )
-        runtime = Runtime(
-            settings=operator_settings,
+        box = Sandbox(
+            emulator=emulator,
+            server=server,
             clock=clock,
-            cloud=cloud,
-            reconciler=reconciler,
-            metrics=Metrics(),
-            owns_cloud=False,
+            runtime=_runtime(server, clock, settings or {}, azure_options or {}),
+            settings_overrides=settings or {},
+            azure_overrides=azure_options or {},
         )
         try:
-            yield Sandbox(emulator=emulator, server=server, clock=clock, cloud=cloud, runtime=runtime)
+            yield box
         finally:
-            await cloud.close()
+            for runtime in box.runtimes:
+                await runtime.cloud.close()
+
+
+def _runtime(server: RunningServer, clock: Clock, settings: dict[str, Any], azure_options: dict[str, Any]) -> Runtime:
+    operator_settings = Settings.model_validate(
+        {
+            "credential": CredentialMode.STATIC_TOKEN,
+            "arm_endpoint": server.base_url,
+            "ca_bundle": server.ca_bundle,
+            "metrics_port": 0,
+            "log_format": "plain",
+            **settings,
+        }
+    )
+    cloud = AzureCloud.from_settings(
+        operator_settings,
+        credential=StaticTokenCredential(),
+        **{"polling_interval": 0.0, "retry_backoff_factor": 0.1, **azure_options},
+    )
+    reconciler = Reconciler(
+        cloud,
+        clock,
+        ReconcilerConfig(
+            limits=operator_settings.limits,
+            list_freshness=timedelta(seconds=operator_settings.list_freshness_seconds),
+        ),
+    )
+    return Runtime(
+        settings=operator_settings,
+        clock=clock,
+        cloud=cloud,
+        reconciler=reconciler,
+        metrics=Metrics(),
+        owns_cloud=False,
+    )

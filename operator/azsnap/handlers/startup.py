@@ -24,6 +24,8 @@ __all__ = ["FINALIZER", "build_runtime", "configure_kopf"]
 
 #: Our own finalizer, not kopf's default one.
 FINALIZER = f"{API_GROUP}/finalizer"
+#: Where kopf keeps its own bookkeeping annotations.
+KOPF_PREFIX = f"operator.{API_GROUP}"
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +33,11 @@ logger = logging.getLogger(__name__)
 def configure_kopf(settings: kopf.OperatorSettings, azsnap_settings: Settings) -> None:
     """kopf settings: own finalizer and annotation prefix, explicit events only, peering as configured."""
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    # kopf ignores every annotation under its storage prefix when it diffs: keep it apart from `azsnap.io/`, so
+    # that the on-demand annotation `azsnap.io/snapshot-now` is seen as a change.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=API_GROUP, key="last-handled-configuration"
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
     settings.posting.loggers = False  # only the events azsnap posts on purpose
     settings.posting.level = logging.INFO
