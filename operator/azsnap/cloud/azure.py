@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+import aiohttp
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import AsyncHTTPPolicy
-from azure.core.pipeline.transport import AsyncHttpResponse, HttpRequest
+from azure.core.pipeline.transport import AioHttpTransport, AsyncHttpResponse, HttpRequest
 from azure.mgmt.compute.aio import ComputeManagementClient
 from azure.mgmt.compute.models import CreationData, SnapshotProperties, SnapshotSku
 from azure.mgmt.compute.models import Snapshot as SdkSnapshot
@@ -121,6 +123,7 @@ class AzureCloud(CloudClient):
         self._before_request: BeforeRequest = before_request or _no_wait
         self._client_kwargs = dict(client_kwargs or {})
         self._clients: dict[str, ComputeManagementClient] = {}
+        self._ssl_context: ssl.SSLContext | None = None
         self._closed = False
 
     @classmethod
@@ -163,8 +166,13 @@ class AzureCloud(CloudClient):
                 "per_retry_policies": [_WaitPolicy(self._before_request), self._policy],
                 **self._client_kwargs,
             }
-            if opts.ca_bundle:
-                kwargs["connection_verify"] = opts.ca_bundle
+            if opts.ca_bundle and "transport" not in kwargs:
+                # azure-core turns a CA-bundle path into a new SSL context for every request, and aiohttp pools
+                # connections by context: each request would open a new TLS connection. One context, one pool.
+                if self._ssl_context is None:
+                    self._ssl_context = ssl.create_default_context(cafile=opts.ca_bundle)
+                connector = aiohttp.TCPConnector(ssl=self._ssl_context)
+                kwargs["transport"] = AioHttpTransport(session=aiohttp.ClientSession(connector=connector))
             client = ComputeManagementClient(self._credential, subscription_id, **kwargs)
             self._clients[key] = client
         return client
