@@ -1,0 +1,1 @@
+"""Benchmarks of azsnap against the Azure emulator (see docs/performance.md)."""

@@ -1,0 +1,137 @@
+"""Scale benchmark: N disks on hourly policies against the throttling emulator, on emulated time; one JSON line out.
+
+    python -m bench.scale --disks 1000 --hours 24 [--strategy azsnap|naive] [--rgs 10] [--keep-last 3] [--jitter 30m]
+
+The reconciler (not kopf) runs against the Azure emulator over HTTPS through the real SDK, both in one process on
+a `looptime` event loop: the emulator's clock, the reconciler's clock and the pacer all read the loop's time, which
+jumps ahead whenever every task waits on a timer. See docs/performance.md for the method and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import looptime
+
+from azsnap.clock import Clock, LoopClock
+from azsnap.cloud.buckets import PacerConfig
+from azsnap.cloud.pacer import Pacer
+from azsnap.domain.models import SnapshotPolicyStatus
+from azsnap.emulator import Emulator
+from azsnap.reconciler import Reconciler, ReconcilerConfig
+from bench import naive
+from bench.common import (
+    EPOCH,
+    CpuSplit,
+    Member,
+    Tally,
+    bench_emulator_config,
+    call_figures,
+    deletes_needed,
+    fold,
+    make_cloud,
+    make_fleet,
+    peak_rss_mb,
+    resource_figures,
+    serving,
+    slot_figures,
+)
+
+
+async def drive_azsnap(reconciler: Reconciler, clock: Clock, members: Sequence[Member], end: datetime) -> None:
+    """Every policy as the operator runs it: reconcile, write the status, sleep until the report's next time."""
+
+    async def one(member: Member) -> None:
+        status = SnapshotPolicyStatus()
+        while clock.now() < end:
+            report = await reconciler.reconcile(member.policy, status)
+            status = fold(status, report)
+            if report.next_time >= end:
+                return
+            await asyncio.sleep(max(0.0, (report.next_time - clock.now()).total_seconds()))
+
+    await asyncio.gather(*(one(member) for member in members))
+
+
+async def run(disks: int, hours: int, strategy: str, rgs: int, keep_last: int, jitter: str | None) -> dict[str, Any]:
+    clock = LoopClock(EPOCH)
+    emulator = Emulator(clock, bench_emulator_config())
+    tally = Tally()
+    tally.attach(emulator)
+    members = make_fleet(emulator, disks, rgs, keep_last, jitter)
+    end = EPOCH + timedelta(hours=hours)
+    gc.collect()
+    rss_before = peak_rss_mb()
+    cpu = CpuSplit()
+    pacer = Pacer(PacerConfig(), clock=clock) if strategy == "azsnap" else None
+    started = time.perf_counter()
+    async with serving(emulator) as (base_url, ca_bundle):
+        cloud = make_cloud(base_url, ca_bundle, pacer)
+        cpu.install()
+        try:
+            if strategy == "azsnap":
+                reconciler = Reconciler(cloud, clock, ReconcilerConfig())
+                await drive_azsnap(reconciler, clock, members, end)
+            else:
+                await asyncio.gather(*(naive.run_policy(cloud, clock, member, end) for member in members))
+        finally:
+            cpu.uninstall()
+            await cloud.close()
+    wall = time.perf_counter() - started
+    slots = slot_figures(members, tally, hours)
+    needed = deletes_needed(members, tally, hours, keep_last)
+    figures: dict[str, Any] = {
+        "disks": disks,
+        "strategy": strategy,
+        "hours": hours,
+        "resource_groups": rgs,
+        "keep_last": keep_last,
+        "jitter": jitter,
+        **slots,
+        **call_figures(tally, cloud, slots["slots_taken"], needed, hours),
+        **resource_figures(cpu, disks, hours, rss_before),
+        "wall_s": round(wall, 1),
+        "emulated_s": round((clock.now() - EPOCH).total_seconds(), 1),
+        "violations": len(emulator.violations),
+    }
+    if pacer is not None:
+        snap = pacer.snapshot()
+        figures["pacer"] = {
+            "throttled_seen": snap.throttled,
+            "corrections": snap.corrections,
+            "waits": {kind: stats.waits for kind, stats in snap.kinds.items()},
+            "grants": {kind: stats.grants for kind, stats in snap.kinds.items()},
+        }
+    return figures
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.splitlines()[0])
+    parser.add_argument("--disks", type=int, default=100)
+    parser.add_argument("--hours", type=int, default=24)
+    parser.add_argument("--strategy", choices=("azsnap", "naive"), default="azsnap")
+    parser.add_argument("--rgs", type=int, default=10, help="resource groups the disks are spread over")
+    parser.add_argument("--keep-last", type=int, default=3, help="retention: keepLast of every policy")
+    parser.add_argument("--jitter", default=None, help="schedule.jitter of every policy, e.g. 30m (default: none)")
+    args = parser.parse_args(argv)
+    loop = looptime.new_event_loop(start=0)
+    try:
+        result = loop.run_until_complete(
+            run(args.disks, args.hours, args.strategy, args.rgs, args.keep_last, args.jitter)
+        )
+    finally:
+        loop.close()
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
