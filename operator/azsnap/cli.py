@@ -96,6 +96,54 @@ def preview(
         raise typer.Exit(code)
 
 
+@app.command()
+def simulate(
+    policy: Annotated[Path, typer.Argument(help="A SnapshotPolicy manifest (YAML).")],
+    disks: Annotated[int, typer.Option(help="Disks to run the policy on (disk-0 …), each with its own copy.")] = 1,
+    days: Annotated[int, typer.Option(help="Emulated days to run.")] = 30,
+    faults: Annotated[str, typer.Option(help="Fault profile: none, flaky or throttled.")] = "none",
+    plot: Annotated[Path | None, typer.Option(help="Write a chart here (.png or .svg).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one line of JSON.")] = False,
+    change_rate: Annotated[float, typer.Option(help="Share of the written data changed per day.")] = 0.02,
+    written: Annotated[float, typer.Option(help="Written data as a share of the disk size.")] = 0.4,
+    disk_size_gb: Annotated[int, typer.Option(help="Provisioned size of each emulated disk.")] = 128,
+    disk_sku: Annotated[str, typer.Option(help="SKU of the emulated disks, e.g. PremiumV2_LRS.")] = "StandardSSD_LRS",
+    start: Annotated[str | None, typer.Option(help="Emulated start, ISO 8601 with zone; default: this hour.")] = None,
+    list_every: Annotated[str, typer.Option(help="List a resource group at most this often (e.g. 30s, 6h).")] = "6h",
+    seed: Annotated[int, typer.Option(help="Seed of the fault draws.")] = 0,
+) -> None:
+    """Run a policy with the real reconciler and Azure SDK against an emulated Azure, days in seconds."""
+    import sys
+    from datetime import datetime
+
+    from azsnap.clock import WallClock
+    from azsnap.domain.durations import parse_duration
+    from azsnap.simulate import SimulationOptions
+    from azsnap.simulate_report import run_simulate
+
+    try:
+        begin = datetime.fromisoformat(start) if start else WallClock().now().replace(minute=0, second=0, microsecond=0)
+        relist = parse_duration(list_every)
+    except ValueError as exc:
+        typer.echo(f"azsnap simulate: --start or --list-every: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    options = SimulationOptions(
+        start=begin,
+        disks=disks,
+        days=days,
+        faults=faults,
+        change_rate=change_rate,
+        written_fraction=written,
+        disk_size_gb=disk_size_gb,
+        disk_sku=disk_sku,
+        relist=relist,
+        seed=seed,
+    )
+    code = run_simulate(policy, options, out=sys.stdout, err=sys.stderr, plot=plot, as_json=as_json)
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:
     """Entry point of the `azsnap` console script."""
     app()
