@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from typing import Final, Literal
 
 from aiohttp import web
@@ -9,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import choose_encoder
 
 from azsnap import __version__
+from azsnap.cloud.accounting import RequestStats
 
 __all__ = ["RECONCILE_BUCKETS", "Metrics", "MetricsServer", "SnapshotEventKind"]
 
@@ -98,6 +100,8 @@ class Metrics:
             ("throttle_policy",),
             registry=r,
         )
+        self._seen_calls: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._seen_throttled: collections.Counter[str] = collections.Counter()
         self._per_policy: Final = (
             self._created,
             self._deleted,
@@ -153,6 +157,23 @@ class Metrics:
 
     def rate_limit_remaining(self, policy_name: str, remaining: float) -> None:
         self._remaining.labels(policy_name).set(remaining)
+
+    def sync_azure(self, stats: RequestStats) -> None:
+        """Bring the Azure call counters up to the adapter's own accounting (adds only what is new since last time)."""
+        for (operation, outcome), total in list(stats.calls.items()):
+            delta = total - self._seen_calls[(operation, outcome)]
+            if delta > 0:
+                self._azure_calls.labels(operation, outcome).inc(delta)
+                self._seen_calls[(operation, outcome)] = total
+        for operation, total in list(stats.throttled_responses.items()):
+            delta = total - self._seen_throttled[operation]
+            if delta > 0:
+                self._throttled.labels(operation).inc(delta)
+                self._seen_throttled[operation] = total
+        for policy_name, remaining in list(stats.remaining_resource.items()):
+            self.rate_limit_remaining(policy_name, remaining)
+        for kind, remaining in list(stats.remaining_subscription.items()):
+            self.rate_limit_remaining(f"subscription-{kind}", remaining)
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:
         """The registry in the format the `Accept` header asks for (Prometheus text or OpenMetrics), and its content type."""

@@ -196,3 +196,30 @@ async def test_closed_server_refuses_connections() -> None:
     await server.close()
     with pytest.raises(aiohttp.ClientConnectionError):
         await scrape(server)
+
+
+def test_sync_azure_adds_only_new_calls_and_reports_remaining_budget() -> None:
+    from azsnap.cloud.accounting import RequestStats
+
+    metrics = Metrics()
+    stats = RequestStats()
+    stats.record_call("snapshots.create", "ok")
+    stats.record_call("snapshots.create", "ok")
+    stats.record_response("snapshots.create", 429, {})
+    stats.record_response(
+        "snapshots.create",
+        200,
+        {"x-ms-ratelimit-remaining-resource": "Microsoft.Compute/HighCostSnapshotCreateHydrate3Min;239"},
+    )
+    metrics.sync_azure(stats)
+    metrics.sync_azure(stats)  # nothing new: nothing added
+    stats.record_call("snapshots.create", "throttled")
+    metrics.sync_azure(stats)
+    text = metrics.exposition()[0].decode()
+    assert 'azsnap_azure_calls_total{operation="snapshots.create",outcome="ok"} 2.0' in text
+    assert 'azsnap_azure_calls_total{operation="snapshots.create",outcome="throttled"} 1.0' in text
+    assert 'azsnap_azure_throttled_total{operation="snapshots.create"} 1.0' in text
+    assert (
+        'azsnap_azure_ratelimit_remaining{throttle_policy="Microsoft.Compute/HighCostSnapshotCreateHydrate3Min"} 239.0'
+        in text
+    )

@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from azsnap.cloud.accounting import RequestStats
 from azsnap.domain.conditions import Health, HealthState, conditions_for
 from azsnap.domain.models import (
     API_GROUP,
@@ -124,6 +125,9 @@ def _record_metrics(runtime: Runtime, body: kopf.Body, report: StatusReport, ela
     metrics = runtime.metrics
     ns, name = body.metadata.namespace or "", body.metadata.name or ""
     metrics.reconcile_duration(elapsed, str(report.health.state))
+    stats = getattr(runtime.cloud, "stats", None)
+    if isinstance(stats, RequestStats):
+        metrics.sync_azure(stats)
     for _ in report.created:
         metrics.snapshot_event(ns, name, "created")
     for _ in report.deleted:
