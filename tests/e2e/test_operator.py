@@ -98,14 +98,18 @@ class Recorder:
     def __init__(self, kube: KubeEmulator, name: str = "p1") -> None:
         self.kube, self.name = kube, name
         self.seen: list[tuple[str, str, str]] = []
+        self.kstatus: list[kstatus.KStatus] = []
         self.task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
         while True:
+            obj = get(self.kube, self.name)
             for kind in ("Ready", "Reconciling", "Stalled"):
-                cond = condition(get(self.kube, self.name), kind)
+                cond = condition(obj, kind)
                 if cond:
                     self.seen.append((kind, cond["status"], cond.get("reason", "")))
+            if obj is not None:
+                self.kstatus.append(kstatus.compute(obj).status)
             await asyncio.sleep(5)
 
     def stop(self) -> None:
@@ -217,6 +221,9 @@ async def test_throttling_and_server_errors_are_retried_and_nothing_is_deleted_w
         await until(6.5)
         recorder.stop()
         assert ("Reconciling", "True", "ProgressingWithRetry") in recorder.seen
+        # What Flux's kstatus makes of the status the operator actually wrote: in progress while retrying.
+        assert kstatus.KStatus.IN_PROGRESS in recorder.kstatus
+        assert kstatus.KStatus.FAILED not in recorder.kstatus
         obj = await eventually(is_true(kube, "Ready"))
         assert kstatus.compute(obj).status is kstatus.KStatus.CURRENT
         # keepLast 3 after slots 00:00..06:00: exactly the three newest, and every slot accounted for.
