@@ -1,0 +1,510 @@
+"""`azsnap demo`: the real operator against the in-process Azure and Kubernetes emulators, on emulated time.
+
+Everything runs on one `looptime` event loop: the Azure emulator (HTTPS, throttling and Azure's per-disk limits on),
+the Kubernetes emulator (HTTP), kopf with azsnap's own handlers, and the SDK adapter between them. The emulators,
+the reconciler and kopf's timers all read the loop's clock, which looptime moves straight to the next thing that
+is due; the demo holds it back to `speed` emulated hours per real second so that a person can watch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import yaml
+
+from azsnap.domain import naming
+from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL
+from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
+from azsnap.sandbox import disk_id
+
+if TYPE_CHECKING:
+    from azsnap.emulator.kubernetes import KubeEmulator
+
+__all__ = [
+    "DEMO_START",
+    "DemoOptions",
+    "DemoSummary",
+    "PolicyResult",
+    "PolicyRow",
+    "Witness",
+    "find_examples",
+    "load_policies",
+    "run",
+    "run_demo",
+    "seed_unowned",
+]
+
+#: Emulated time starts here: a Friday, so three days cross Berlin's spring-forward night (29 March, 02:00 → 03:00).
+DEMO_START: Final = datetime(2026, 3, 27, tzinfo=UTC)
+#: Disks the examples name: disk-0 … disk-3 (Standard SSD) and pv2-disk-0 (Premium SSD v2).
+EXAMPLE_DISKS: Final = 4
+#: The loop wakes the demo this often (emulated): the pacing step and the sampling step of the invariants.
+STEP: Final = timedelta(minutes=1)
+#: Emulated time given to in-flight reconciles and kopf's event poster after the last hour, before the stop.
+SETTLE: Final = timedelta(seconds=30)
+#: The example that stands for "one more disk" when `--disks` goes beyond the examples.
+SCALE_TEMPLATE: Final = "minimal-hourly"
+_SOURCE_ROOT: Final = Path(__file__).resolve().parents[2]
+_CRD_FILE: Final = Path("crds") / f"{PLURAL}.{API_GROUP}.yaml"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What `azsnap demo` was asked for."""
+
+    hours: float = 72.0
+    #: Emulated hours per real second; 0: as fast as the machine goes.
+    speed: float = 1.0
+    #: Standard SSD disks; beyond the four the examples use, each gets a copy of the minimal hourly policy.
+    disks: int = EXAMPLE_DISKS
+    examples: Path | None = None
+    start: datetime = DEMO_START
+
+
+@dataclass(frozen=True)
+class PolicyRow:
+    """One line of the live table, read from the policy's status as `kubectl get snappol` would."""
+
+    policy: str
+    disk: str
+    ready: str
+    last: datetime | None
+    next: datetime | None
+    count: int | None
+    cap: int | None
+    missed: int
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """What one policy did over the run."""
+
+    held: int
+    created: int
+    deleted: int
+    missed: int
+
+
+@dataclass
+class DemoSummary:
+    """The end of the run: per policy, Azure traffic, and every invariant that broke."""
+
+    hours: float
+    policies: dict[str, PolicyResult]
+    azure_calls: dict[str, int]
+    throttled: int
+    violations: list[str]
+    rows: list[PolicyRow] = field(default_factory=list)
+    ended_at: datetime | None = None
+    real_seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "policies": {
+                key: {"held": r.held, "created": r.created, "deleted": r.deleted, "missed": r.missed}
+                for key, r in self.policies.items()
+            },
+            "totals": {
+                "azure_calls": sum(self.azure_calls.values()),
+                "throttled": self.throttled,
+                "invariant_violations": len(self.violations),
+                "azure_calls_by_operation": dict(sorted(self.azure_calls.items())),
+            },
+            "hours": int(self.hours) if float(self.hours).is_integer() else self.hours,
+        }
+
+
+@dataclass(frozen=True)
+class DemoEvent:
+    """A Kubernetes Event on a policy, as the log shows it."""
+
+    time: datetime | None
+    type: str
+    reason: str
+    policy: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the screen shows at one moment of the run."""
+
+    now: datetime
+    elapsed_hours: float
+    hours: float
+    rows: list[PolicyRow]
+    azure_calls: int
+    throttled: int
+    events: list[DemoEvent]
+
+
+class DemoView:
+    """Where the demo reports progress; the base class shows nothing (the `--json` mode)."""
+
+    #: Real seconds between two frames (None: only when `wants_frame` says so).
+    refresh_seconds: float | None = None
+
+    def wants_frame(self, elapsed_hours: float) -> bool:
+        return False
+
+    def frame(self, frame: Frame) -> None:
+        """Show the state of the run."""
+
+    def log(self, line: str) -> None:
+        """Show a warning logged by the operator or a library."""
+
+    def finish(self, summary: DemoSummary) -> None:
+        """Show the summary."""
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        yield
+
+
+# ---- the policies ----------------------------------------------------------------------------------------------
+
+
+def find_examples(explicit: Path | None = None) -> Path:
+    """The examples directory: the one given, `./examples`, or the one beside the source tree."""
+    candidates = [explicit] if explicit is not None else [Path.cwd() / "examples", _SOURCE_ROOT / "examples"]
+    for candidate in candidates:
+        if candidate.is_dir() and any(candidate.glob("*.yaml")):
+            return candidate
+    shown = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"no SnapshotPolicy examples found in {shown}; run the demo from the azsnap checkout")
+
+
+def load_policies(examples: Path, disks: int) -> list[dict[str, Any]]:
+    """Every SnapshotPolicy in `examples/*.yaml`, plus a copy of the hourly example for each disk beyond four."""
+    policies: list[dict[str, Any]] = []
+    for path in sorted(examples.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if isinstance(document, dict) and document.get("kind") == KIND:
+                policies.append(document)
+    template = next((p for p in policies if p["metadata"]["name"] == SCALE_TEMPLATE), None)
+    if template is not None:
+        for i in range(EXAMPLE_DISKS, disks):
+            extra = yaml.safe_load(yaml.safe_dump(template))
+            extra["metadata"]["name"] = f"hourly-disk-{i}"
+            extra["spec"]["disk"]["id"] = disk_id(f"disk-{i}")
+            policies.append(extra)
+    return policies
+
+
+def _key(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def policy_row(obj: Mapping[str, Any]) -> PolicyRow:
+    """The table line of one SnapshotPolicy object."""
+    status = obj.get("status") or {}
+    ready = next((c.get("status", "") for c in status.get("conditions") or [] if c.get("type") == "Ready"), "")
+    reason = next((c.get("reason", "") for c in status.get("conditions") or [] if c.get("type") == "Ready"), "")
+    disk = status.get("diskName") or str((obj.get("spec") or {}).get("disk", {}).get("id", "")).rsplit("/", 1)[-1]
+    return PolicyRow(
+        policy=_key(obj),
+        disk=disk,
+        ready=f"{ready} ({reason})" if ready and ready != "True" and reason else ready or "-",
+        last=_time((status.get("lastSnapshot") or {}).get("createdTime")),
+        next=_time(status.get("nextSnapshotTime")),
+        count=status.get("snapshotCount"),
+        cap=status.get("diskSnapshotLimit"),
+        missed=int(status.get("missedSlots") or 0),
+    )
+
+
+def demo_event(obj: Mapping[str, Any]) -> DemoEvent:
+    """A Kubernetes Event, with the time the (emulated) API server stored it."""
+    involved = obj.get("involvedObject") or {}
+    return DemoEvent(
+        time=_time((obj.get("metadata") or {}).get("creationTimestamp")),
+        type=str(obj.get("type") or "Normal"),
+        reason=str(obj.get("reason") or ""),
+        policy=f"{involved.get('namespace') or 'default'}/{involved.get('name')}",
+        message=str(obj.get("message") or ""),
+    )
+
+
+# ---- the invariants ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Witness:
+    """Watches Azure's side during the run: every snapshot ever seen, and the unowned ones that must survive."""
+
+    emulator: Emulator
+    unowned: list[str] = field(default_factory=list)
+    #: Snapshot key → (policy UID, slot) for every scheduled snapshot azsnap made that was ever seen.
+    seen: dict[tuple[str, str, str], tuple[str, str]] = field(default_factory=dict)
+
+    def sample(self) -> None:
+        """Remember snapshots that appeared since the last sample."""
+        store = self.emulator.store
+        for k in store.snapshots.keys() - self.seen.keys():
+            tags = store.snapshots[k].body.get("tags") or {}
+            uid, slot = naming.tag(tags, naming.TAG_POLICY_UID), naming.tag(tags, naming.TAG_SLOT)
+            kind = naming.tag(tags, naming.TAG_KIND) or naming.KIND_SCHEDULED
+            if uid and slot and kind == naming.KIND_SCHEDULED:
+                self.seen[k] = (uid, slot)
+
+    def violations(self, policies: Mapping[str, str]) -> list[str]:
+        """Duplicate slots, unowned snapshots gone, and every per-disk limit Azure saw broken."""
+        self.sample()
+        broken: list[str] = []
+        slots = Counter(self.seen.values())
+        names = {uid: key for key, uid in policies.items()}
+        for (uid, slot), count in sorted(slots.items()):
+            if count > 1:
+                broken.append(f"duplicate slot: {count} snapshots for slot {slot} of {names.get(uid, uid)}")
+        present = {k[2] for k in self.emulator.store.snapshots}
+        for name in self.unowned:
+            if name.lower() not in present:
+                broken.append(f"unowned snapshot deleted: {name}")
+        broken.extend(f"limit exceeded: {v}" for v in self.emulator.violations)
+        return broken
+
+
+def seed_unowned(emulator: Emulator, now: datetime, disks: int) -> list[str]:
+    """Snapshots azsnap must never delete: two made by hand, one tagged by another azsnap installation."""
+    seeds: list[tuple[str, str, dict[str, str]]] = []
+    if disks > 0:
+        seeds.append(("disk-0-before-upgrade", "disk-0", {"owner": "dba-team"}))
+    if disks > 2:
+        seeds.append(("disk-2-manual", "disk-2", {}))
+        seeds.append(
+            (
+                "disk-2-other-cluster-20260301T0000Z",
+                "disk-2",
+                {
+                    naming.TAG_MANAGED_BY: naming.MANAGED_BY_VALUE,
+                    naming.TAG_POLICY_UID: "0b7cf6a2-3c55-4b8e-9f3e-other-cluster",
+                    naming.TAG_SLOT: "2026-03-01T00:00:00Z",
+                    naming.TAG_KIND: naming.KIND_SCHEDULED,
+                },
+            )
+        )
+    for name, disk, tags in seeds:
+        body = {
+            "location": DEMO_LOCATION,
+            "tags": tags,
+            "properties": {
+                "creationData": {"createOption": "Copy", "sourceResourceId": disk_id(disk)},
+                "incremental": True,
+            },
+        }
+        emulator.store.create_snapshot(now, DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, name, body)
+    return [name for name, _, _ in seeds]
+
+
+# ---- the run -------------------------------------------------------------------------------------------------
+
+
+def _hold(seconds: float) -> None:
+    # Blocking on purpose: everything the demo runs lives on this one loop, so holding the loop pauses the whole
+    # emulated world (its clock included) while real time catches up with the requested speed.
+    time.sleep(seconds)
+
+
+class _ViewLog(logging.Handler):
+    def __init__(self, view: DemoView) -> None:
+        super().__init__(logging.WARNING)
+        self.view = view
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.view.log(f"{record.levelname.lower()} {record.name}: {record.getMessage()}")
+
+
+@contextlib.contextmanager
+def _logs_to(view: DemoView) -> Iterator[None]:
+    handler, root = _ViewLog(view), logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(old_level, logging.WARNING) if old_level else logging.WARNING)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSummary:
+    """Run the demo on the running loop (which must be looptime's) and return its summary."""
+    import kopf
+
+    import azsnap.handlers  # noqa: F401  (registers the handlers on kopf's default registry)
+    from azsnap.clock import LoopClock
+    from azsnap.emulator.kubernetes import KubeEmulator, run_operator
+    from azsnap.handlers.runtime import MEMO_KEY
+    from azsnap.sandbox import azure_sandbox
+
+    view = view or DemoView()
+    examples = find_examples(options.examples)
+    manifests = load_policies(examples, options.disks)
+    loop = asyncio.get_running_loop()
+    clock = LoopClock(options.start, loop)
+    namespaces = sorted({(m.get("metadata") or {}).get("namespace") or "default" for m in manifests})
+    real_start = time.monotonic()
+    with _logs_to(view):
+        async with KubeEmulator.serve(clock=clock) as kube:
+            crd = next((p for p in (Path.cwd() / _CRD_FILE, _SOURCE_ROOT / _CRD_FILE) if p.is_file()), None)
+            for document in yaml.safe_load_all(crd.read_text()) if crd else ():
+                if document:
+                    kube.install_crd(document)
+            for namespace in namespaces:
+                if namespace != "default":
+                    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+            pv2 = 1 if any("pv2-disk-" in str(m["spec"]["disk"]["id"]) for m in manifests) else 0
+            async with azure_sandbox(
+                clock, config=EmulatorConfig(throttling=True), disks=options.disks, premium_v2_disks=pv2
+            ) as box:
+                for m in manifests:
+                    group = (m["spec"].get("snapshot") or {}).get("resourceGroup")
+                    if group:
+                        box.emulator.store.groups.setdefault((DEMO_SUBSCRIPTION.lower(), group.lower()), DEMO_LOCATION)
+                witness = Witness(box.emulator, seed_unowned(box.emulator, clock.now(), options.disks))
+                memo = kopf.Memo({MEMO_KEY: box.runtime})
+                with view.running():
+                    async with run_operator(kube=kube, namespaces=namespaces, memo=memo) as operator:
+                        for m in manifests:
+                            kube.apply(m)
+                        interrupted = await _advance(
+                            options, view, kube, box.emulator, witness, clock.now, operator.task.done
+                        )
+                        if not interrupted:
+                            await asyncio.sleep(SETTLE.total_seconds())
+                    objects = kube.list(API_GROUP, API_VERSION, PLURAL)
+                uids = {_key(o): str(o["metadata"]["uid"]) for o in objects}
+                return _summary(
+                    options, objects, kube.events(), box.emulator, witness, uids, clock.now(), real_start, interrupted
+                )
+
+
+def _frame(
+    options: DemoOptions, now: datetime, kube: KubeEmulator, emulator: Emulator, events: list[DemoEvent]
+) -> Frame:
+    requests = emulator.requests
+    return Frame(
+        now=now,
+        elapsed_hours=(now - options.start).total_seconds() / 3600,
+        hours=options.hours,
+        rows=[policy_row(o) for o in kube.list(API_GROUP, API_VERSION, PLURAL)],
+        azure_calls=len(requests),
+        throttled=sum(1 for r in requests if r.status == 429),
+        events=events,
+    )
+
+
+async def _advance(
+    options: DemoOptions,
+    view: DemoView,
+    kube: KubeEmulator,
+    emulator: Emulator,
+    witness: Witness,
+    now: Callable[[], datetime],
+    stopped: Callable[[], bool],
+) -> bool:
+    """Let emulated time run to the end, paced; True if the operator stopped first (Ctrl+C)."""
+    end = options.start + timedelta(hours=options.hours)
+    real_start = last_frame = time.monotonic()
+    seen_events: set[str] = set()
+    while now() < end:
+        await asyncio.sleep(min(STEP, end - now()).total_seconds())
+        witness.sample()
+        if stopped():
+            return True
+        elapsed = (now() - options.start).total_seconds()
+        if options.speed > 0:
+            ahead = elapsed / (3600 * options.speed) - (time.monotonic() - real_start)
+            if ahead > 0:
+                _hold(ahead)
+        real_now = time.monotonic()
+        due = view.refresh_seconds is not None and real_now - last_frame >= view.refresh_seconds
+        if due or view.wants_frame(elapsed / 3600) or now() >= end:
+            last_frame = real_now
+            fresh = []
+            for obj in kube.events():
+                uid = str(obj["metadata"].get("uid") or obj["metadata"].get("name"))
+                if uid not in seen_events:
+                    seen_events.add(uid)
+                    fresh.append(demo_event(obj))
+            view.frame(_frame(options, now(), kube, emulator, fresh))
+    return False
+
+
+def _summary(
+    options: DemoOptions,
+    objects: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    emulator: Emulator,
+    witness: Witness,
+    uids: dict[str, str],
+    ended_at: datetime,
+    real_start: float,
+    interrupted: bool,
+) -> DemoSummary:
+    reasons = Counter((demo_event(e).policy, demo_event(e).reason) for e in events)
+    held = Counter(uid for uid, _ in witness_present(emulator))
+    policies = {}
+    for obj in objects:
+        key = _key(obj)
+        policies[key] = PolicyResult(
+            held=held.get(uids[key], 0),
+            created=reasons.get((key, "SnapshotCreated"), 0),
+            deleted=reasons.get((key, "SnapshotDeleted"), 0),
+            missed=int(((obj.get("status") or {}).get("missedSlots")) or 0),
+        )
+    requests = emulator.requests
+    return DemoSummary(
+        hours=options.hours,
+        policies=policies,
+        azure_calls=dict(Counter(r.operation for r in requests)),
+        throttled=sum(1 for r in requests if r.status == 429),
+        violations=witness.violations(uids),
+        rows=[policy_row(o) for o in objects],
+        ended_at=ended_at,
+        real_seconds=time.monotonic() - real_start,
+        interrupted=interrupted,
+    )
+
+
+def witness_present(emulator: Emulator) -> Iterator[tuple[str, str]]:
+    """(policy UID, snapshot name) of every snapshot in Azure now that carries azsnap's ownership tags."""
+    for snapshot in emulator.snapshots():
+        tags = snapshot.get("tags") or {}
+        uid = naming.tag(tags, naming.TAG_POLICY_UID)
+        if uid and naming.tag(tags, naming.TAG_MANAGED_BY) == naming.MANAGED_BY_VALUE:
+            yield uid, str(snapshot["name"])
+
+
+def run(options: DemoOptions, view: DemoView | None = None) -> DemoSummary:
+    """Run the demo on a fresh looptime event loop (emulated time), blocking until it ends."""
+    import looptime
+
+    loop = looptime.new_event_loop(start=0)
+    try:
+        return loop.run_until_complete(run_demo(options, view))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()

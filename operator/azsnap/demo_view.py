@@ -1,0 +1,209 @@
+"""What `azsnap demo` shows: a live table and event log on a terminal, periodic plain lines elsewhere, the summary."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections import deque
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Final, TextIO
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from azsnap.demo import DemoEvent, DemoOptions, DemoSummary, DemoView, Frame, PolicyRow, run
+
+__all__ = ["JsonView", "LiveView", "PlainView", "make_view", "run_command", "summary_table"]
+
+#: Events kept on screen under the live table.
+LOG_LINES: Final = 12
+#: The plain (non-terminal) output prints the table every this many emulated hours.
+PLAIN_EVERY_HOURS: Final = 12
+_WIDTH: Final = 132
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%m-%d %H:%M") if value else "-"
+
+
+def _header(frame: Frame, speed: float) -> Text:
+    pace = "as fast as possible" if speed <= 0 else f"{speed:g} emulated h/s"
+    return Text(
+        f"azsnap demo · {frame.now:%a %Y-%m-%d %H:%M} UTC · {frame.elapsed_hours:.1f} of {frame.hours:g} h · {pace}\n"
+        f"Azure calls {frame.azure_calls} · throttled {frame.throttled}",
+        style="bold",
+    )
+
+
+def _name(policy: str) -> str:
+    # As `kubectl get` in the default namespace: the namespace only where it is not the default one.
+    return policy.removeprefix("default/")
+
+
+def policy_table(rows: list[PolicyRow]) -> Table:
+    """The policies as `kubectl get snappol` would list them, with the counts the demo watches."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("POLICY", "DISK", "READY", "LAST SNAPSHOT", "NEXT SNAPSHOT", "COUNT/CAP", "MISSED"):
+        table.add_column(column, no_wrap=True, justify="right" if column in ("COUNT/CAP", "MISSED") else "left")
+    for row in rows:
+        ready = Text(row.ready, style="green" if row.ready == "True" else "yellow")
+        count = f"{row.count if row.count is not None else '-'}/{row.cap if row.cap is not None else '-'}"
+        table.add_row(_name(row.policy), row.disk, ready, _when(row.last), _when(row.next), count, str(row.missed))
+    return table
+
+
+def _event_line(event: DemoEvent) -> Text:
+    style = "yellow" if event.type == "Warning" else ""
+    line = f"{_when(event.time)}  {event.reason:<16} {_name(event.policy):<16} {event.message}"
+    return Text(line, style=style, no_wrap=True, overflow="ellipsis")
+
+
+def summary_table(summary: DemoSummary) -> RenderableType:
+    """Per policy and in total: what the run did, what Azure saw, and whether every invariant held."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("POLICY", "HELD", "CREATED", "DELETED", "MISSED"):
+        table.add_column(column, justify="left" if column == "POLICY" else "right")
+    for key, result in summary.policies.items():
+        table.add_row(key, str(result.held), str(result.created), str(result.deleted), str(result.missed))
+    calls = ", ".join(f"{op} {n}" for op, n in sorted(summary.azure_calls.items())) or "none"
+    lines: list[RenderableType] = [
+        Text("Summary", style="bold"),
+        table,
+        Text(""),
+        Text(f"Azure calls: {sum(summary.azure_calls.values())} ({calls})"),
+        Text(f"Throttled (429): {summary.throttled}"),
+    ]
+    if summary.violations:
+        lines.append(Text(f"Invariants: {len(summary.violations)} broken", style="bold red"))
+        lines.extend(Text(f"  - {v}", style="red") for v in summary.violations)
+    else:
+        lines.append(
+            Text("Invariants: all held (no duplicate slot, no unowned snapshot deleted, no limit exceeded)", "green")
+        )
+    ended = f"{summary.ended_at:%Y-%m-%d %H:%M} UTC" if summary.ended_at else "-"
+    stop = "interrupted" if summary.interrupted else "done"
+    lines.append(Text(f"{stop}: {summary.hours:g} emulated hours, ended {ended}, in {summary.real_seconds:.0f} s"))
+    return Group(*lines)
+
+
+class LiveView(DemoView):
+    """A terminal: the table and the latest events redrawn in place a few times a second."""
+
+    refresh_seconds = 0.2
+
+    def __init__(self, out: TextIO, speed: float) -> None:
+        self.console = Console(file=out)
+        self.speed = speed
+        self.events: deque[Text] = deque(maxlen=LOG_LINES)
+        self._live: Live | None = None
+        self._last: Frame | None = None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        with Live(console=self.console, auto_refresh=False, transient=False, redirect_stderr=False) as live:
+            self._live = live
+            try:
+                yield
+            finally:
+                self._live = None
+
+    def frame(self, frame: Frame) -> None:
+        self._last = frame
+        self.events.extend(_event_line(e) for e in frame.events)
+        self._draw()
+
+    def log(self, line: str) -> None:
+        self.events.append(Text(line, style="dim"))
+
+    def _draw(self) -> None:
+        if self._live is None or self._last is None:
+            return
+        log = list(self.events) or [Text("(no events yet)", style="dim")]
+        screen = Group(
+            _header(self._last, self.speed),
+            Text(""),
+            policy_table(self._last.rows),
+            Text(""),
+            Text("Events", style="bold"),
+            *log,
+        )
+        self._live.update(screen, refresh=True)
+
+    def finish(self, summary: DemoSummary) -> None:
+        self.console.print()
+        self.console.print(summary_table(summary))
+
+
+class PlainView(DemoView):
+    """Not a terminal (CI, a pipe): a progress line and the table every few emulated hours, warnings as they come."""
+
+    def __init__(self, out: TextIO, speed: float, err: TextIO | None = None) -> None:
+        self.console = Console(file=out, width=_WIDTH, no_color=True, highlight=False)
+        self.err = err or sys.stderr
+        self.speed = speed
+        self._hour = -1
+        self._created = self._deleted = self._warnings = 0
+
+    def wants_frame(self, elapsed_hours: float) -> bool:
+        return int(elapsed_hours) != self._hour
+
+    def frame(self, frame: Frame) -> None:
+        self._hour = int(frame.elapsed_hours)
+        for event in frame.events:
+            self._created += event.reason == "SnapshotCreated"
+            self._deleted += event.reason == "SnapshotDeleted"
+            if event.type == "Warning":
+                self._warnings += 1
+                self.console.print(_event_line(event))
+        if self._hour % PLAIN_EVERY_HOURS == 0 or frame.elapsed_hours >= frame.hours:
+            self.console.print(
+                f"[{frame.now:%Y-%m-%d %H:%M} UTC, {frame.elapsed_hours:.0f} of {frame.hours:g} h] "
+                f"created {self._created}, deleted {self._deleted}, warnings {self._warnings}, "
+                f"Azure calls {frame.azure_calls}, throttled {frame.throttled}"
+            )
+            self.console.print(policy_table(frame.rows))
+            self.console.print()
+
+    def log(self, line: str) -> None:
+        self.err.write(line + "\n")
+
+    def finish(self, summary: DemoSummary) -> None:
+        self.console.print(summary_table(summary))
+
+
+class JsonView(DemoView):
+    """`--json`: nothing while running (warnings to stderr), the summary as one line of JSON at the end."""
+
+    def __init__(self, out: TextIO, err: TextIO | None = None) -> None:
+        self.out = out
+        self.err = err or sys.stderr
+
+    def log(self, line: str) -> None:
+        self.err.write(line + "\n")
+
+    def finish(self, summary: DemoSummary) -> None:
+        self.out.write(json.dumps(summary.to_json(), separators=(",", ":")) + "\n")
+        self.out.flush()
+
+
+def make_view(out: TextIO, *, speed: float, as_json: bool) -> LiveView | PlainView | JsonView:
+    """The view for this output: JSON when asked, live on a terminal, plain lines otherwise."""
+    if as_json:
+        return JsonView(out)
+    if out.isatty():
+        return LiveView(out, speed)
+    return PlainView(out, speed)
+
+
+def run_command(options: DemoOptions, *, as_json: bool, out: TextIO) -> int:
+    """`azsnap demo`: run, show, summarise; 0 when every invariant held, 1 when one broke, 130 when interrupted."""
+    view = make_view(out, speed=options.speed, as_json=as_json)
+    summary = run(options, view)
+    view.finish(summary)
+    if not summary.ok:
+        return 1
+    return 130 if summary.interrupted else 0
