@@ -59,31 +59,34 @@ _MAX_WAKEUPS_PER_DAY: Final = 20_000
 
 @dataclass(frozen=True)
 class FaultProfile:
-    """Faults injected into the emulator: standing rules, plus bursts of 429s armed at random wake-ups."""
+    """Faults injected into the emulator: standing rules, plus bursts of 429s starting at random emulated times.
+
+    Burst starts are a Poisson process in emulated time (so retries, which wake the policies more often, do not
+    bring more bursts); a burst answers 429 to the next `burst_size` requests, and one runs at a time.
+    """
 
     description: str
     rules: tuple[FaultRule, ...] = ()
-    #: Chance, at each wake-up, that the next few requests are answered 429.
-    burst_chance: float = 0.0
+    bursts_per_day: float = 0.0
     burst_size: tuple[int, int] = (3, 8)
     burst_retry_after_s: tuple[int, ...] = (5, 15, 30)
 
 
 FAULT_PROFILES: Final[Mapping[str, FaultProfile]] = {
-    "none": FaultProfile("no injected faults (the emulator's throttling buckets still apply)"),
+    "none": FaultProfile("no injected faults; the emulator's throttling buckets still apply"),
     "flaky": FaultProfile(
-        "bursts of 429 at 5% of wake-ups, 2% 500s, 2% 503s, 1% dropped connections",
+        "about 2 bursts of 429s a day, 2% 500s, 2% 503s, 1% dropped connections",
         rules=(
             FaultRule(kind="500", probability=0.02),
             FaultRule(kind="503", probability=0.02, retry_after_s=10),
             FaultRule(kind="drop", probability=0.01),
         ),
-        burst_chance=0.05,
+        bursts_per_day=2.0,
     ),
     "throttled": FaultProfile(
-        "25% of requests answered 429, and long 429 bursts at 20% of wake-ups",
+        "25% of requests answered 429, and about 6 long bursts of 429s a day",
         rules=(FaultRule(kind="429", probability=0.25, retry_after_s=20),),
-        burst_chance=0.2,
+        bursts_per_day=6.0,
         burst_size=(5, 20),
         burst_retry_after_s=(30, 60),
     ),
@@ -104,8 +107,10 @@ class SimulationOptions:
     written_fraction: float = 0.4
     disk_size_gb: int = 128
     disk_sku: str = "StandardSSD_LRS"
-    #: A resource group is listed again at most this often; between lists the reconciler works from its own
-    #: record of its writes (listing is the costly call for the SDK, and nothing else writes in the emulator).
+    #: A resource group is listed (and a disk read) again at most this often, and an idle policy sleeps at most
+    #: this long; in between the reconciler works from its own record of its writes. The operator re-lists every
+    #: 30s and wakes at least hourly to notice changes made behind its back: here nothing else writes, and listing
+    #: is the costly call for the SDK.
     relist: timedelta = timedelta(hours=6)
     seed: int = 0
     limits: Limits = field(default_factory=Limits)
@@ -262,10 +267,33 @@ def _observe(emulator: Emulator, rg: str, traces: list[DiskTrace], now: datetime
         trace.samples.append((now, len(now_held)))
 
 
-def _arm_burst(emulator: Emulator, profile: FaultProfile, rng: random.Random) -> None:
-    if profile.burst_chance and rng.random() < profile.burst_chance:
-        size = rng.randint(*profile.burst_size)
-        emulator.add_fault(FaultRule(kind="429", count=size, retry_after_s=rng.choice(profile.burst_retry_after_s)))
+class _Bursts:
+    """Arms the profile's 429 bursts as emulated time passes, one at a time, from a seeded RNG."""
+
+    def __init__(self, emulator: Emulator, profile: FaultProfile, start: datetime, seed: int) -> None:
+        self._emulator = emulator
+        self._profile = profile
+        self._rng = random.Random(seed)
+        self._next: datetime | None = None
+        self._armed: FaultRule | None = None
+        if profile.bursts_per_day > 0:
+            self._next = start + self._gap()
+
+    def _gap(self) -> timedelta:
+        return timedelta(days=self._rng.expovariate(self._profile.bursts_per_day))
+
+    def tick(self, now: datetime) -> None:
+        """Arm a burst if one is due and none is still running."""
+        if self._next is None or now < self._next:
+            return
+        while self._next <= now:
+            self._next += self._gap()
+        if self._armed is not None and self._armed in self._emulator.faults.rules:
+            return  # the previous burst has not run its course: this one is skipped
+        profile = self._profile
+        size = self._rng.randint(*profile.burst_size)
+        self._armed = FaultRule(kind="429", count=size, retry_after_s=self._rng.choice(profile.burst_retry_after_s))
+        self._emulator.add_fault(self._armed)
 
 
 async def simulate(spec: SnapshotPolicySpec, options: SimulationOptions, *, name: str = "policy") -> SimulationRun:
@@ -315,12 +343,12 @@ async def simulate(spec: SnapshotPolicySpec, options: SimulationOptions, *, name
             clock.set(options.start)
             first_request = len(emulator.requests)
             observer = Observer(cloud, clock, freshness=options.relist, disk_freshness=options.relist)
-            config = ReconcilerConfig(limits=limits, list_freshness=options.relist)
+            config = ReconcilerConfig(limits=limits, list_freshness=options.relist, max_sleep=options.relist)
             reconciler = Reconciler(cloud, clock, config, observer=observer)
             for rule in profile.rules:
                 emulator.add_fault(rule)
-            rng = random.Random(options.seed)
-            wakeups = await _run(reconciler, emulator, clock, traces, rg, end, profile, rng, options.days)
+            bursts = _Bursts(emulator, profile, options.start, options.seed)
+            wakeups = await _run(reconciler, emulator, clock, traces, rg, end, bursts, options.days)
             requests = emulator.requests[first_request:]
             violations = emulator.violations
             # The final look goes through the SDK too, without faults or throttling, and is not counted.
@@ -353,8 +381,7 @@ async def _run(
     traces: list[DiskTrace],
     rg: str,
     end: datetime,
-    profile: FaultProfile,
-    rng: random.Random,
+    bursts: _Bursts,
     days: int,
 ) -> int:
     """Wake the policies in turn until the next wake-up lies past `end`; returns the number of wake-ups."""
@@ -370,7 +397,7 @@ async def _run(
         if wakeups > _MAX_WAKEUPS_PER_DAY * days:
             raise RuntimeError(f"the simulation woke more than {_MAX_WAKEUPS_PER_DAY} times per emulated day")
         clock.set(due)
-        _arm_burst(emulator, profile, rng)
+        bursts.tick(due)
         # One policy after another (the operator runs them concurrently): the order of requests, and so which
         # of them a fault hits, is then the same on every run with the same seed.
         for trace in traces:

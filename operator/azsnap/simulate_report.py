@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import importlib.util
 import itertools
 import json
 from collections import Counter
@@ -50,22 +51,26 @@ def estimated_used_gb(times: Sequence[datetime], written_gb: float, change_rate:
 
 @dataclass(frozen=True)
 class SlotAccounting:
-    """Every scheduled slot of the run: taken, counted missed, or still within its deadline at the end."""
+    """Every scheduled slot of the run: taken, counted missed, or not settled yet when the run ended.
+
+    A slot is settled once the policy's watermark (`slotsAccountedUntil`) passes it; the slots after it are taken
+    or counted missed at the policy's next successful wake-up (e.g. one due within its deadline at the end).
+    """
 
     scheduled: int
     taken: int
     missed: int
-    still_due: int
+    unsettled: int
     #: Slots taken more than once (must be 0).
     duplicates: int
     #: Slots taken that the schedule does not have (must be 0).
     unexpected: int
-    #: Scheduled slots neither taken, nor counted missed, nor still due; negative if more were counted missed.
+    #: Settled slots neither taken nor counted missed; negative if more were counted missed than there are.
     unaccounted: int
 
 
 def slot_accounting(run: SimulationRun, trace: DiskTrace) -> SlotAccounting:
-    """Check one disk's slots against the schedule: each one taken once, or counted missed, or still due."""
+    """Check one disk's slots against the schedule: each one taken once, or counted missed, or not settled yet."""
     sched = trace.policy.spec.schedule
     start = run.options.start
     taken = [slot for _, _, slot in trace.created if slot is not None]
@@ -77,16 +82,16 @@ def slot_accounting(run: SimulationRun, trace: DiskTrace) -> SlotAccounting:
     expected_set = set(expected)
     watermark = trace.status.slots_accounted_until
     not_taken = [s for s in expected if s not in taken_set]
-    still_due = [s for s in not_taken if watermark is None or s > watermark]
+    unsettled = [s for s in not_taken if watermark is None or s > watermark]
     missed = trace.status.missed_slots or 0
     return SlotAccounting(
         scheduled=len(expected),
         taken=len(taken_set & expected_set),
         missed=missed,
-        still_due=len(still_due),
+        unsettled=len(unsettled),
         duplicates=len(taken) - len(taken_set),
         unexpected=len(taken_set - expected_set),
-        unaccounted=len(not_taken) - len(still_due) - missed,
+        unaccounted=len(not_taken) - len(unsettled) - missed,
     )
 
 
@@ -199,7 +204,7 @@ def summarize(run: SimulationRun) -> dict[str, Any]:
         "server_errors": sum(1 for r in run.requests if 500 <= r.status < 600),
         "dropped": sum(1 for r in run.requests if r.status == 0),
         "missed": sum(d["missed"] for d in disks),
-        "slots": {key: sum(d["slots"][key] for d in disks) for key in ("scheduled", "taken", "missed", "still_due")},
+        "slots": {key: sum(d["slots"][key] for d in disks) for key in ("scheduled", "taken", "missed", "unsettled")},
         "used_gb": round(sum(d["used_gb"] for d in disks), 2),
         "full_copies_gb": round(sum(d["full_copies_gb"] for d in disks), 2),
         "invariants": invariants,
@@ -244,7 +249,7 @@ def render_text(summary: dict[str, Any]) -> str:
         f"Azure calls: {summary['calls_total']} ({calls}); throttled (429) {summary['throttled']}, "
         f"server errors {summary['server_errors']}, dropped connections {summary['dropped']}.",
         f"Slots: {slots['scheduled']} scheduled, {slots['taken']} taken, {slots['missed']} missed, "
-        f"{slots['still_due']} still within their deadline at the end.",
+        f"{slots['unsettled']} not settled yet at the end (taken or counted missed at the next wake-up).",
         f"Estimated used size: {summary['used_gb']:.1f} GB for {summary['held']} incremental snapshot(s) "
         f"(full copies would hold {summary['full_copies_gb']:.1f} GB); the first holds the disk's written data "
         f"({opts['written_fraction']:.0%} of {opts['disk_size_gb']} GB), then {opts['change_rate']:.1%} of it "
@@ -275,6 +280,8 @@ def run_simulate(
     problems = options.problems()
     if plot is not None and plot.suffix.lower() not in PLOT_SUFFIXES:
         problems.append(f"--plot: the file must end in {' or '.join(PLOT_SUFFIXES)}, got {plot.name!r}")
+    if plot is not None and importlib.util.find_spec("matplotlib") is None:
+        problems.append("--plot: matplotlib is not installed; install azsnap[demo] to draw charts")
     if problems:
         err.write("azsnap simulate: " + "; ".join(problems) + "\n")
         return 2
