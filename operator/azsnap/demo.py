@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import yaml
 
+from azsnap.demo_view import DemoEvent, DemoView, Frame, PolicyRow, demo_event, make_view, policy_key, policy_row
 from azsnap.domain import naming
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL
 from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
@@ -34,11 +35,11 @@ __all__ = [
     "DemoOptions",
     "DemoSummary",
     "PolicyResult",
-    "PolicyRow",
     "Witness",
     "find_examples",
     "load_policies",
     "run",
+    "run_command",
     "run_demo",
     "seed_unowned",
 ]
@@ -71,20 +72,6 @@ class DemoOptions:
 
 
 @dataclass(frozen=True)
-class PolicyRow:
-    """One line of the live table, read from the policy's status as `kubectl get snappol` would."""
-
-    policy: str
-    disk: str
-    ready: str
-    last: datetime | None
-    next: datetime | None
-    count: int | None
-    cap: int | None
-    missed: int
-
-
-@dataclass(frozen=True)
 class PolicyResult:
     """What one policy did over the run."""
 
@@ -105,6 +92,7 @@ class DemoSummary:
     violations: list[str]
     rows: list[PolicyRow] = field(default_factory=list)
     ended_at: datetime | None = None
+    elapsed_hours: float = 0.0
     real_seconds: float = 0.0
     interrupted: bool = False
 
@@ -126,53 +114,6 @@ class DemoSummary:
             },
             "hours": int(self.hours) if float(self.hours).is_integer() else self.hours,
         }
-
-
-@dataclass(frozen=True)
-class DemoEvent:
-    """A Kubernetes Event on a policy, as the log shows it."""
-
-    time: datetime | None
-    type: str
-    reason: str
-    policy: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Frame:
-    """What the screen shows at one moment of the run."""
-
-    now: datetime
-    elapsed_hours: float
-    hours: float
-    rows: list[PolicyRow]
-    azure_calls: int
-    throttled: int
-    events: list[DemoEvent]
-
-
-class DemoView:
-    """Where the demo reports progress; the base class shows nothing (the `--json` mode)."""
-
-    #: Real seconds between two frames (None: only when `wants_frame` says so).
-    refresh_seconds: float | None = None
-
-    def wants_frame(self, elapsed_hours: float) -> bool:
-        return False
-
-    def frame(self, frame: Frame) -> None:
-        """Show the state of the run."""
-
-    def log(self, line: str) -> None:
-        """Show a warning logged by the operator or a library."""
-
-    def finish(self, summary: DemoSummary) -> None:
-        """Show the summary."""
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[None]:
-        yield
 
 
 # ---- the policies ----------------------------------------------------------------------------------------------
@@ -203,47 +144,6 @@ def load_policies(examples: Path, disks: int) -> list[dict[str, Any]]:
             extra["spec"]["disk"]["id"] = disk_id(f"disk-{i}")
             policies.append(extra)
     return policies
-
-
-def _key(obj: Mapping[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
-
-
-def _time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-def policy_row(obj: Mapping[str, Any]) -> PolicyRow:
-    """The table line of one SnapshotPolicy object."""
-    status = obj.get("status") or {}
-    ready = next((c.get("status", "") for c in status.get("conditions") or [] if c.get("type") == "Ready"), "")
-    reason = next((c.get("reason", "") for c in status.get("conditions") or [] if c.get("type") == "Ready"), "")
-    disk = status.get("diskName") or str((obj.get("spec") or {}).get("disk", {}).get("id", "")).rsplit("/", 1)[-1]
-    return PolicyRow(
-        policy=_key(obj),
-        disk=disk,
-        ready=f"{ready} ({reason})" if ready and ready != "True" and reason else ready or "-",
-        last=_time((status.get("lastSnapshot") or {}).get("createdTime")),
-        next=_time(status.get("nextSnapshotTime")),
-        count=status.get("snapshotCount"),
-        cap=status.get("diskSnapshotLimit"),
-        missed=int(status.get("missedSlots") or 0),
-    )
-
-
-def demo_event(obj: Mapping[str, Any]) -> DemoEvent:
-    """A Kubernetes Event, with the time the (emulated) API server stored it."""
-    involved = obj.get("involvedObject") or {}
-    return DemoEvent(
-        time=_time((obj.get("metadata") or {}).get("creationTimestamp")),
-        type=str(obj.get("type") or "Normal"),
-        reason=str(obj.get("reason") or ""),
-        policy=f"{involved.get('namespace') or 'default'}/{involved.get('name')}",
-        message=str(obj.get("message") or ""),
-    )
 
 
 # ---- the invariants ------------------------------------------------------------------------------------------
@@ -395,7 +295,7 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
                         if not interrupted:
                             await asyncio.sleep(SETTLE.total_seconds())
                     objects = kube.list(API_GROUP, API_VERSION, PLURAL)
-                uids = {_key(o): str(o["metadata"]["uid"]) for o in objects}
+                uids = {policy_key(o): str(o["metadata"]["uid"]) for o in objects}
                 return _summary(
                     options, objects, kube.events(), box.emulator, witness, uids, clock.now(), real_start, interrupted
                 )
@@ -465,10 +365,10 @@ def _summary(
     interrupted: bool,
 ) -> DemoSummary:
     reasons = Counter((demo_event(e).policy, demo_event(e).reason) for e in events)
-    held = Counter(uid for uid, _ in witness_present(emulator))
+    held = Counter(uid for uid, _ in _owned_in_azure(emulator))
     policies = {}
     for obj in objects:
-        key = _key(obj)
+        key = policy_key(obj)
         policies[key] = PolicyResult(
             held=held.get(uids[key], 0),
             created=reasons.get((key, "SnapshotCreated"), 0),
@@ -484,12 +384,13 @@ def _summary(
         violations=witness.violations(uids),
         rows=[policy_row(o) for o in objects],
         ended_at=ended_at,
+        elapsed_hours=(ended_at - options.start).total_seconds() / 3600,
         real_seconds=time.monotonic() - real_start,
         interrupted=interrupted,
     )
 
 
-def witness_present(emulator: Emulator) -> Iterator[tuple[str, str]]:
+def _owned_in_azure(emulator: Emulator) -> Iterator[tuple[str, str]]:
     """(policy UID, snapshot name) of every snapshot in Azure now that carries azsnap's ownership tags."""
     for snapshot in emulator.snapshots():
         tags = snapshot.get("tags") or {}
@@ -508,3 +409,13 @@ def run(options: DemoOptions, view: DemoView | None = None) -> DemoSummary:
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def run_command(options: DemoOptions, *, as_json: bool, out: TextIO) -> int:
+    """`azsnap demo`: run, show, summarise; 0 when every invariant held, 1 when one broke, 130 when interrupted."""
+    view = make_view(out, speed=options.speed, as_json=as_json)
+    summary = run(options, view)
+    view.finish(summary)
+    if not summary.ok:
+        return 1
+    return 130 if summary.interrupted else 0

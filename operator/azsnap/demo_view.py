@@ -6,24 +6,145 @@ import contextlib
 import json
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from azsnap.demo import DemoEvent, DemoOptions, DemoSummary, DemoView, Frame, PolicyRow, run
+if TYPE_CHECKING:
+    from azsnap.demo import DemoSummary
 
-__all__ = ["JsonView", "LiveView", "PlainView", "make_view", "run_command", "summary_table"]
+__all__ = [
+    "DemoEvent",
+    "DemoView",
+    "Frame",
+    "JsonView",
+    "LiveView",
+    "PlainView",
+    "PolicyRow",
+    "demo_event",
+    "make_view",
+    "policy_key",
+    "policy_row",
+    "summary_table",
+]
 
 #: Events kept on screen under the live table.
 LOG_LINES: Final = 12
 #: The plain (non-terminal) output prints the table every this many emulated hours.
 PLAIN_EVERY_HOURS: Final = 12
 _WIDTH: Final = 132
+
+
+@dataclass(frozen=True)
+class PolicyRow:
+    """One line of the live table, read from the policy's status as `kubectl get snappol` would."""
+
+    policy: str
+    disk: str
+    ready: str
+    last: datetime | None
+    next: datetime | None
+    count: int | None
+    cap: int | None
+    missed: int
+
+
+@dataclass(frozen=True)
+class DemoEvent:
+    """A Kubernetes Event on a policy, as the log shows it."""
+
+    time: datetime | None
+    type: str
+    reason: str
+    policy: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the screen shows at one moment of the run."""
+
+    now: datetime
+    elapsed_hours: float
+    hours: float
+    rows: list[PolicyRow]
+    azure_calls: int
+    throttled: int
+    events: list[DemoEvent]
+
+
+class DemoView:
+    """Where the demo reports progress; the base class shows nothing (the `--json` mode)."""
+
+    #: Real seconds between two frames (None: only when `wants_frame` says so).
+    refresh_seconds: float | None = None
+
+    def wants_frame(self, elapsed_hours: float) -> bool:
+        return False
+
+    def frame(self, frame: Frame) -> None:
+        """Show the state of the run."""
+
+    def log(self, line: str) -> None:
+        """Show a warning logged by the operator or a library."""
+
+    def finish(self, summary: DemoSummary) -> None:
+        """Show the summary."""
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        yield
+
+
+def policy_key(obj: Mapping[str, Any]) -> str:
+    """`namespace/name` of an object."""
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def policy_row(obj: Mapping[str, Any]) -> PolicyRow:
+    """The table line of one SnapshotPolicy object."""
+    status = obj.get("status") or {}
+    ready = next((c.get("status", "") for c in status.get("conditions") or [] if c.get("type") == "Ready"), "")
+    reason = next((c.get("reason", "") for c in status.get("conditions") or [] if c.get("type") == "Ready"), "")
+    disk = status.get("diskName") or str((obj.get("spec") or {}).get("disk", {}).get("id", "")).rsplit("/", 1)[-1]
+    return PolicyRow(
+        policy=policy_key(obj),
+        disk=disk,
+        ready=f"{ready} ({reason})" if ready and ready != "True" and reason else ready or "-",
+        last=_time((status.get("lastSnapshot") or {}).get("createdTime")),
+        next=_time(status.get("nextSnapshotTime")),
+        count=status.get("snapshotCount"),
+        cap=status.get("diskSnapshotLimit"),
+        missed=int(status.get("missedSlots") or 0),
+    )
+
+
+def demo_event(obj: Mapping[str, Any]) -> DemoEvent:
+    """A Kubernetes Event, with the time the (emulated) API server stored it."""
+    involved = obj.get("involvedObject") or {}
+    return DemoEvent(
+        time=_time((obj.get("metadata") or {}).get("creationTimestamp")),
+        type=str(obj.get("type") or "Normal"),
+        reason=str(obj.get("reason") or ""),
+        policy=f"{involved.get('namespace') or 'default'}/{involved.get('name')}",
+        message=str(obj.get("message") or ""),
+    )
+
+
+# ---- rendering -----------------------------------------------------------------------------------------------
 
 
 def _when(value: datetime | None) -> str:
@@ -68,7 +189,7 @@ def summary_table(summary: DemoSummary) -> RenderableType:
     for column in ("POLICY", "HELD", "CREATED", "DELETED", "MISSED"):
         table.add_column(column, justify="left" if column == "POLICY" else "right")
     for key, result in summary.policies.items():
-        table.add_row(key, str(result.held), str(result.created), str(result.deleted), str(result.missed))
+        table.add_row(_name(key), str(result.held), str(result.created), str(result.deleted), str(result.missed))
     calls = ", ".join(f"{op} {n}" for op, n in sorted(summary.azure_calls.items())) or "none"
     lines: list[RenderableType] = [
         Text("Summary", style="bold"),
@@ -84,9 +205,10 @@ def summary_table(summary: DemoSummary) -> RenderableType:
         lines.append(
             Text("Invariants: all held (no duplicate slot, no unowned snapshot deleted, no limit exceeded)", "green")
         )
+    ran = f"{summary.elapsed_hours:.1f} of {summary.hours:g}" if summary.interrupted else f"{summary.hours:g}"
+    stop = "Interrupted after" if summary.interrupted else "Done:"
     ended = f"{summary.ended_at:%Y-%m-%d %H:%M} UTC" if summary.ended_at else "-"
-    stop = "interrupted" if summary.interrupted else "done"
-    lines.append(Text(f"{stop}: {summary.hours:g} emulated hours, ended {ended}, in {summary.real_seconds:.0f} s"))
+    lines.append(Text(f"{stop} {ran} emulated hours (to {ended}) in {summary.real_seconds:.0f} s of real time"))
     return Group(*lines)
 
 
@@ -197,13 +319,3 @@ def make_view(out: TextIO, *, speed: float, as_json: bool) -> LiveView | PlainVi
     if out.isatty():
         return LiveView(out, speed)
     return PlainView(out, speed)
-
-
-def run_command(options: DemoOptions, *, as_json: bool, out: TextIO) -> int:
-    """`azsnap demo`: run, show, summarise; 0 when every invariant held, 1 when one broke, 130 when interrupted."""
-    view = make_view(out, speed=options.speed, as_json=as_json)
-    summary = run(options, view)
-    view.finish(summary)
-    if not summary.ok:
-        return 1
-    return 130 if summary.interrupted else 0

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from click.testing import Result
 from typer.testing import CliRunner
 
 from azsnap.cli import app
@@ -16,6 +17,7 @@ from azsnap.clock import ManualClock
 from azsnap.demo import Witness, load_policies, seed_unowned
 from azsnap.domain import naming
 from azsnap.emulator import DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
+from azsnap.emulator.arm import ArmError
 from azsnap.sandbox import disk_id
 
 pytestmark = [pytest.mark.e2e]
@@ -32,9 +34,8 @@ def example_policies() -> dict[str, dict[str, Any]]:
     return found
 
 
-def demo(*args: str) -> Any:
-    result = CliRunner().invoke(app, ["demo", "--examples", str(EXAMPLES), *args], catch_exceptions=False)
-    return result
+def demo(*args: str) -> Result:
+    return CliRunner().invoke(app, ["demo", "--examples", str(EXAMPLES), *args], catch_exceptions=False)
 
 
 def test_six_emulated_hours_every_example_acts_and_no_invariant_breaks() -> None:
@@ -161,7 +162,7 @@ def test_an_unowned_snapshot_deleted_and_a_limit_exceeded_are_reported() -> None
     emu.store.delete_snapshot(clock.now(), DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, "disk-2-manual")
     clock.advance(timedelta(seconds=1))
     emu.snapshots()  # settles the delete
-    with pytest.raises(Exception, match="at most 7 incremental snapshots"):
+    with pytest.raises(ArmError, match="at most 7 incremental snapshots"):
         for i in range(8):
             put(emu, clock, f"burst-{i}", "disk-1", {})
     broken = witness.violations({})
