@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from pathlib import Path
 from typing import Final
@@ -53,7 +54,7 @@ def write_plot(run: SimulationRun, path: Path) -> None:
 
     # Creates and deletes of all disks, counted per day (per hour for runs of a few days).
     width = timedelta(days=1) if opts.days >= _HOURLY_BINS_BELOW_DAYS else timedelta(hours=1)
-    bins = int((run.end - opts.start) / width) + 1
+    bins = max(1, math.ceil((run.end - opts.start) / width))  # what happens at the very end joins the last bin
     edges = [opts.start + k * width for k in range(bins)]
     created = [0] * bins
     deleted = [0] * bins

@@ -55,9 +55,11 @@ class SlotAccounting:
 
     A slot is settled once the policy's watermark (`slotsAccountedUntil`) passes it; the slots after it are taken
     or counted missed at the policy's next successful wake-up (e.g. one due within its deadline at the end).
+    A suspended policy skips its slots on purpose: they are neither taken nor missed.
     """
 
     scheduled: int
+    skipped: int
     taken: int
     missed: int
     unsettled: int
@@ -76,6 +78,9 @@ def slot_accounting(run: SimulationRun, trace: DiskTrace) -> SlotAccounting:
     taken = [slot for _, _, slot in trace.created if slot is not None]
     taken_set = set(taken)
     expected = schedule.slots_between(sched, start, run.end)
+    skipped = 0
+    if trace.policy.spec.suspend:
+        skipped, expected = len(expected), []
     first = schedule.previous_slot(sched, start)
     if first is not None and first in taken_set:
         expected.insert(0, first)  # the slot under way at the start is taken; earlier ones are not azsnap's to miss
@@ -85,7 +90,8 @@ def slot_accounting(run: SimulationRun, trace: DiskTrace) -> SlotAccounting:
     unsettled = [s for s in not_taken if watermark is None or s > watermark]
     missed = trace.status.missed_slots or 0
     return SlotAccounting(
-        scheduled=len(expected),
+        scheduled=len(expected) + skipped,
+        skipped=skipped,
         taken=len(taken_set & expected_set),
         missed=missed,
         unsettled=len(unsettled),
@@ -204,7 +210,9 @@ def summarize(run: SimulationRun) -> dict[str, Any]:
         "server_errors": sum(1 for r in run.requests if 500 <= r.status < 600),
         "dropped": sum(1 for r in run.requests if r.status == 0),
         "missed": sum(d["missed"] for d in disks),
-        "slots": {key: sum(d["slots"][key] for d in disks) for key in ("scheduled", "taken", "missed", "unsettled")},
+        "slots": {
+            key: sum(d["slots"][key] for d in disks) for key in ("scheduled", "skipped", "taken", "missed", "unsettled")
+        },
         "used_gb": round(sum(d["used_gb"] for d in disks), 2),
         "full_copies_gb": round(sum(d["full_copies_gb"] for d in disks), 2),
         "invariants": invariants,
@@ -249,7 +257,8 @@ def render_text(summary: dict[str, Any]) -> str:
         f"Azure calls: {summary['calls_total']} ({calls}); throttled (429) {summary['throttled']}, "
         f"server errors {summary['server_errors']}, dropped connections {summary['dropped']}.",
         f"Slots: {slots['scheduled']} scheduled, {slots['taken']} taken, {slots['missed']} missed, "
-        f"{slots['unsettled']} not settled yet at the end (taken or counted missed at the next wake-up).",
+        + (f"{slots['skipped']} skipped while suspended, " if slots["skipped"] else "")
+        + f"{slots['unsettled']} not settled yet at the end (taken or counted missed at the next wake-up).",
         f"Estimated used size: {summary['used_gb']:.1f} GB for {summary['held']} incremental snapshot(s) "
         f"(full copies would hold {summary['full_copies_gb']:.1f} GB); the first holds the disk's written data "
         f"({opts['written_fraction']:.0%} of {opts['disk_size_gb']} GB), then {opts['change_rate']:.1%} of it "

@@ -89,7 +89,7 @@ def test_gfs_run_takes_each_slot_once_and_breaks_no_limit(gfs_30: SimulationRun)
         "other_snapshots_deleted": 0,
     }
     assert summary["violations"] == []
-    assert summary["slots"] == {"scheduled": 721, "taken": 721, "missed": 0, "unsettled": 0}
+    assert summary["slots"] == {"scheduled": 721, "skipped": 0, "taken": 721, "missed": 0, "unsettled": 0}
     assert gfs_30.bystanders_left == gfs_30.bystanders and len(gfs_30.bystanders) == 2
     # One PUT per slot; every snapshot not held at the end was deleted once.
     assert summary["calls"]["snapshots.put"] == 721
@@ -175,7 +175,7 @@ def test_minimal_hourly_on_two_disks_gives_each_disk_its_own_policy() -> None:
     assert [d["disk"] for d in summary["disks"]] == ["disk-0", "disk-1"]
     assert [d["held"] for d in summary["disks"]] == [24, 24]  # keepLast 24
     assert summary["kept_by_rule"]["keepLast"] == 48
-    assert summary["slots"] == {"scheduled": 146, "taken": 146, "missed": 0, "unsettled": 0}
+    assert summary["slots"] == {"scheduled": 146, "skipped": 0, "taken": 146, "missed": 0, "unsettled": 0}
     assert summary["calls"]["snapshots.put"] == 146
     first, second = run.disks
     assert first.policy.ref.uid != second.policy.ref.uid
