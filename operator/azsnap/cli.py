@@ -145,6 +145,35 @@ def simulate(
 
 
 @app.command()
+def capacity(
+    paths: Annotated[list[Path], typer.Argument(help="SnapshotPolicy manifests (YAML) or directories of them.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Creates, deletes, lists and reads per hour per subscription that the policies need, against Azure's budget.
+
+    Exits 1 when a set of policies cannot fit (a budget or a burst past its startingDeadline), 2 on a bad file.
+    """
+    import json
+
+    from azsnap.capacity import CapacityError, assess, load_policies, render_json, render_table
+    from azsnap.clock import WallClock
+
+    try:
+        policies = load_policies(paths)
+    except CapacityError as exc:
+        for problem in exc.problems:
+            typer.echo(f"azsnap capacity: {problem}", err=True)
+        raise typer.Exit(2) from exc
+    results = assess(policies, WallClock().now())
+    if as_json:
+        typer.echo(json.dumps(render_json(results), indent=2))
+    else:
+        typer.echo(render_table(results), nl=False)
+    if not all(row.fits for row in results):
+        raise typer.Exit(1)
+
+
+@app.command()
 def demo(
     hours: Annotated[float, typer.Option(min=0.1, help="Emulated hours to run.")] = 72.0,
     speed: Annotated[
