@@ -123,9 +123,13 @@ def simulate(
 
     try:
         begin = datetime.fromisoformat(start) if start else WallClock().now().replace(minute=0, second=0, microsecond=0)
+    except ValueError as exc:
+        typer.echo(f"azsnap simulate: --start: {exc}; use ISO 8601 with a zone, e.g. 2026-03-02T00:00:00Z", err=True)
+        raise typer.Exit(2) from exc
+    try:
         relist = parse_duration(list_every)
     except ValueError as exc:
-        typer.echo(f"azsnap simulate: --start or --list-every: {exc}", err=True)
+        typer.echo(f"azsnap simulate: --list-every: {exc}", err=True)
         raise typer.Exit(2) from exc
     options = SimulationOptions(
         start=begin,
