@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 import yaml
@@ -408,19 +408,3 @@ async def _run(
                 trace.reconciles += 1
                 trace.next_time = max(report.next_time, due + timedelta(seconds=1))
         _observe(emulator, rg, traces, due)
-
-
-def describe_options(options: SimulationOptions) -> dict[str, Any]:
-    """The options as JSON-ready values (for the summary)."""
-    return {
-        "disks": options.disks,
-        "days": options.days,
-        "faults": options.faults,
-        "start": options.start.isoformat(),
-        "change_rate": options.change_rate,
-        "written_fraction": options.written_fraction,
-        "disk_size_gb": options.disk_size_gb,
-        "disk_sku": options.disk_sku,
-        "list_every_s": int(options.relist.total_seconds()),
-        "seed": options.seed,
-    }

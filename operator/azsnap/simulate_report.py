@@ -21,7 +21,6 @@ from azsnap.simulate import (
     DiskTrace,
     SimulationOptions,
     SimulationRun,
-    describe_options,
     load_policy_file,
     simulate,
 )
@@ -178,6 +177,22 @@ def _timeline(run: SimulationRun) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def describe_options(options: SimulationOptions) -> dict[str, Any]:
+    """The options as JSON-ready values (for the summary)."""
+    return {
+        "disks": options.disks,
+        "days": options.days,
+        "faults": options.faults,
+        "start": options.start.isoformat(),
+        "change_rate": options.change_rate,
+        "written_fraction": options.written_fraction,
+        "disk_size_gb": options.disk_size_gb,
+        "disk_sku": options.disk_sku,
+        "list_every_s": int(options.relist.total_seconds()),
+        "seed": options.seed,
+    }
 
 
 def summarize(run: SimulationRun) -> dict[str, Any]:
