@@ -10,7 +10,6 @@ retry (a 429 surfaces as `Throttled` at once and the reconciler's own retry time
 from __future__ import annotations
 
 import random
-import ssl
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,9 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 
-import aiohttp
 import yaml
-from azure.core.pipeline.transport import AioHttpTransport
 
 from azsnap.clock import ManualClock
 from azsnap.cloud.azure import AzureCloud, AzureOptions
@@ -224,14 +221,6 @@ def _fold(status: SnapshotPolicyStatus, report: StatusReport) -> SnapshotPolicyS
     return SnapshotPolicyStatus.model_validate({k: v for k, v in merged.items() if v is not None})
 
 
-def _transport(ca_bundle: str) -> AioHttpTransport:
-    # One SSL context for the whole run: handing azure-core a CA file makes it build a context per request,
-    # and aiohttp then opens (and handshakes) a new connection for every call.
-    context = ssl.create_default_context(cafile=ca_bundle)
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
-    return AioHttpTransport(session=session, session_owner=True)
-
-
 async def _seed_bystanders(cloud: AzureCloud, rg: str, trace: DiskTrace) -> list[str]:
     """A hand-made snapshot and one of another azsnap policy, next to the disk's own: azsnap must leave both."""
     other = {
@@ -334,8 +323,10 @@ async def simulate(spec: SnapshotPolicySpec, options: SimulationOptions, *, name
     end = options.start + timedelta(days=options.days)
 
     async with emulator.serve() as server:
-        options_ = AzureOptions(base_url=server.base_url, polling_interval=0.0, retry_total=0)
-        cloud = AzureCloud(StaticTokenCredential(), options_, client_kwargs={"transport": _transport(server.ca_bundle)})
+        options_ = AzureOptions(
+            base_url=server.base_url, ca_bundle=server.ca_bundle, polling_interval=0.0, retry_total=0
+        )
+        cloud = AzureCloud(StaticTokenCredential(), options_)
         async with cloud:
             bystanders: list[str] = []
             for trace in traces:

@@ -172,7 +172,9 @@ class AzureCloud(CloudClient):
                 if self._ssl_context is None:
                     self._ssl_context = ssl.create_default_context(cafile=opts.ca_bundle)
                 connector = aiohttp.TCPConnector(ssl=self._ssl_context)
-                kwargs["transport"] = AioHttpTransport(session=aiohttp.ClientSession(connector=connector))
+                kwargs["transport"] = AioHttpTransport(
+                    session=aiohttp.ClientSession(connector=connector), session_owner=True
+                )
             client = ComputeManagementClient(self._credential, subscription_id, **kwargs)
             self._clients[key] = client
         return client

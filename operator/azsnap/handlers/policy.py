@@ -106,8 +106,8 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, runtime: Runtime) -> No
                 "policy": f"{meta.namespace}/{meta.name}",
                 "state": str(report.health.state),
                 "reason": report.health.reason,
-                "created": list(report.created),
-                "deleted": list(report.deleted),
+                "snapshots_created": list(report.created),
+                "snapshots_deleted": list(report.deleted),
                 "next": report.next_time.isoformat(),
             },
         )
