@@ -120,10 +120,7 @@ def _runtime(server: RunningServer, clock: Clock, settings: dict[str, Any], azur
     reconciler = Reconciler(
         cloud,
         clock,
-        ReconcilerConfig(
-            limits=operator_settings.limits,
-            list_freshness=timedelta(seconds=operator_settings.list_freshness_seconds),
-        ),
+        ReconcilerConfig.from_settings(operator_settings),
     )
     return Runtime(
         settings=operator_settings,

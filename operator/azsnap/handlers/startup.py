@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from datetime import timedelta
 from typing import Any
 
 import kopf
@@ -72,10 +71,7 @@ def build_runtime(azsnap_settings: Settings) -> Runtime:
     reconciler = Reconciler(
         cloud,
         clock,
-        ReconcilerConfig(
-            limits=azsnap_settings.limits,
-            list_freshness=timedelta(seconds=azsnap_settings.list_freshness_seconds),
-        ),
+        ReconcilerConfig.from_settings(azsnap_settings),
         scope=scope,
     )
     return Runtime(settings=azsnap_settings, clock=clock, cloud=cloud, reconciler=reconciler, metrics=Metrics())

@@ -21,6 +21,7 @@ from azsnap.domain.planner import DeleteAction, Plan, plan
 from azsnap.domain.scope import ScopeCheck
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, FinalizeReport, StatusReport
+from azsnap.settings import Settings
 
 __all__ = ["Reconciler", "ReconcilerConfig"]
 
@@ -40,6 +41,11 @@ class ReconcilerConfig:
     default_retry: timedelta = timedelta(seconds=30)
     #: Never sleep longer than this, so drift (a snapshot deleted by hand) is seen.
     max_sleep: timedelta = timedelta(hours=1)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReconcilerConfig:
+        """The limits and freshness an operator process was configured with."""
+        return cls(limits=settings.limits, list_freshness=timedelta(seconds=settings.list_freshness_seconds))
 
 
 def _state_word(snapshot: Snapshot) -> str:
@@ -154,14 +160,11 @@ class Reconciler:
         except CloudError as exc:
             return self._failed(exc, now, base, what=f"listing snapshots in {snapshot_rg}")
         of_disk = [s for s in listed if s.is_of_disk(disk)]
-        recent = self.observer.recent_creates(disk, of_disk, limits.window)
-        the_plan = plan(
+        the_plan = self._plan(
             policy,
             disk,
             of_disk,
-            recent,
             now,
-            limits,
             accounted_until=status.slots_accounted_until,
             on_demand_token=on_demand_token,
             last_on_demand_token=status.last_on_demand_token,
@@ -237,15 +240,8 @@ class Reconciler:
             # A new snapshot can make an older one unnecessary at once (keepLast, hourly): delete it now rather
             # than at the next slot. Planned on the cached observation: no extra list call.
             after = [s for s in await self._cached(subscription, snapshot_rg) if s.is_of_disk(disk)]
-            follow = plan(
-                policy,
-                disk,
-                after,
-                self.observer.recent_creates(disk, after, limits.window),
-                now,
-                limits,
-                accounted_until=the_plan.accounted_until,
-                last_on_demand_token=on_demand_token,
+            follow = self._plan(
+                policy, disk, after, now, accounted_until=the_plan.accounted_until, last_on_demand_token=on_demand_token
             )
             if follow.deletes and not follow.creates:
                 error = await do_deletes(follow.deletes)
@@ -301,13 +297,11 @@ class Reconciler:
         if error is None:
             # Plan once more on what is there now (no Azure call): the wake-up, the pending deletions and the
             # watermark then describe the state after acting, not before it.
-            settled = plan(
+            settled = self._plan(
                 policy,
                 disk,
                 after,
-                self.observer.recent_creates(disk, after, limits.window),
                 now,
-                limits,
                 accounted_until=watermark,
                 last_on_demand_token=on_demand_token if created else status.last_on_demand_token,
             )
@@ -440,6 +434,30 @@ class Reconciler:
         return FinalizeReport(True, f"deleted {len(deleted)} snapshot(s)", deleted=tuple(deleted), events=tuple(events))
 
     # -- helpers -------------------------------------------------------------------------------------------
+
+    def _plan(
+        self,
+        policy: Policy,
+        disk: Disk,
+        of_disk: list[Snapshot],
+        now: datetime,
+        *,
+        accounted_until: datetime | None,
+        last_on_demand_token: str | None,
+        on_demand_token: str | None = None,
+    ) -> Plan:
+        """The pure planner on an observation of the disk, with the disk's rolling window as azsnap knows it."""
+        return plan(
+            policy,
+            disk,
+            of_disk,
+            self.observer.recent_creates(disk, of_disk, self.config.limits.window),
+            now,
+            self.config.limits,
+            accounted_until=accounted_until,
+            on_demand_token=on_demand_token,
+            last_on_demand_token=last_on_demand_token,
+        )
 
     def _retry(self, exc: CloudError) -> float:
         if isinstance(exc, TransientError) and exc.retry_after:
