@@ -1,0 +1,389 @@
+"""kopf-level overhead: N policies run by the real operator (kopf and azsnap's handlers); one JSON line out.
+
+    python -m bench.kopf_overhead --policies 200 --hours 6 [--no-throttling] [--no-pacing]
+
+Everything runs in one process on one `looptime` event loop: the Kubernetes emulator (kmock, over HTTP), the Azure
+emulator (over HTTPS, Azure's budgets on), kopf with azsnap's handlers, and the real SDK between them. N disks get
+one hourly keepLast-3 policy each. The operator runs for `--hours` emulated hours and half an hour more (so the kill
+falls between two slots), is killed as by `kill -9`, and a fresh process (a new runtime: no cache, no memory) is
+started. The run reports the operator side's CPU and the RSS growth per policy in steady state, and the emulated and
+real time from the restart until every policy's status is current again, with the Azure and Kubernetes requests the
+restart caused. See docs/performance.md for the method and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp.web
+import attrs
+import kmock
+import kopf
+import looptime
+import psutil
+import yaml
+
+from azsnap.clock import Clock, LoopClock
+from azsnap.cloud.buckets import PacerConfig
+from azsnap.cloud.pacer import Pacer, PacerHooks
+from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL
+from azsnap.emulator import EmulatorConfig
+from azsnap.emulator.kubernetes import KubeApiServer, KubeEmulator, run_operator
+from azsnap.handlers import policy as policy_handlers
+from azsnap.handlers.runtime import MEMO_KEY
+from azsnap.sandbox import Sandbox, azure_sandbox, disk_id
+from bench.common import EMULATOR_SIDE, EPOCH, SIDE, CpuSplit
+
+__all__ = ["KubeProbe", "main", "run"]
+
+NAMESPACE: Final = "default"
+CRON: Final = "0 * * * *"
+KEEP_LAST: Final = 3
+#: The kill comes this long after the last whole hour, between two slots: the restart's cost is its own.
+KILL_OFFSET: Final = timedelta(minutes=30)
+#: How long (emulated) the run waits for every status to become current before it gives up on that figure.
+CURRENT_WITHIN: Final = timedelta(hours=1)
+#: After every status is current again, the restart's requests are counted this much longer (emulated), to catch
+#: the work that ran behind the first status writes (kopf's timers start at once too). Ends well before a slot.
+SETTLE: Final = timedelta(minutes=5)
+CRD_FILE: Final = Path(__file__).resolve().parents[1] / "crds" / f"{PLURAL}.{API_GROUP}.yaml"
+_MB: Final = 1024 * 1024
+
+
+def verb_of(method: str, path: str, query: Mapping[str, str]) -> str:
+    """A request as a short label: `PATCH snapshotpolicies/status`, `WATCH snapshotpolicies`, `GET discovery`."""
+    parts = [part for part in path.split("/") if part]
+    if parts[:1] == ["api"]:
+        rest = parts[2:]
+    elif parts[:1] == ["apis"]:
+        rest = parts[3:]
+    else:
+        return f"{method} discovery"
+    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in ("status", "finalize"):
+        rest = rest[2:]
+    if not rest:
+        return f"{method} discovery"
+    label = rest[0] + "".join(f"/{sub}" for sub in rest[2:])
+    if method == "GET" and query.get("watch") in ("true", "1"):
+        return f"WATCH {label}"
+    if method == "GET" and len(rest) == 1:
+        return f"LIST {label}"
+    return f"{method} {label}"
+
+
+def is_current(obj: Mapping[str, Any]) -> bool:
+    """The status was written for the object's generation and says Ready=True."""
+    status = obj.get("status") or {}
+    if status.get("observedGeneration") != (obj.get("metadata") or {}).get("generation"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+@attrs.define(kw_only=True)
+class KubeProbe(KubeApiServer):
+    """The Kubernetes emulator, counting requests by verb and noting when each policy's written status is current.
+
+    After `expect(n)`, every status write that leaves a SnapshotPolicy current records the emulated instant; a
+    write that leaves it not current removes it. The instant the n-th policy becomes current is `all_current_at`.
+    """
+
+    requests_by_verb: Counter[str] = attrs.field(factory=Counter, init=False)
+    status_writes: Counter[str] = attrs.field(factory=Counter, init=False)
+    current_since: dict[str, datetime] = attrs.field(factory=dict, init=False)
+    expected: int = attrs.field(default=0, init=False)
+    all_current_at: datetime | None = attrs.field(default=None, init=False)
+    all_current_wall: float | None = attrs.field(default=None, init=False)
+    all_current: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+
+    def expect(self, policies: int) -> None:
+        """Start over: from now, watch for `policies` policies whose status is written and current."""
+        self.current_since.clear()
+        self.status_writes.clear()
+        self.expected = policies
+        self.all_current_at = self.all_current_wall = None
+        self.all_current.clear()
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        verb = verb_of(raw_request.method, raw_request.path, raw_request.query)
+        self.requests_by_verb[verb] += 1  # before the call: a watch returns only when its stream ends
+        response = await super().__call__(raw_request)
+        if verb == f"PATCH {PLURAL}/status" and response.status < 300:
+            self._status_written(raw_request.path)
+        return response
+
+    def _status_written(self, path: str) -> None:
+        parts = [part for part in path.split("/") if part]
+        namespace, name = parts[parts.index("namespaces") + 1], parts[-2]
+        self.status_writes[name] += 1
+        obj = self._stored(API_GROUP, PLURAL, namespace, name)
+        if obj is not None and is_current(obj):
+            self.current_since.setdefault(name, self.clock.now())
+        else:
+            self.current_since.pop(name, None)
+        if self.expected and self.all_current_at is None and len(self.current_since) >= self.expected:
+            self.all_current_at = self.clock.now()
+            self.all_current_wall = time.perf_counter()
+            self.all_current.set()
+
+
+@contextlib.asynccontextmanager
+async def serve_kube(clock: Clock) -> AsyncIterator[tuple[KubeEmulator, KubeProbe]]:
+    """Serve the probing Kubernetes emulator over HTTP with the project's CRD installed."""
+    api = KubeProbe(clock=clock)
+    async with api, kmock.Server(api, host="127.0.0.1") as server:
+        kube = KubeEmulator(api, str(server.url).rstrip("/"))
+        for document in yaml.safe_load_all(CRD_FILE.read_text()):
+            if document:
+                kube.install_crd(document)
+        try:
+            yield kube, api
+        finally:
+            api.close_watches()
+
+
+def manifest(i: int) -> dict[str, Any]:
+    """Policy `p-NNNNN` on `disk-N`: hourly, keepLast 3."""
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "metadata": {"name": f"p-{i:05d}", "namespace": NAMESPACE},
+        "spec": {
+            "disk": {"id": disk_id(f"disk-{i}")},
+            "schedule": {"cron": CRON},
+            "retention": {"keepLast": KEEP_LAST},
+        },
+    }
+
+
+def pacer_options(clock: Clock) -> dict[str, Any]:
+    """A new process-wide pacer, hooked into the Azure adapter as the operator's start-up does it."""
+    hooks = PacerHooks(Pacer(PacerConfig(), clock=clock))
+    return {"before_request": hooks.before_request, "on_response": hooks.on_response}
+
+
+@dataclass
+class Mark:
+    """CPU (per side), Azure and Kubernetes request counts, and both times at one instant of the run."""
+
+    emulated: datetime
+    wall: float
+    cpu_total: float
+    cpu_emulators: float
+    azure_requests: int
+    kube_requests: Counter[str]
+
+    @classmethod
+    def take(cls, clock: Clock, cpu: CpuSplit, box: Sandbox, probe: KubeProbe) -> Mark:
+        return cls(
+            clock.now(),
+            time.perf_counter(),
+            cpu.total_s,
+            cpu.emulator_s,
+            len(box.emulator.requests),
+            Counter(probe.requests_by_verb),
+        )
+
+    def operator_cpu_since(self, earlier: Mark) -> float:
+        return (self.cpu_total - self.cpu_emulators) - (earlier.cpu_total - earlier.cpu_emulators)
+
+    def emulators_cpu_since(self, earlier: Mark) -> float:
+        return self.cpu_emulators - earlier.cpu_emulators
+
+    def kube_since(self, earlier: Mark) -> dict[str, int]:
+        return dict(sorted((self.kube_requests - earlier.kube_requests).items()))
+
+
+def rss_mb() -> float:
+    gc.collect()
+    return float(psutil.Process().memory_info().rss) / _MB
+
+
+def azure_calls(box: Sandbox, start: int, end: int | None = None) -> Counter[str]:
+    """Azure requests the emulator answered between two marks, by operation."""
+    return Counter(r.operation for r in box.emulator.requests[start:end])
+
+
+def list_calls(box: Sandbox) -> int:
+    """List operations the current runtime's Azure adapter made (a list of many pages is one call)."""
+    return sum(n for (operation, _), n in box.cloud.stats.calls.items() if operation == "snapshots.list")
+
+
+async def wait_all_current(probe: KubeProbe, clock: Clock, until: datetime) -> None:
+    """Until every expected policy is current, or `until` (emulated) has come."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(probe.all_current.wait(), max(0.0, (until - clock.now()).total_seconds()))
+
+
+async def sleep_until(clock: Clock, when: datetime) -> None:
+    delta = (when - clock.now()).total_seconds()
+    if delta > 0:
+        await asyncio.sleep(delta)
+
+
+def _seconds(later: datetime | None, earlier: datetime) -> float | None:
+    return None if later is None else round((later - earlier).total_seconds(), 1)
+
+
+def _wall(later: float | None, earlier: float) -> float | None:
+    return None if later is None else round(later - earlier, 2)
+
+
+async def run(policies: int, hours: int, *, throttling: bool = True, pacing: bool = True) -> dict[str, Any]:
+    """The whole benchmark on the running (looptime) loop; the figures as a JSON-ready dict."""
+    clock = LoopClock(EPOCH)
+    cpu = CpuSplit()
+    config = EmulatorConfig(throttling=throttling)
+    azure_options = pacer_options(clock) if pacing else {}
+    started = time.perf_counter()
+    async with contextlib.AsyncExitStack() as stack:
+        token = SIDE.set(EMULATOR_SIDE)  # the servers' callbacks inherit this: their CPU is the emulators'
+        try:
+            kube, probe = await stack.enter_async_context(serve_kube(clock))
+            box = await stack.enter_async_context(
+                azure_sandbox(clock, config=config, disks=policies, azure_options=azure_options)
+            )
+        finally:
+            SIDE.reset(token)
+        rss_before = rss_mb()
+        cpu.install()
+        stack.callback(cpu.uninstall)
+
+        # First process: start, apply every policy, run through the hours, then die without a word.
+        begin = Mark.take(clock, cpu, box, probe)
+        async with run_operator(kube=kube, namespaces=[NAMESPACE], memo=kopf.Memo({MEMO_KEY: box.runtime})) as op:
+            probe.expect(policies)
+            token = SIDE.set(EMULATOR_SIDE)  # the API server's work of storing them, as if kubectl had sent them
+            for i in range(policies):
+                kube.apply(manifest(i))
+            SIDE.reset(token)
+            kill_at = EPOCH + timedelta(hours=hours) + KILL_OFFSET
+            await wait_all_current(probe, clock, kill_at)
+            first_current_at, first_current_wall = probe.all_current_at, probe.all_current_wall
+            first = Mark.take(clock, cpu, box, probe)
+            # Steady state: from half past the first hour (kopf's own first writes are done) to the kill.
+            await sleep_until(clock, EPOCH + KILL_OFFSET)
+            steady = Mark.take(clock, cpu, box, probe)
+            rss_steady_start = rss_mb()
+            await sleep_until(clock, kill_at)
+            before_kill = Mark.take(clock, cpu, box, probe)
+            rss_steady = rss_mb()
+            await op.kill()
+        statuses = [o.get("status") or {} for o in kube.list(API_GROUP, API_VERSION, PLURAL, NAMESPACE)]
+
+        # Second process: a fresh runtime (and a fresh pacer), as after a restart; until every status is current.
+        if pacing:
+            box.azure_overrides.update(pacer_options(clock))
+        runtime = box.restart()
+        restart = Mark.take(clock, cpu, box, probe)
+        probe.expect(policies)
+        async with run_operator(kube=kube, namespaces=[NAMESPACE], memo=kopf.Memo({MEMO_KEY: runtime})):
+            await wait_all_current(probe, clock, restart.emulated + CURRENT_WITHIN)
+            current = Mark.take(clock, cpu, box, probe)
+            restart_writes = sum(probe.status_writes.values())
+            restart_lists = list_calls(box)
+            await sleep_until(clock, max(current.emulated, restart.emulated) + SETTLE)
+            settled = Mark.take(clock, cpu, box, probe)
+            settled_writes = sum(probe.status_writes.values())
+            settled_lists = list_calls(box)
+        requests = box.emulator.requests
+        violations = len(box.emulator.violations)
+
+    steady_hours = (before_kill.emulated - steady.emulated).total_seconds() / 3600
+    steady_cpu = before_kill.operator_cpu_since(steady)
+    steady_azure = azure_calls(box, steady.azure_requests, before_kill.azure_requests)
+    restart_azure = azure_calls(box, restart.azure_requests, current.azure_requests)
+    done = probe.all_current_at is not None
+    return {
+        "policies": policies,
+        "hours": hours,
+        "tick_s": policy_handlers.TICK_SECONDS,
+        "throttling": throttling,
+        "pacing": pacing,
+        # Steady state: from half past the first hour (or when every policy was first current, if later) to the kill.
+        "steady_hours": round(steady_hours, 2),
+        "cpu_s": round(steady_cpu, 2),
+        "emulator_cpu_s": round(before_kill.emulators_cpu_since(steady), 2),
+        "cpu_s_per_policy_hour": round(steady_cpu / (policies * steady_hours), 5) if steady_hours > 0 else None,
+        "rss_before_mb": round(rss_before, 1),
+        "rss_steady_mb": round(rss_steady, 1),
+        "rss_mb_per_policy": round((rss_steady - rss_before) / policies, 3),
+        "rss_steady_growth_mb": round(rss_steady - rss_steady_start, 1),
+        "kube_requests": before_kill.kube_since(steady),
+        "kube_requests_per_policy_hour": _per(sum(before_kill.kube_since(steady).values()), policies, steady_hours),
+        "azure_calls": dict(sorted(steady_azure.items())),
+        # Start-up: operator start and every policy applied, until each status is first current.
+        "start_to_current_emulated_s": _seconds(first_current_at, begin.emulated),
+        "start_to_current_wall_s": _wall(first_current_wall, begin.wall),
+        "start_cpu_s": round(first.operator_cpu_since(begin), 2),
+        # The restart: a new process, until every policy's status is written again, current and Ready.
+        "restart_to_current_emulated_s": _seconds(probe.all_current_at, restart.emulated),
+        "restart_to_current_wall_s": _wall(probe.all_current_wall, restart.wall),
+        "restart_all_current": done,
+        "restart_cpu_s": round(current.operator_cpu_since(restart), 2),
+        "restart_emulator_cpu_s": round(current.emulators_cpu_since(restart), 2),
+        "restart_azure_calls": dict(sorted(restart_azure.items())),
+        "list_calls_after_restart": restart_lists,
+        "list_pages_after_restart": restart_azure["snapshots.list"],
+        "restart_kube_requests": current.kube_since(restart),
+        "restart_status_writes": restart_writes,
+        # The same counts from the restart to SETTLE after every status was current.
+        "settled_azure_calls": dict(sorted(azure_calls(box, restart.azure_requests, settled.azure_requests).items())),
+        "settled_kube_requests": settled.kube_since(restart),
+        "settled_status_writes": settled_writes,
+        "settled_list_calls": settled_lists,
+        "settled_cpu_s": round(settled.operator_cpu_since(restart), 2),
+        # The whole run.
+        "slots_taken": sum(1 for r in requests if r.operation == "snapshots.put" and r.status < 300),
+        "missed_slots": sum(int(s.get("missedSlots") or 0) for s in statuses),
+        "snapshots_held": sum(int(s.get("snapshotCount") or 0) for s in statuses),
+        "throttled_429": sum(1 for r in requests if r.status == 429),
+        "violations": violations,
+        "peak_rss_mb": round(float(psutil.Process().memory_info().rss) / _MB, 1),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def _per(count: int, policies: int, hours: float) -> float | None:
+    return round(count / (policies * hours), 3) if hours > 0 else None
+
+
+def run_on_looptime(coro: Callable[[], Any]) -> Any:
+    """Run `coro()` on a fresh looptime event loop (emulated time) and return its result."""
+    loop = looptime.new_event_loop(start=0)
+    try:
+        return loop.run_until_complete(coro())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.kopf_overhead", description=__doc__.splitlines()[0])
+    parser.add_argument("--policies", type=int, default=200, help="disks, one hourly keepLast-3 policy each")
+    parser.add_argument("--hours", type=int, default=6, help="emulated hours before the kill")
+    parser.add_argument("--no-throttling", action="store_true", help="switch off the emulator's Azure budgets")
+    parser.add_argument("--no-pacing", action="store_true", help="no pacer in the Azure adapter")
+    args = parser.parse_args(argv)
+    if args.policies < 1 or args.hours < 1:
+        parser.error("--policies and --hours must be at least 1")
+    result = run_on_looptime(
+        lambda: run(args.policies, args.hours, throttling=not args.no_throttling, pacing=not args.no_pacing)
+    )
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
