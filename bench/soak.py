@@ -18,7 +18,6 @@ import dataclasses
 import json
 import logging
 import random
-import ssl
 import sys
 import time
 from collections import Counter
@@ -27,13 +26,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-import aiohttp
 import looptime
-from azure.core.pipeline.transport import AioHttpTransport
 
 from azsnap.clock import LoopClock
 from azsnap.cloud.azure import AzureCloud, AzureOptions
+from azsnap.cloud.buckets import PacerConfig
 from azsnap.cloud.credentials import StaticTokenCredential
+from azsnap.cloud.pacer import Pacer, PacerHooks
 from azsnap.domain import naming
 from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
 from azsnap.domain.observed import Limits
@@ -63,8 +62,9 @@ KINDS: Final[dict[str, dict[str, Any]]] = {
     "age": {"schedule": {"cron": "30 */8 * * *"}, "retention": {"maxAge": "1d", "minKeep": 2}},
     "delete": {"schedule": {"every": "2h"}, "retention": {"keepLast": 5}, "deletionPolicy": "Delete"},
 }
-#: Besides a daily policy, each disk gets one of these pairs (so every kind runs on a quarter to half the disks).
-PAIRS: Final = (("hourly", "count"), ("gfs", "age"), ("hourly", "age"), ("gfs", "count"))
+#: Each disk gets a frequent policy (hourly or GFS, by turns) and a slower one (daily, count or age, by turns).
+FREQUENT: Final = ("hourly", "gfs")
+SLOWER: Final = ("daily", "count", "age")
 
 log = logging.getLogger("bench.soak")
 
@@ -77,10 +77,10 @@ def disk_id(index: int, rgs: int) -> str:
 
 
 def make_lives(disks: int, rgs: int, seed: int) -> dict[str, PolicyLife]:
-    """The fleet's policies: daily plus a pair per disk, and a `Delete` policy on every tenth disk."""
+    """The fleet's policies: two per disk, and a third with deletionPolicy `Delete` on every tenth disk."""
     lives: dict[str, PolicyLife] = {}
     for i in range(disks):
-        kinds = ["daily", *PAIRS[i % len(PAIRS)]]
+        kinds = [FREQUENT[i % len(FREQUENT)], SLOWER[i % len(SLOWER)]]
         if i % 10 == 3:
             kinds.append("delete")
         for kind in kinds:
@@ -102,26 +102,23 @@ class Operator:
 
     cloud: AzureCloud
     reconciler: Reconciler
-    session: aiohttp.ClientSession
 
     async def close(self) -> None:
         await self.cloud.close()
-        await self.session.close()
 
 
 def start_operator(server: RunningServer, clock: LoopClock) -> Operator:
     """A fresh `AzureCloud` and `Reconciler`, as a restarted process builds them.
 
-    The aiohttp session is made here with the emulator's CA in one SSL context, so connections are reused:
-    given `ca_bundle`, azure-core builds a new SSL context per request, which makes every request a new TLS
-    connection (see docs/reliability.md).
+    Paced as a deployment is (`AZSNAP_PACING` is on by default); LROs are polled every emulated second (free
+    under looptime); everything else is the product's default.
     """
-    context = ssl.create_default_context(cafile=server.ca_bundle)
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
-    options = AzureOptions(base_url=server.base_url, polling_interval=1.0, lro_timeout=60.0)
-    transport = AioHttpTransport(session=session, session_owner=False)
-    cloud = AzureCloud(StaticTokenCredential(), options, client_kwargs={"transport": transport})
-    return Operator(cloud, Reconciler(cloud, clock, ReconcilerConfig(limits=Limits())), session)
+    options = AzureOptions(base_url=server.base_url, ca_bundle=server.ca_bundle, polling_interval=1.0)
+    hooks = PacerHooks(Pacer(PacerConfig(), clock=clock))
+    cloud = AzureCloud(
+        StaticTokenCredential(), options, before_request=hooks.before_request, on_response=hooks.on_response
+    )
+    return Operator(cloud, Reconciler(cloud, clock, ReconcilerConfig(limits=Limits())))
 
 
 @dataclass(frozen=True)
