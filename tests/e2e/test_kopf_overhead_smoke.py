@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from bench.kopf_overhead import is_current, run, verb_of
 
 from azsnap.domain.models import PLURAL
-from bench.kopf_overhead import is_current, run, verb_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.looptime]
 
