@@ -28,6 +28,7 @@ __all__ = [
     "is_held",
     "is_on_demand",
     "is_owned",
+    "name_matches_owner",
     "ownership_tags",
     "parse_slot",
     "policy_hash",
@@ -165,6 +166,16 @@ def is_owned(snapshot: Snapshot, policy: PolicyRef, disk: Disk) -> bool:
         and tag(snapshot.tags, TAG_DISK_UID) == disk.unique_id
         and (snapshot.source_resource_id or "").lower() == disk.id.lower()
     )
+
+
+def name_matches_owner(snapshot: Snapshot) -> bool:
+    """True when the name carries the hash of the policy UID its tags name, as every name azsnap gives does.
+
+    A policy-UID tag changed by hand to another policy's leaves the name pointing at the first policy: such a
+    snapshot is never deleted on the strength of its tags alone.
+    """
+    uid = tag(snapshot.tags, TAG_POLICY_UID)
+    return uid is not None and f"-{policy_hash(uid)}-" in snapshot.name
 
 
 def slot_of(snapshot: Snapshot) -> datetime | None:

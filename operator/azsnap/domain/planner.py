@@ -25,7 +25,16 @@ from azsnap.domain.retention import DeleteAction, RetentionDecision
 
 __all__ = ["BLOCKED_REASONS", "Blocked", "CreateAction", "DeleteAction", "Plan", "plan"]
 
-BLOCKED_REASONS: Final = ("Suspended", "RateWindow", "PerDiskCap", "PendingCopies", "DiskCopying", "InProgress")
+BLOCKED_REASONS: Final = (
+    "Suspended",
+    "RateWindow",
+    "PerDiskCap",
+    "PendingCopies",
+    "DiskCopying",
+    "InProgress",
+    "Unverified",
+    "UnknownState",
+)
 #: A background copy (Premium SSD v2, Ultra) is looked at again after this.
 COPY_RECHECK: Final = timedelta(minutes=5)
 #: A snapshot still being created, or one just asked for, is looked at again after this.
@@ -169,10 +178,29 @@ def plan(
     # -- retention -------------------------------------------------------------------------------------------
     decision = retention.decide_retention(spec.retention, sched.zone, owned, now, limits)
     deletes: list[DeleteAction] = []
+    # tags that name this policy on a snapshot named for another: changed by hand, so not proof enough to delete
+    unverified = sorted(s.name for s in owned if s.name in decision.delete and not naming.name_matches_owner(s))
     if not spec.suspend:
-        doomed = [s for s in owned if s.name in decision.delete]
+        doomed = [s for s in owned if s.name in decision.delete and s.name not in unverified]
         doomed.sort(key=lambda s: (retention.snapshot_time(s) or now, s.name))
         deletes = [DeleteAction(s, decision.delete[s.name]) for s in doomed]
+    if unverified:
+        blocked.append(
+            Blocked(
+                "Unverified",
+                f"{', '.join(unverified)} carry this policy's tags but a name azsnap gave for another policy (tags "
+                "changed by hand?); azsnap does not delete them: correct or remove their azsnap tags.",
+            )
+        )
+    strange = sorted(f"{s.name} ({s.provisioning_state or 'none'})" for s in owned if s.state is SnapshotState.UNKNOWN)
+    if strange:
+        blocked.append(
+            Blocked(
+                "UnknownState",
+                f"{', '.join(strange)} report a provisioningState azsnap does not know; they are kept and never "
+                "deleted until Azure reports Succeeded or Failed.",
+            )
+        )
 
     # -- limits ----------------------------------------------------------------------------------------------
     if spec.suspend:

@@ -361,6 +361,9 @@ class Reconciler:
             message = f"{len(owned)} snapshot(s) held; next snapshot at {fields['nextSnapshotTime']}."
             if waiting:
                 message += " Waiting: " + "; ".join(waiting)
+            doubts = [b.message for b in the_plan.blocked if b.reason in {"Unverified", "UnknownState"}]
+            if doubts:
+                message += " Not deleted: " + "; ".join(doubts)
             health = Health(HealthState.READY, "Succeeded", message)
             report = self._report_of(health, fields, events, self._next(settled.next_time, now))
         return StatusReport(
