@@ -251,7 +251,9 @@ def mutate(edits: list[tuple[str, Any]]) -> dict[str, Any]:
     return spec
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(edits=changes)
 def test_random_specs_never_raise_and_invalid_ones_never_reach_azure(edits: list[tuple[str, Any]]) -> None:
     spec = mutate(edits)
