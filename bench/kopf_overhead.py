@@ -1,6 +1,6 @@
 """kopf-level overhead: N policies run by the real operator (kopf and azsnap's handlers); one JSON line out.
 
-    python -m bench.kopf_overhead --policies 200 --hours 6 [--no-throttling] [--no-pacing]
+    python -m bench.kopf_overhead --policies 200 --hours 6 [--no-throttling] [--no-pacing] [--trace-memory]
 
 Everything runs in one process on one `looptime` event loop: the Kubernetes emulator (kmock, over HTTP), the Azure
 emulator (over HTTPS, Azure's budgets on), kopf with azsnap's handlers, and the real SDK between them. N disks get
@@ -20,6 +20,7 @@ import gc
 import json
 import sys
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,10 @@ CURRENT_WITHIN: Final = timedelta(hours=1)
 SETTLE: Final = timedelta(minutes=5)
 CRD_FILE: Final = Path(__file__).resolve().parents[1] / "crds" / f"{PLURAL}.{API_GROUP}.yaml"
 _MB: Final = 1024 * 1024
+#: With `--trace-memory`, an allocation is the emulators' when one of its frames is in this code (the probe too).
+EMULATOR_CODE: Final = ("/azsnap/emulator/", "/kmock/", "/aiohttp/web", "/bench/kopf_overhead.py")
+#: Frames kept per traced allocation: deep enough to reach the emulator's handler from inside json or aiohttp.
+TRACE_FRAMES: Final = 30
 
 
 def verb_of(method: str, path: str, query: Mapping[str, str]) -> str:
@@ -210,6 +215,29 @@ def rss_mb() -> float:
     return float(psutil.Process().memory_info().rss) / _MB
 
 
+def heap_split_mb() -> tuple[float, float]:
+    """Traced Python heap now (MB): (the operator side, the emulators), by the code in each allocation's stack."""
+    gc.collect()
+    operator = emulators = 0
+    for trace in tracemalloc.take_snapshot().traces:
+        if any(marker in frame.filename for frame in trace.traceback for marker in EMULATOR_CODE):
+            emulators += trace.size
+        else:
+            operator += trace.size
+    return operator / _MB, emulators / _MB
+
+
+def heap_figures(points: Sequence[tuple[float, float]], policies: int) -> dict[str, Any]:
+    """Heap per policy (start to kill) and its steady-state growth, each side apart; `points`: begin, steady, kill."""
+    (op0, em0), (op1, em1), (op2, em2) = points
+    return {
+        "heap_operator_mb_per_policy": round((op2 - op0) / policies, 4),
+        "heap_emulators_mb_per_policy": round((em2 - em0) / policies, 4),
+        "heap_operator_steady_growth_mb": round(op2 - op1, 2),
+        "heap_emulators_steady_growth_mb": round(em2 - em1, 2),
+    }
+
+
 def azure_calls(box: Sandbox, start: int, end: int | None = None) -> Counter[str]:
     """Azure requests the emulator answered between two marks, by operation."""
     return Counter(r.operation for r in box.emulator.requests[start:end])
@@ -240,8 +268,15 @@ def _wall(later: float | None, earlier: float) -> float | None:
     return None if later is None else round(later - earlier, 2)
 
 
-async def run(policies: int, hours: int, *, throttling: bool = True, pacing: bool = True) -> dict[str, Any]:
-    """The whole benchmark on the running (looptime) loop; the figures as a JSON-ready dict."""
+async def run(
+    policies: int, hours: int, *, throttling: bool = True, pacing: bool = True, trace_memory: bool = False
+) -> dict[str, Any]:
+    """The whole benchmark on the running (looptime) loop; the figures as a JSON-ready dict.
+
+    `trace_memory` splits the Python heap between the operator and the emulators with `tracemalloc`; it slows the
+    run several times, so the CPU figures of such a run are not the operator's.
+    """
+    heap: list[tuple[float, float]] = []
     clock = LoopClock(EPOCH)
     cpu = CpuSplit()
     config = EmulatorConfig(throttling=throttling)
@@ -257,6 +292,10 @@ async def run(policies: int, hours: int, *, throttling: bool = True, pacing: boo
         finally:
             SIDE.reset(token)
         rss_before = rss_mb()
+        if trace_memory:
+            tracemalloc.start(TRACE_FRAMES)
+            stack.callback(tracemalloc.stop)
+            heap.append(heap_split_mb())
         cpu.install()
         stack.callback(cpu.uninstall)
 
@@ -274,11 +313,15 @@ async def run(policies: int, hours: int, *, throttling: bool = True, pacing: boo
             first = Mark.take(clock, cpu, box, probe)
             # Steady state: from half past the first hour (kopf's own first writes are done) to the kill.
             await sleep_until(clock, EPOCH + KILL_OFFSET)
+            if trace_memory:
+                heap.append(heap_split_mb())
             steady = Mark.take(clock, cpu, box, probe)
             rss_steady_start = rss_mb()
             await sleep_until(clock, kill_at)
             before_kill = Mark.take(clock, cpu, box, probe)
             rss_steady = rss_mb()
+            if trace_memory:
+                heap.append(heap_split_mb())
             await op.kill()
         statuses = [o.get("status") or {} for o in kube.list(API_GROUP, API_VERSION, PLURAL, NAMESPACE)]
 
@@ -305,7 +348,7 @@ async def run(policies: int, hours: int, *, throttling: bool = True, pacing: boo
     steady_azure = azure_calls(box, steady.azure_requests, before_kill.azure_requests)
     restart_azure = azure_calls(box, restart.azure_requests, current.azure_requests)
     done = probe.all_current_at is not None
-    return {
+    figures: dict[str, Any] = {
         "policies": policies,
         "hours": hours,
         "tick_s": policy_handlers.TICK_SECONDS,
@@ -353,6 +396,9 @@ async def run(policies: int, hours: int, *, throttling: bool = True, pacing: boo
         "peak_rss_mb": round(float(psutil.Process().memory_info().rss) / _MB, 1),
         "wall_s": round(time.perf_counter() - started, 1),
     }
+    if trace_memory:
+        figures.update(heap_figures(heap, policies))
+    return figures
 
 
 def _per(count: int, policies: int, hours: float) -> float | None:
@@ -375,11 +421,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hours", type=int, default=6, help="emulated hours before the kill")
     parser.add_argument("--no-throttling", action="store_true", help="switch off the emulator's Azure budgets")
     parser.add_argument("--no-pacing", action="store_true", help="no pacer in the Azure adapter")
+    parser.add_argument(
+        "--trace-memory", action="store_true", help="split the heap between operator and emulators (slow; CPU off)"
+    )
     args = parser.parse_args(argv)
     if args.policies < 1 or args.hours < 1:
         parser.error("--policies and --hours must be at least 1")
     result = run_on_looptime(
-        lambda: run(args.policies, args.hours, throttling=not args.no_throttling, pacing=not args.no_pacing)
+        lambda: run(
+            args.policies,
+            args.hours,
+            throttling=not args.no_throttling,
+            pacing=not args.no_pacing,
+            trace_memory=args.trace_memory,
+        )
     )
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
