@@ -61,6 +61,9 @@ CURRENT_WITHIN: Final = timedelta(hours=1)
 SETTLE: Final = timedelta(minutes=5)
 CRD_FILE: Final = Path(__file__).resolve().parents[1] / "crds" / f"{PLURAL}.{API_GROUP}.yaml"
 _MB: Final = 1024 * 1024
+#: looptime spins this many idle loop cycles before it moves the clock (its default is 42). Everything here talks
+#: over loopback in one process, so an answer is readable as soon as it is written; as in `bench.soak`, 3 is safe.
+NOOP_CYCLES: Final = 3
 #: With `--trace-memory`, an allocation is the emulators' when one of its frames is in this code (the probe too).
 EMULATOR_CODE: Final = ("/azsnap/emulator/", "/kmock/", "/aiohttp/web", "/bench/kopf_overhead.py")
 #: Frames kept per traced allocation: deep enough to reach the emulator's handler from inside json or aiohttp.
@@ -178,6 +181,37 @@ def pacer_options(clock: Clock) -> dict[str, Any]:
     return {"before_request": hooks.before_request, "on_response": hooks.on_response}
 
 
+class CallbackTimer:
+    """Process CPU inside event-loop callbacks, whichever side they work for; the rest is the loop's own machinery.
+
+    Installed before `CpuSplit`, which then wraps it: `CpuSplit` tells the emulators' callbacks apart, this one
+    times them all, and what is left of the process CPU is the loop itself (looptime's clock and the selector).
+    """
+
+    def __init__(self) -> None:
+        self.callbacks_s = 0.0
+        self._original: Callable[[asyncio.Handle], None] | None = None
+
+    def install(self) -> None:
+        original = asyncio.Handle._run
+        timer = self
+
+        def timed_run(handle: asyncio.Handle) -> None:
+            started = time.process_time()
+            try:
+                original(handle)
+            finally:
+                timer.callbacks_s += time.process_time() - started
+
+        self._original = original
+        asyncio.Handle._run = timed_run  # type: ignore[method-assign,assignment]  # timing every callback
+
+    def uninstall(self) -> None:
+        if self._original is not None:
+            asyncio.Handle._run = self._original  # type: ignore[method-assign,assignment]  # put back as found
+            self._original = None
+
+
 @dataclass
 class Mark:
     """CPU (per side), Azure and Kubernetes request counts, and both times at one instant of the run."""
@@ -186,22 +220,30 @@ class Mark:
     wall: float
     cpu_total: float
     cpu_emulators: float
+    cpu_callbacks: float
     azure_requests: int
     kube_requests: Counter[str]
 
     @classmethod
-    def take(cls, clock: Clock, cpu: CpuSplit, box: Sandbox, probe: KubeProbe) -> Mark:
+    def take(cls, clock: Clock, cpu: tuple[CpuSplit, CallbackTimer], box: Sandbox, probe: KubeProbe) -> Mark:
+        split, timer = cpu
         return cls(
             clock.now(),
             time.perf_counter(),
-            cpu.total_s,
-            cpu.emulator_s,
+            split.total_s,
+            split.emulator_s,
+            timer.callbacks_s,
             len(box.emulator.requests),
             Counter(probe.requests_by_verb),
         )
 
     def operator_cpu_since(self, earlier: Mark) -> float:
-        return (self.cpu_total - self.cpu_emulators) - (earlier.cpu_total - earlier.cpu_emulators)
+        """The operator's callbacks: kopf, the handlers, the reconciler, the SDK and their side of the sockets."""
+        return (self.cpu_callbacks - self.cpu_emulators) - (earlier.cpu_callbacks - earlier.cpu_emulators)
+
+    def loop_cpu_since(self, earlier: Mark) -> float:
+        """The event loop's own work between callbacks (looptime's clock, the selector)."""
+        return (self.cpu_total - self.cpu_callbacks) - (earlier.cpu_total - earlier.cpu_callbacks)
 
     def emulators_cpu_since(self, earlier: Mark) -> float:
         return self.cpu_emulators - earlier.cpu_emulators
@@ -278,7 +320,8 @@ async def run(
     """
     heap: list[tuple[float, float]] = []
     clock = LoopClock(EPOCH)
-    cpu = CpuSplit()
+    split, timer = CpuSplit(), CallbackTimer()
+    cpu = split, timer
     config = EmulatorConfig(throttling=throttling)
     azure_options = pacer_options(clock) if pacing else {}
     started = time.perf_counter()
@@ -296,8 +339,10 @@ async def run(
             tracemalloc.start(TRACE_FRAMES)
             stack.callback(tracemalloc.stop)
             heap.append(heap_split_mb())
-        cpu.install()
-        stack.callback(cpu.uninstall)
+        timer.install()
+        stack.callback(timer.uninstall)
+        split.install()  # wraps the timer: see CallbackTimer
+        stack.callback(split.uninstall)
 
         # First process: start, apply every policy, run through the hours, then die without a word.
         begin = Mark.take(clock, cpu, box, probe)
@@ -358,6 +403,7 @@ async def run(
         "steady_hours": round(steady_hours, 2),
         "cpu_s": round(steady_cpu, 2),
         "emulator_cpu_s": round(before_kill.emulators_cpu_since(steady), 2),
+        "loop_cpu_s": round(before_kill.loop_cpu_since(steady), 2),
         "cpu_s_per_policy_hour": round(steady_cpu / (policies * steady_hours), 5) if steady_hours > 0 else None,
         "rss_before_mb": round(rss_before, 1),
         "rss_steady_mb": round(rss_steady, 1),
@@ -376,6 +422,7 @@ async def run(
         "restart_all_current": done,
         "restart_cpu_s": round(current.operator_cpu_since(restart), 2),
         "restart_emulator_cpu_s": round(current.emulators_cpu_since(restart), 2),
+        "restart_loop_cpu_s": round(current.loop_cpu_since(restart), 2),
         "restart_azure_calls": dict(sorted(restart_azure.items())),
         "list_calls_after_restart": restart_lists,
         "list_pages_after_restart": restart_azure["snapshots.list"],
@@ -407,7 +454,7 @@ def _per(count: int, policies: int, hours: float) -> float | None:
 
 def run_on_looptime(coro: Callable[[], Any]) -> Any:
     """Run `coro()` on a fresh looptime event loop (emulated time) and return its result."""
-    loop = looptime.new_event_loop(start=0)
+    loop = looptime.new_event_loop(start=0, noop_cycles=NOOP_CYCLES)
     try:
         return loop.run_until_complete(coro())
     finally:
