@@ -208,6 +208,13 @@ async def test_killed_in_the_middle_of_a_create_and_restarted_takes_no_second_sn
             await eventually(is_true(kube, "Ready"))
             await until(0.5)
         assert slot_tags(box) == ["2026-01-05T00:00:00Z"]
+        # Resume and the timer's first tick both fire at start-up: the policy is reconciled once, not twice.
+        reconciles = [
+            line
+            for line in runtime.metrics.exposition()[0].decode().splitlines()
+            if line.startswith("azsnap_reconcile_duration_seconds_count")
+        ]
+        assert reconciles == ['azsnap_reconcile_duration_seconds_count{outcome="Ready"} 1.0']
         assert box.emulator.violations == []
 
 

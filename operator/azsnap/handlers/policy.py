@@ -65,11 +65,13 @@ def _policy(body: kopf.Body) -> tuple[Policy | None, str]:
     return Policy(ref=ref, spec=spec), ""
 
 
-async def _reconcile(body: kopf.Body, patch: kopf.Patch, runtime: Runtime) -> None:
+async def _reconcile(body: kopf.Body, patch: kopf.Patch, runtime: Runtime, *, only_if_due: bool = False) -> None:
     meta = body.metadata
     uid = meta.uid or ""
     generation = meta.get("generation")
     async with runtime.lock(uid):
+        if only_if_due and not _due(runtime, uid):
+            return  # another handler reconciled while this one waited for the lock (e.g. resume at start-up)
         current = runtime.written.get(uid) or dict(body.status)
         now = runtime.clock.now()
         policy, problems = _policy(body)
@@ -159,10 +161,13 @@ async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
 async def tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     """Reconcile when the plan's wake-up time has come; otherwise do nothing (no API call)."""
     runtime: Runtime = memo[MEMO_KEY]
-    due = runtime.wakeups.get(body.metadata.uid or "")
-    if due is not None and runtime.clock.now() < due:
-        return
-    await _reconcile(body, patch, runtime)
+    if _due(runtime, body.metadata.uid or ""):
+        await _reconcile(body, patch, runtime, only_if_due=True)
+
+
+def _due(runtime: Runtime, uid: str) -> bool:
+    due = runtime.wakeups.get(uid)
+    return due is None or runtime.clock.now() >= due
 
 
 @kopf.on.delete(**_RESOURCE)
