@@ -270,3 +270,41 @@ def test_random_specs_never_raise_and_invalid_ones_never_reach_azure(edits: list
     else:
         # a valid policy is reconciled like any other; whatever Azure says, the handler reports, never raises
         assert {c["status"] for c in conditions.values()} <= {"True", "False"}
+
+
+async def test_a_spec_that_is_not_a_mapping_stalls_instead_of_raising() -> None:
+    from datetime import UTC, datetime
+
+    import kopf
+
+    from azsnap.clock import ManualClock
+    from azsnap.cloud.memory import MemoryCloud
+    from azsnap.handlers.policy import reconcile
+    from azsnap.handlers.runtime import MEMO_KEY, Runtime
+    from azsnap.metrics import Metrics
+    from azsnap.reconciler import Reconciler
+    from azsnap.settings import Settings
+
+    clock = ManualClock(datetime(2026, 1, 5, tzinfo=UTC))
+    cloud = MemoryCloud(clock)
+    runtime = Runtime(
+        settings=Settings(metrics_port=0),
+        clock=clock,
+        cloud=cloud,
+        reconciler=Reconciler(cloud, clock),
+        metrics=Metrics(),
+    )
+    body = kopf.Body(
+        {
+            "apiVersion": "azsnap.io/v1alpha1",
+            "kind": "SnapshotPolicy",
+            "metadata": {"name": "p", "namespace": "default", "uid": "u", "generation": 1},
+            "spec": "not a mapping",
+        }
+    )
+    patch = kopf.Patch()
+    await reconcile(body=body, patch=patch, memo=kopf.Memo({MEMO_KEY: runtime}))
+    stalled = next(c for c in patch["status"]["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "InvalidSpec"
+    assert "spec: must be a mapping" in stalled["message"]
+    assert sum(cloud.calls.values()) == 0

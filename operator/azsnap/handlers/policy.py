@@ -51,7 +51,7 @@ def _status_model(status: Mapping[str, Any]) -> SnapshotPolicyStatus:
 
 
 def _policy(body: kopf.Body) -> tuple[Policy | None, str]:
-    manifest = {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "spec": dict(body.spec)}
+    manifest = {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "spec": body.get("spec")}
     spec, errors = validate_manifest(manifest)
     if spec is None or errors:
         return None, format_errors(errors)
