@@ -8,7 +8,7 @@ import json
 import logging
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import aiohttp.web
@@ -212,52 +212,28 @@ class KubeApiServer(ApiStorage):
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
         patch = request.data
         builtin = group in ("", CRD_GROUP)
-        if content_type == "application/json-patch+json":
-            return self._update(
-                group,
-                version,
-                plural,
-                namespace,
-                name,
-                lambda old: json_patch(old, patch),
-                subresource=subresource,
-                dry_run=dry_run,
-            )
-        if content_type == "application/merge-patch+json" or (
+        merging = content_type in ("application/merge-patch+json", "application/apply-patch+yaml") or (
             content_type == "application/strategic-merge-patch+json" and builtin
-        ):
-            return self._update(
-                group,
-                version,
-                plural,
-                namespace,
-                name,
-                lambda old: merge_patch(old, patch),
-                subresource=subresource,
-                dry_run=dry_run,
-            )
-        if content_type == "application/apply-patch+yaml":
-            if (
-                self._stored(group, plural, namespace if info.namespaced else None, name) is None
-                and subresource is None
-            ):
-                body = merge_patch({"metadata": {"name": name}}, patch)
-                return Response(
-                    status=201, payload=self._create(group, version, plural, namespace, body, dry_run=dry_run)
-                )
-            return self._update(
-                group,
-                version,
-                plural,
-                namespace,
-                name,
-                lambda old: merge_patch(old, patch),
-                subresource=subresource,
-                dry_run=dry_run,
-            )
-        raise _error(
-            415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type or 'none'}"
         )
+        if content_type == "application/json-patch+json":
+            change: Callable[[Any], Any] = lambda old: json_patch(old, patch)  # noqa: E731
+        elif merging:
+            change = lambda old: merge_patch(old, patch)  # noqa: E731
+        else:
+            raise _error(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown format: {content_type or 'none'}",
+            )
+        if (
+            content_type == "application/apply-patch+yaml"
+            and subresource is None
+            and self._stored(group, plural, namespace if info.namespaced else None, name) is None
+        ):
+            # Server-side apply of a missing object creates it (no field ownership is kept).
+            body = merge_patch({"metadata": {"name": name}}, patch)
+            return Response(status=201, payload=self._create(group, version, plural, namespace, body, dry_run=dry_run))
+        return self._update(group, version, plural, namespace, name, change, subresource=subresource, dry_run=dry_run)
 
     async def _watch(
         self, group: str, version: str, plural: str, namespace: str | None, name: str | None, query: Mapping[str, str]
