@@ -1,6 +1,7 @@
 """Scale benchmark: N disks on hourly policies against the throttling emulator, on emulated time; one JSON line out.
 
     python -m bench.scale --disks 1000 --hours 24 [--strategy azsnap|naive] [--rgs 10] [--keep-last 3] [--jitter 30m]
+                          [--budget-scale 0.25] [--retry-after-s 1200]
 
 The reconciler (not kopf) runs against the Azure emulator over HTTPS through the real SDK, both in one process on
 a `looptime` event loop: the emulator's clock, the reconciler's clock and the pacer all read the loop's time, which
@@ -46,24 +47,41 @@ from bench.common import (
 )
 
 
-async def drive_azsnap(reconciler: Reconciler, clock: Clock, members: Sequence[Member], end: datetime) -> None:
-    """Every policy as the operator runs it: reconcile, write the status, sleep until the report's next time."""
+async def drive_azsnap(
+    reconciler: Reconciler, clock: Clock, members: Sequence[Member], end: datetime
+) -> dict[str, SnapshotPolicyStatus]:
+    """Every policy as the operator runs it: reconcile, write the status, sleep until the report's next time.
+
+    Returns each policy's last status (by name).
+    """
+    final: dict[str, SnapshotPolicyStatus] = {}
 
     async def one(member: Member) -> None:
         status = SnapshotPolicyStatus()
         while clock.now() < end:
             report = await reconciler.reconcile(member.policy, status)
             status = fold(status, report)
+            final[member.policy.ref.name] = status
             if report.next_time >= end:
                 return
             await asyncio.sleep(max(0.0, (report.next_time - clock.now()).total_seconds()))
 
     await asyncio.gather(*(one(member) for member in members))
+    return final
 
 
-async def run(disks: int, hours: int, strategy: str, rgs: int, keep_last: int, jitter: str | None) -> dict[str, Any]:
+async def run(
+    disks: int,
+    hours: int,
+    strategy: str,
+    rgs: int,
+    keep_last: int,
+    jitter: str | None,
+    budget_scale: float = 1.0,
+    retry_after_s: int | None = None,
+) -> dict[str, Any]:
     clock = LoopClock(EPOCH)
-    emulator = Emulator(clock, bench_emulator_config())
+    emulator = Emulator(clock, bench_emulator_config(budget_scale, retry_after_s))
     tally = Tally()
     tally.attach(emulator)
     members = make_fleet(emulator, disks, rgs, keep_last, jitter)
@@ -73,13 +91,14 @@ async def run(disks: int, hours: int, strategy: str, rgs: int, keep_last: int, j
     cpu = CpuSplit()
     pacer = Pacer(PacerConfig(), clock=clock) if strategy == "azsnap" else None
     started = time.perf_counter()
+    statuses: dict[str, SnapshotPolicyStatus] = {}
     async with serving(emulator) as (base_url, ca_bundle):
         cloud = make_cloud(base_url, ca_bundle, pacer)
         cpu.install()
         try:
             if strategy == "azsnap":
                 reconciler = Reconciler(cloud, clock, ReconcilerConfig())
-                await drive_azsnap(reconciler, clock, members, end)
+                statuses = await drive_azsnap(reconciler, clock, members, end)
             else:
                 await asyncio.gather(*(naive.run_policy(cloud, clock, member, end) for member in members))
         finally:
@@ -95,7 +114,11 @@ async def run(disks: int, hours: int, strategy: str, rgs: int, keep_last: int, j
         "resource_groups": rgs,
         "keep_last": keep_last,
         "jitter": jitter,
+        "budget_scale": budget_scale,
+        "retry_after_s": retry_after_s,
         **slots,
+        "slots_missed_reported": sum(status.missed_slots or 0 for status in statuses.values()),
+        "longest_call_s": round(cloud.stats.longest_call_s, 1),
         **call_figures(tally, cloud, slots["slots_taken"], needed, hours),
         **resource_figures(cpu, disks, hours, rss_before),
         "wall_s": round(wall, 1),
@@ -106,6 +129,8 @@ async def run(disks: int, hours: int, strategy: str, rgs: int, keep_last: int, j
         snap = pacer.snapshot()
         figures["pacer"] = {
             "throttled_seen": snap.throttled,
+            "missed": snap.missed,
+            "backoffs": snap.backoffs,
             "corrections": snap.corrections,
             "waits": {kind: stats.waits for kind, stats in snap.kinds.items()},
             "grants": {kind: stats.grants for kind, stats in snap.kinds.items()},
@@ -121,11 +146,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rgs", type=int, default=10, help="resource groups the disks are spread over")
     parser.add_argument("--keep-last", type=int, default=3, help="retention: keepLast of every policy")
     parser.add_argument("--jitter", default=None, help="schedule.jitter of every policy, e.g. 30m (default: none)")
+    parser.add_argument(
+        "--budget-scale", type=float, default=1.0, help="the emulator's budgets times this (the pacer is not told)"
+    )
+    parser.add_argument(
+        "--retry-after-s",
+        type=int,
+        default=None,
+        help="throttle in fixed windows and answer 429 with this Retry-After (default: token buckets)",
+    )
     args = parser.parse_args(argv)
     loop = looptime.new_event_loop(start=0)
     try:
         result = loop.run_until_complete(
-            run(args.disks, args.hours, args.strategy, args.rgs, args.keep_last, args.jitter)
+            run(
+                args.disks,
+                args.hours,
+                args.strategy,
+                args.rgs,
+                args.keep_last,
+                args.jitter,
+                args.budget_scale,
+                args.retry_after_s,
+            )
         )
     finally:
         loop.close()

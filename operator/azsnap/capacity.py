@@ -12,7 +12,8 @@ from typing import Any, Final
 import yaml
 from pydantic import ValidationError
 
-from azsnap.cloud.buckets import BucketUse, PacerConfig, capacity_needed, theoretical_best_lateness
+from azsnap.cloud.buckets import PacerConfig
+from azsnap.cloud.budget import BucketUse, capacity_needed, theoretical_best_lateness
 from azsnap.domain import schedule
 from azsnap.domain.models import API_GROUP, KIND, Policy, PolicyRef, SnapshotPolicySpec
 

@@ -16,12 +16,11 @@ from azsnap.cloud.buckets import (
     BucketSpec,
     PacerConfig,
     TokenBucket,
-    capacity_needed,
     parse_remaining,
     period_from_policy,
     retry_after_seconds,
-    theoretical_best_lateness,
 )
+from azsnap.cloud.budget import capacity_needed, theoretical_best_lateness
 from azsnap.cloud.errors import Throttled
 from azsnap.cloud.pacer import Grant, Pacer, PacerHooks, pacing
 
@@ -32,11 +31,11 @@ CREATE_30MIN = SNAPSHOT_CREATE_30MIN.policy
 RESOURCE = "x-ms-ratelimit-remaining-resource"
 
 #: Azure's two snapshot-create buckets, used in full (no margin, no ARM bucket): the shape of the budget alone.
-COMPUTE_ONLY = PacerConfig(create=(SNAPSHOT_CREATE_3MIN, SNAPSHOT_CREATE_30MIN), margin=1.0)
+COMPUTE_ONLY = PacerConfig(probe_first=False, create=(SNAPSHOT_CREATE_3MIN, SNAPSHOT_CREATE_30MIN), margin=1.0)
 #: One token every 10 s: ordering is easy to read.
 SLOW = BucketSpec("test/Slow", 1, 10)
 SLOW_DELETE = BucketSpec("test/SlowDelete", 1, 10)
-ORDERING = PacerConfig(create=(SLOW,), delete=(SLOW_DELETE,), margin=1.0)
+ORDERING = PacerConfig(probe_first=False, create=(SLOW,), delete=(SLOW_DELETE,), margin=1.0)
 
 
 def tokens(pacer: Pacer, policy: str, location: str = LOC) -> float:
@@ -91,7 +90,7 @@ async def test_an_overflow_goes_at_the_refill_rate_and_no_later() -> None:
 
 @pytest.mark.looptime
 async def test_default_budget_keeps_the_margin_and_the_arm_write_bucket() -> None:
-    config = PacerConfig()
+    config = PacerConfig(probe_first=False)
     pacer = Pacer(config)
     times = sorted(g.granted_at for g in await creates(pacer, 300))
     assert times.count(0.0) == 194  # ARM writes: 200 × 0.97
@@ -114,7 +113,7 @@ async def test_regions_and_subscriptions_have_their_own_compute_buckets() -> Non
 
 @pytest.mark.looptime
 async def test_arm_buckets_span_the_regions_of_a_subscription() -> None:
-    config = PacerConfig(create=(ARM_WRITES,), margin=1.0)
+    config = PacerConfig(probe_first=False, create=(ARM_WRITES,), margin=1.0)
     pacer = Pacer(config)
     await asyncio.gather(*(pacer.acquire("create", SUB, f"region-{i % 4}") for i in range(200)))
     late = await pacer.acquire("create", SUB, "region-9")
@@ -147,7 +146,11 @@ def test_buckets_never_go_negative_and_grants_stay_inside_the_budget(
     create_small = BucketSpec("test/Create", 20, 60)
     shared = BucketSpec("test/Shared", 15, 30)
     config = PacerConfig(
-        create=(create_small, shared), delete=(shared,), list=(BucketSpec("test/List", 5, 20),), margin=margin
+        probe_first=False,
+        create=(create_small, shared),
+        delete=(shared,),
+        list=(BucketSpec("test/List", 5, 20),),
+        margin=margin,
     )
     loop = looptime.new_event_loop(start=0)
     granted: dict[str, list[float]] = {"create": [], "delete": [], "list": []}
@@ -178,9 +181,9 @@ def test_buckets_never_go_negative_and_grants_stay_inside_the_budget(
 
 def test_a_token_bucket_clamps_at_zero_and_at_capacity() -> None:
     bucket = TokenBucket(BucketSpec("test/B", 2, 10), 1.0, now=0.0)
-    bucket.take()
-    bucket.take()
-    bucket.take()  # the pacer never does this; the bucket still never goes negative
+    bucket.take(0.0, probing=False)
+    bucket.take(0.0, probing=False)
+    bucket.take(0.0, probing=False)  # the pacer never does this; the bucket still never goes negative
     assert bucket.tokens == 0.0
     bucket.refill(1000.0)
     assert bucket.tokens == 2.0
@@ -222,14 +225,14 @@ async def test_retry_after_as_an_http_date_without_date_uses_the_clock() -> None
 
 @pytest.mark.looptime
 async def test_a_429_without_retry_after_blocks_for_the_default() -> None:
-    pacer = Pacer(PacerConfig(create=COMPUTE_ONLY.create, margin=1.0, default_retry_after_s=45))
+    pacer = Pacer(PacerConfig(probe_first=False, create=COMPUTE_ONLY.create, margin=1.0, default_retry_after_s=45))
     pacer.observe("create", SUB, LOC, 429, {})
     assert (await pacer.acquire("create", SUB, LOC)).granted_at == pytest.approx(45, abs=2e-3)
 
 
 @pytest.mark.looptime
 async def test_a_429_blocks_only_the_policy_azure_reports_exhausted() -> None:
-    pacer = Pacer(PacerConfig(margin=1.0))
+    pacer = Pacer(PacerConfig(probe_first=False, margin=1.0))
     headers = {RESOURCE: f"{CREATE_3MIN};0,{CREATE_30MIN};1500", "Retry-After": "30"}
     pacer.observe("create", SUB, LOC, 429, headers)
     blocked = {b.policy: b.blocked_until for b in pacer.snapshot().buckets}
@@ -281,7 +284,8 @@ async def test_a_correction_discounts_the_calls_granted_after_the_answered_one()
 
 @pytest.mark.looptime
 async def test_a_correction_keeps_the_margin_in_reserve() -> None:
-    pacer = Pacer(PacerConfig())  # margin 0.97: 6 of ARM's 200 writes stay unused
+    pacer = Pacer(PacerConfig(probe_first=False))  # margin 0.97: 6 of ARM's 200 writes stay unused
+    pacer.observe("create", SUB, LOC, 201, {"x-ms-ratelimit-remaining-subscription-writes": "199"})  # sized: 200
     pacer.observe("create", SUB, LOC, 201, {"x-ms-ratelimit-remaining-subscription-writes": "50"})
     assert tokens(pacer, "ARM/subscription-writes") == pytest.approx(44)
 
@@ -289,6 +293,7 @@ async def test_a_correction_keeps_the_margin_in_reserve() -> None:
 @pytest.mark.looptime
 async def test_a_corrected_bucket_paces_from_the_corrected_level() -> None:
     pacer = Pacer(COMPUTE_ONLY)
+    pacer.observe("create", SUB, LOC, 200, {RESOURCE: f"{CREATE_3MIN};239"})  # the first answer sizes it: 240
     pacer.observe("create", SUB, LOC, 200, {RESOURCE: f"{CREATE_3MIN};2"})
     times = sorted(g.granted_at for g in await creates(pacer, 4))
     assert times[:2] == [0.0, 0.0]
@@ -306,7 +311,7 @@ async def test_a_policy_azure_charges_to_another_kind_is_attached_to_it() -> Non
 
 @pytest.mark.looptime
 async def test_an_unknown_policy_is_learned_from_its_name_and_count() -> None:
-    pacer = Pacer(PacerConfig(margin=1.0))
+    pacer = Pacer(PacerConfig(probe_first=False, margin=1.0))
     pacer.observe("delete", SUB, LOC, 200, {RESOURCE: "Microsoft.Compute/DeleteSnapshot3Min;1"})
     (learned,) = [b for b in pacer.snapshot().buckets if b.policy == "Microsoft.Compute/DeleteSnapshot3Min"]
     assert (learned.azure_capacity, learned.tokens) == (2, 1)
@@ -320,10 +325,14 @@ async def test_an_unknown_policy_is_learned_from_its_name_and_count() -> None:
 
 @pytest.mark.looptime
 async def test_learning_can_be_switched_off() -> None:
-    pacer = Pacer(PacerConfig(learn_policies=False))
+    pacer = Pacer(PacerConfig(probe_first=False, learn_policies=False))
     pacer.observe("delete", SUB, LOC, 200, {RESOURCE: f"{CREATE_3MIN};0,Microsoft.Compute/X3Min;0"})
     assert (await pacer.acquire("delete", SUB, LOC)).granted_at == 0.0
-    assert {b.policy for b in pacer.snapshot().buckets} == {"ARM/subscription-deletes"}
+    assert {b.policy for b in pacer.snapshot().buckets} == {
+        "ARM/subscription-deletes",
+        "Microsoft.Compute/DeleteDisks3Min",
+        "Microsoft.Compute/DeleteDisks30Min",
+    }
 
 
 # -- ordering
@@ -414,7 +423,11 @@ async def test_deletes_do_not_yield_to_creates_elsewhere_or_when_told_not_to() -
     waiting = asyncio.create_task(pacer.acquire("create", SUB, LOC))
     assert (await pacer.acquire("delete", SUB, "northeurope")).granted_at == 0.0
     await waiting
-    free = Pacer(PacerConfig(create=(SLOW,), delete=(SLOW_DELETE,), margin=1.0, deletes_yield_to_creates=False))
+    free = Pacer(
+        PacerConfig(
+            probe_first=False, create=(SLOW,), delete=(SLOW_DELETE,), margin=1.0, deletes_yield_to_creates=False
+        )
+    )
     await exhaust(free)
     waiting = asyncio.create_task(free.acquire("create", SUB, LOC))
     assert (await free.acquire("delete", SUB, LOC)).waited_s == 0.0
@@ -423,7 +436,7 @@ async def test_deletes_do_not_yield_to_creates_elsewhere_or_when_told_not_to() -
 
 @pytest.mark.looptime
 async def test_a_delete_stops_yielding_after_its_longest_wait() -> None:
-    config = PacerConfig(create=(SLOW,), delete=(SLOW_DELETE,), margin=1.0, delete_max_yield_s=45)
+    config = PacerConfig(probe_first=False, create=(SLOW,), delete=(SLOW_DELETE,), margin=1.0, delete_max_yield_s=45)
     pacer = Pacer(config)
     await exhaust(pacer)
     flood = [asyncio.create_task(pacer.acquire("create", SUB, LOC, key=f"d{i}")) for i in range(20)]
@@ -434,7 +447,7 @@ async def test_a_delete_stops_yielding_after_its_longest_wait() -> None:
 
 @pytest.mark.looptime
 async def test_an_overdue_delete_sharing_the_create_bucket_is_served_in_deadline_order() -> None:
-    shared = PacerConfig(create=(SLOW,), delete=(SLOW,), margin=1.0, delete_max_yield_s=45)
+    shared = PacerConfig(probe_first=False, create=(SLOW,), delete=(SLOW,), margin=1.0, delete_max_yield_s=45)
     pacer = Pacer(shared)
     await exhaust(pacer)
     flood = [asyncio.create_task(pacer.acquire("create", SUB, LOC, deadline=3600.0)) for _ in range(20)]
@@ -477,9 +490,9 @@ async def test_the_snapshot_reports_waiters_per_bucket() -> None:
 
 def test_unknown_kinds_and_bad_margins_are_refused() -> None:
     with pytest.raises(ValueError, match="kind"):
-        PacerConfig().specs("resize")  # type: ignore[arg-type]
+        PacerConfig(probe_first=False).specs("resize")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="margin"):
-        PacerConfig(margin=0)
+        PacerConfig(probe_first=False, margin=0)
     with pytest.raises(ValueError, match="positive"):
         BucketSpec("x", 0, 10)
 
@@ -539,7 +552,7 @@ def test_period_from_policy() -> None:
 
 
 def test_capacity_report_for_three_thousand_hourly_disks() -> None:
-    report = capacity_needed(3000, 3000, 10, PacerConfig())
+    report = capacity_needed(3000, 3000, 10, PacerConfig(probe_first=False))
     use = {u.policy: u for u in report.buckets}
     assert use[CREATE_3MIN].utilisation == pytest.approx(3000 / 4800)
     assert use[CREATE_30MIN].utilisation == pytest.approx(3000 / 3840)
@@ -549,14 +562,16 @@ def test_capacity_report_for_three_thousand_hourly_disks() -> None:
 
 
 def test_capacity_report_warns_when_creates_do_not_fit() -> None:
-    report = capacity_needed(3800, 0, 0, PacerConfig())  # under Azure's 3840, over the 97% the pacer uses
+    report = capacity_needed(
+        3800, 0, 0, PacerConfig(probe_first=False)
+    )  # under Azure's 3840, over the 97% the pacer uses
     assert not report.fits
     assert report.worst is not None and report.worst.utilisation == pytest.approx(3800 / 3840)
-    assert capacity_needed(3800, 0, 0, PacerConfig(margin=1.0)).fits
+    assert capacity_needed(3800, 0, 0, PacerConfig(probe_first=False, margin=1.0)).fits
 
 
 def test_capacity_report_sums_kinds_that_share_a_policy() -> None:
-    report = capacity_needed(0, 0, 100, PacerConfig(), gets_per_hour=50)
+    report = capacity_needed(0, 0, 100, PacerConfig(probe_first=False), gets_per_hour=50)
     use = {u.policy: u for u in report.buckets}
     assert use["ARM/subscription-reads"].needed_per_hour == 150
 
@@ -564,7 +579,9 @@ def test_capacity_report_sums_kinds_that_share_a_policy() -> None:
 def test_theoretical_best_lateness() -> None:
     assert theoretical_best_lateness(240, COMPUTE_ONLY) == [0.0] * 240
     assert theoretical_best_lateness(242, COMPUTE_ONLY)[-2:] == pytest.approx([0.75, 1.5])
-    assert theoretical_best_lateness(201, PacerConfig())[-1] == pytest.approx(0.1)  # ARM writes: 200, then 10/s
+    assert theoretical_best_lateness(201, PacerConfig(probe_first=False))[-1] == pytest.approx(
+        0.1
+    )  # ARM writes: 200, then 10/s
     # 3000 at once: the 3-minute bucket binds for the whole hour (the 30-minute one only after 6300 s).
     assert theoretical_best_lateness(3000, COMPUTE_ONLY)[-1] == pytest.approx((3000 - 240) * 0.75)
     assert theoretical_best_lateness(0, COMPUTE_ONLY) == []

@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -16,6 +16,7 @@ from azsnap.emulator.arm import ArmError
 from azsnap.emulator.config import API_VERSION
 from azsnap.emulator.control import add_control_routes
 from azsnap.emulator.records import Operation
+from azsnap.emulator.throttling import injected_throttle, throttled_error
 
 if TYPE_CHECKING:
     from azsnap.emulator.emulator import Emulator
@@ -59,22 +60,6 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.
     return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
 
 
-def _throttled_error(policy: str, retry_after_s: int, allowed: int | None) -> ArmError:
-    group = policy.rsplit("/", 1)[-1]
-    detail: dict[str, Any] = {"code": "TooManyRequests", "target": group}
-    if allowed is not None:
-        detail["message"] = json.dumps({"operationGroup": group, "allowedRequestCount": allowed})
-    else:
-        detail["message"] = f"Too many requests for operation group {group}."
-    return ArmError(
-        429,
-        "OperationNotAllowed",
-        "The server rejected the request because too many requests have been received for this subscription.",
-        details=[detail],
-        headers={"Retry-After": str(retry_after_s)},
-    )
-
-
 class _Handler:
     """Answers ARM requests for one emulator."""
 
@@ -93,7 +78,7 @@ class _Handler:
 
     async def _answer(self, request: web.Request, seen: list[str]) -> web.StreamResponse:
         headers = {"x-ms-request-id": str(uuid.uuid4()), "x-ms-correlation-request-id": str(uuid.uuid4())}
-        rate_headers: dict[str, str] = {}
+        rate_headers: Mapping[str, str] = {}
         try:
             match, operation = self._route(request)
             seen[0] = operation
@@ -123,13 +108,13 @@ class _Handler:
             location = self._location(operation, match, body)
             rate_headers, refused = self.emu.throttler.charge(operation, request.method, match["sub"], location)
             if refused is not None:
-                raise _throttled_error(refused.policy, refused.retry_after_s, refused.allowed)
+                raise throttled_error(refused)
             handler = getattr(self, "_" + operation.replace(".", "_"))
             response: web.StreamResponse = await handler(request, match, body, fail)
         except ArmError as exc:
             response = _json(exc.status, exc.body(), exc.headers)
         response.headers.update(headers)
-        response.headers.update(rate_headers)
+        response.headers.extend(rate_headers)  # one line per policy when the throttler sends them so
         return response
 
     def _route(self, request: web.Request) -> tuple[re.Match[str], str]:
@@ -172,7 +157,7 @@ class _Handler:
             elif rule.kind == "drop":
                 raise _Dropped
             elif rule.kind == "429":
-                raise _throttled_error("Microsoft.Compute/InjectedFault", rule.retry_after_s, None)
+                raise injected_throttle(rule.retry_after_s)
             elif rule.kind == "500":
                 raise ArmError(500, "InternalServerError", "Encountered internal server error. Please try again.")
             elif rule.kind == "503":

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from azsnap.clock import Clock
-from azsnap.cloud.errors import CloudError, NotFound, PermanentError, Throttled, TransientError
+from azsnap.cloud.errors import CloudError, NotFound, PermanentError, SlotMissed, Throttled, TransientError
 from azsnap.cloud.interface import CloudClient, SnapshotRequest
 from azsnap.cloud.pacer import pacing, pacing_until
 from azsnap.domain import naming, retention, schedule
@@ -174,6 +174,7 @@ class Reconciler:
         created: list[str] = []
         deleted: list[str] = []
         failed: list[str] = []
+        over_budget: list[str] = []  # creates the pacer never sent: their slot's deadline passed first
         error: CloudError | None = None
         incremental_count = sum(1 for s in of_disk if s.incremental)
         deletes_first = incremental_count + len(the_plan.creates) > limits.per_disk_cap
@@ -193,8 +194,12 @@ class Reconciler:
                 # The pacer serves the creates closest to their startingDeadline first, taking turns by disk.
                 due = action.slot + schedule.slot_offset(spec.schedule, disk.id) + spec.schedule.starting_deadline
                 try:
-                    with pacing_until(due, self.clock.now(), key=disk.id.lower()):
+                    with pacing_until(due, self.clock.now(), key=disk.id.lower(), hard=True):
                         made = await self.cloud.create_snapshot(request)
+                except SlotMissed as exc:
+                    over_budget.append(exc.reason)
+                    events.append(Event("Warning", "SlotMissed", f"Slot {_iso(action.slot)} missed: {exc.reason}"))
+                    continue
                 except TransientError as exc:
                     # The create may have been accepted before the error: look again next time.
                     self.observer.invalidate(subscription, snapshot_rg)
@@ -260,6 +265,7 @@ class Reconciler:
             failed,
             base,
             now,
+            over_budget,
         )
 
     async def _report(
@@ -277,6 +283,7 @@ class Reconciler:
         failed: list[str],
         base: dict[str, Any],
         now: datetime,
+        over_budget: Sequence[str] = (),
     ) -> StatusReport:
         spec = policy.spec
         limits = self.config.limits
@@ -292,7 +299,7 @@ class Reconciler:
         watermark = the_plan.accounted_until if create_ok else max([*the_plan.missed], default=None)
         if watermark is None or (status.slots_accounted_until and watermark < status.slots_accounted_until):
             watermark = status.slots_accounted_until
-        missed = len(the_plan.missed)
+        missed = len(the_plan.missed) + len(over_budget)
         settled = the_plan
         if error is None:
             # Plan once more on what is there now (no Azure call): the wake-up, the pending deletions and the
@@ -374,6 +381,7 @@ class Reconciler:
             created=tuple(created),
             deleted=tuple(deleted),
             failed=tuple(failed),
+            missed_over_budget=tuple(over_budget),
         )
 
     async def _cached(self, subscription: str, resource_group: str) -> list[Snapshot]:

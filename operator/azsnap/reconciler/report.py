@@ -33,6 +33,9 @@ class StatusReport:
     created: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
+    #: One reason per slot missed this reconcile because Azure's budget ran out before its startingDeadline
+    #: (the create was never sent); each names the policy and its size. Counted in `status["missedSlots"]`.
+    missed_over_budget: tuple[str, ...] = ()
     #: Azure calls made by this reconcile, by kind (for tests and the demo's summary).
     azure_calls: dict[str, int] = field(default_factory=dict)
 
