@@ -30,9 +30,14 @@ class StatusReport:
     events: tuple[Event, ...]
     #: When the policy should be reconciled again.
     next_time: datetime
+    #: Snapshot names created, deleted, and those whose create failed (refused, or ended `Failed` in Azure).
     created: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
+    #: Slots this reconcile counted as missed (added to `status.missedSlots`), oldest first.
+    missed: tuple[datetime, ...] = ()
+    #: Why the plan could not do all it wanted (`azsnap.domain.planner.BLOCKED_REASONS`), after acting.
+    blocked: tuple[str, ...] = ()
     #: Azure calls made by this reconcile, by kind (for tests and the demo's summary).
     azure_calls: dict[str, int] = field(default_factory=dict)
 
