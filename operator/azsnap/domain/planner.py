@@ -7,7 +7,7 @@ Only the latest slot can be due; every earlier slot after the watermark (`accoun
 of ours that did not fail is missed and never backfilled. On the very first plan (no watermark) nothing before
 the latest slot is missed, and the latest slot counts as missed neither when its deadline has already passed.
 While a policy is suspended its slots are skipped on purpose, so they are not missed either. Slots more than 400
-days behind are not looked at. The watermark passes the due slot only once its snapshot is usable (or its
+days behind are not looked at. The watermark passes the due slot only once its snapshot is `Succeeded` (or its
 deadline is over): a snapshot that ends `Failed` while the slot is due is retried under a new name (at most
 `naming.MAX_ATTEMPTS` in all), and a slot whose snapshots all failed is missed once its deadline passes. A slot
 at or below the watermark is never taken again, even if its snapshot has gone since (deleted by hand or by
@@ -301,7 +301,7 @@ def plan(
 
     # -- watermark -------------------------------------------------------------------------------------------
     due_created = any(not c.on_demand and c.slot == due for c in creates)
-    due_open = due is not None and (due not in taken or taken[due].state in _CREATING)
+    due_open = due is not None and (due not in taken or taken[due].state is not SnapshotState.SUCCEEDED)
     if latest is None:
         watermark = accounted_until.astimezone(UTC) if accounted_until is not None else now - offset
     elif (

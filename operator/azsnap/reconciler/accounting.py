@@ -3,8 +3,8 @@
 The slot watermark (`status.slotsAccountedUntil`) says up to which instant every slot is either taken or counted
 in `missedSlots`. It is read for the schedule it was written under (`status.schedule`): after a schedule edit
 accounting starts afresh, so slots of the old schedule are never judged by the new one. It only passes a slot
-whose snapshot Azure reports usable: a create that failed, or one still running, leaves its slot open, to be
-retried while it is due and counted missed once its deadline has passed.
+whose snapshot Azure reports `Succeeded`: a create that failed, or one still running or copying, leaves its slot
+open, to be retried (if it fails) while it is due and counted missed once its deadline has passed.
 """
 
 from __future__ import annotations

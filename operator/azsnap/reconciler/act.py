@@ -37,7 +37,7 @@ class Outcome:
     created: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    #: Names created that Azure already reports usable (`Succeeded`, or copying in the background).
+    #: Names created that Azure already reports `Succeeded` (not still creating or copying in the background).
     usable: set[str] = field(default_factory=set)
     events: list[Event] = field(default_factory=list)
     error: CloudError | None = None
@@ -90,7 +90,7 @@ class Actor:
                 out.events.append(Event("Warning", "SnapshotFailed", f"Snapshot {made.name} ended Failed in Azure"))
                 continue
             out.created.append(made.name)
-            if made.state in {SnapshotState.SUCCEEDED, SnapshotState.COPYING}:
+            if made.state is SnapshotState.SUCCEEDED:
                 out.usable.add(made.name)
             what = "on-demand snapshot" if action.on_demand else f"snapshot for slot {iso(action.slot)}"
             out.events.append(Event("Normal", "SnapshotCreated", f"Created {what} {made.name} of disk {disk.name}"))

@@ -199,6 +199,7 @@ class Reconciler:
         watermark = watermark_after(the_plan, outcome, previous)
         missed = list(the_plan.missed)
         settled = the_plan
+        on_demand_done = any(a.on_demand and a.name in created for a in the_plan.creates)
         if error is None:
             # Plan once more on what is there now (no Azure call): the wake-up, the pending deletions and the
             # watermark then describe the state after acting, not before it.
@@ -208,11 +209,11 @@ class Reconciler:
                 after,
                 now,
                 accounted_until=watermark,
-                last_on_demand_token=on_demand_token if created else status.last_on_demand_token,
+                on_demand_token=on_demand_token,
+                last_on_demand_token=on_demand_token if on_demand_done else status.last_on_demand_token,
             )
             missed.extend(settled.missed)
             watermark = settled.accounted_until
-        on_demand_done = any(a.on_demand and a.name in created for a in the_plan.creates)
         fields: dict[str, Any] = {
             **base,
             **status_fields(
@@ -241,7 +242,7 @@ class Reconciler:
             deleted=tuple(outcome.deleted),
             failed=tuple(outcome.failed),
             missed=tuple(missed),
-            blocked=tuple(b.reason for b in settled.blocked),
+            blocked=tuple(dict.fromkeys(b.reason for b in (*the_plan.blocked, *settled.blocked))),
         )
 
     def _health(
