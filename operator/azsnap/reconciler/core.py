@@ -374,6 +374,7 @@ class Reconciler:
             created=tuple(created),
             deleted=tuple(deleted),
             failed=tuple(failed),
+            failed_seen=tuple(sorted(s.name for s in owned if s.state is SnapshotState.FAILED)),
         )
 
     async def _cached(self, subscription: str, resource_group: str) -> list[Snapshot]:
