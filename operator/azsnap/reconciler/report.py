@@ -33,6 +33,8 @@ class StatusReport:
     created: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
+    #: Slots this reconcile counted missed (each is also in status `missedSlots`).
+    missed_slots: tuple[datetime, ...] = ()
     #: The policy's own snapshots Azure reports `Failed` at the end of this reconcile, whoever's call made them
     #: (metrics count each once, when first seen).
     failed_seen: tuple[str, ...] = ()
