@@ -123,7 +123,7 @@ async def test_a_slot_whose_snapshots_all_fail_is_counted_missed(clock) -> None:
     while clock.now() < end:
         report = await reconciler.reconcile(policy, status)
         status = fold(status, report)
-        missed.extend(report.missed)
+        missed.extend(report.missed_slots)
         created.extend(report.created)
         for s in cloud.snapshots:  # every attempt for the 09:00 slot breaks in Azure
             if naming.slot_of(s) == nine:

@@ -241,7 +241,12 @@ class Reconciler:
             created=tuple(created),
             deleted=tuple(outcome.deleted),
             failed=tuple(outcome.failed),
-            missed=tuple(missed),
+            missed_slots=tuple(sorted(set(missed))),
+            failed_seen=tuple(
+                sorted(
+                    s.name for s in after if s.state is SnapshotState.FAILED and naming.is_owned(s, policy.ref, disk)
+                )
+            ),
             blocked=tuple(dict.fromkeys(b.reason for b in (*the_plan.blocked, *settled.blocked))),
         )
 

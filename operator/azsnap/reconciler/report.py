@@ -34,10 +34,16 @@ class StatusReport:
     created: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
-    #: Slots this reconcile counted as missed (added to `status.missedSlots`), oldest first.
-    missed: tuple[datetime, ...] = ()
-    #: Why the plan could not do all it wanted (`azsnap.domain.planner.BLOCKED_REASONS`), after acting.
+    #: Slots this reconcile counted missed (each is also in status `missedSlots`), oldest first.
+    missed_slots: tuple[datetime, ...] = ()
+    #: Why the plan could not do all it wanted (`azsnap.domain.planner.BLOCKED_REASONS`), before or after acting.
     blocked: tuple[str, ...] = ()
+    #: The policy's own snapshots Azure reports `Failed` at the end of this reconcile, whoever's call made them
+    #: (metrics count each once, when first seen).
+    failed_seen: tuple[str, ...] = ()
+    #: Non-empty when slots were missed because Azure's request budget could not serve their creates before their
+    #: deadline: what happened, with the figures. The health model turns it into Ready=False, reason OverBudget.
+    over_budget: str = ""
     #: Azure calls made by this reconcile, by kind (for tests and the demo's summary).
     azure_calls: dict[str, int] = field(default_factory=dict)
 
