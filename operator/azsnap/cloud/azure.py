@@ -279,19 +279,24 @@ class AzureCloud(CloudClient):
         self._saw_region(rid.subscription_id, rid.resource_group, disk.location)
         return disk
 
-    async def list_snapshots(self, subscription_id: str, resource_group: str) -> list[Snapshot]:
+    async def list_snapshots(self, subscription_id: str, resource_group: str | None) -> list[Snapshot]:
         client = self._client(subscription_id)
 
         async def every_page() -> list[Snapshot]:
-            return [snapshot_from_azure(s) async for s in client.snapshots.list_by_resource_group(resource_group)]
+            pages = (
+                client.snapshots.list()
+                if resource_group is None
+                else client.snapshots.list_by_resource_group(resource_group)
+            )
+            return [snapshot_from_azure(s) async for s in pages]
 
         try:
-            found = await self._call(
-                "snapshots.list", subscription_id, self._region(subscription_id, resource_group), every_page
-            )
+            # A subscription-wide list spans regions: it draws on no one region's budget.
+            region = self._region(subscription_id, resource_group) if resource_group else ""
+            found = await self._call("snapshots.list", subscription_id, region, every_page)
         except NotFound:
             return []
-        if found:
+        if found and resource_group:
             self._saw_region(subscription_id, resource_group, found[0].location)
         return found
 

@@ -30,12 +30,20 @@ class StatusReport:
     events: tuple[Event, ...]
     #: When the policy should be reconciled again.
     next_time: datetime
+    #: Snapshot names created, deleted, and those whose create failed (refused, or ended `Failed` in Azure).
     created: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
-    #: One reason per slot missed this reconcile because Azure's budget ran out before its startingDeadline
-    #: (the create was never sent); each names the policy and its size. Counted in `status["missedSlots"]`.
-    missed_over_budget: tuple[str, ...] = ()
+    #: Slots this reconcile counted missed (each is also in status `missedSlots`), oldest first.
+    missed_slots: tuple[datetime, ...] = ()
+    #: Why the plan could not do all it wanted (`azsnap.domain.planner.BLOCKED_REASONS`), before or after acting.
+    blocked: tuple[str, ...] = ()
+    #: The policy's own snapshots Azure reports `Failed` at the end of this reconcile, whoever's call made them
+    #: (metrics count each once, when first seen).
+    failed_seen: tuple[str, ...] = ()
+    #: Non-empty when slots were missed because Azure's request budget could not serve their creates before their
+    #: deadline: what happened, with the figures. The health model turns it into Ready=False, reason OverBudget.
+    over_budget: str = ""
     #: Azure calls made by this reconcile, by kind (for tests and the demo's summary).
     azure_calls: dict[str, int] = field(default_factory=dict)
 
