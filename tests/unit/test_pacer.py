@@ -21,7 +21,7 @@ from azsnap.cloud.buckets import (
     retry_after_seconds,
 )
 from azsnap.cloud.budget import capacity_needed, theoretical_best_lateness
-from azsnap.cloud.errors import Throttled
+from azsnap.cloud.errors import SlotMissed, Throttled
 from azsnap.cloud.pacer import Grant, Pacer, PacerHooks, pacing
 
 SUB = "00000000-0000-0000-0000-000000000001"
@@ -29,6 +29,8 @@ LOC = "westeurope"
 CREATE_3MIN = SNAPSHOT_CREATE_3MIN.policy
 CREATE_30MIN = SNAPSHOT_CREATE_30MIN.policy
 RESOURCE = "x-ms-ratelimit-remaining-resource"
+GET_OPERATION_3MIN = "Microsoft.Compute/GetOperation3Min"
+GET_OPERATION_30MIN = "Microsoft.Compute/GetOperation30Min"
 
 #: Azure's two snapshot-create buckets, used in full (no margin, no ARM bucket): the shape of the budget alone.
 COMPUTE_ONLY = PacerConfig(probe_first=False, create=(SNAPSHOT_CREATE_3MIN, SNAPSHOT_CREATE_30MIN), margin=1.0)
@@ -585,3 +587,119 @@ def test_theoretical_best_lateness() -> None:
     # 3000 at once: the 3-minute bucket binds for the whole hour (the 30-minute one only after 6300 s).
     assert theoretical_best_lateness(3000, COMPUTE_ONLY)[-1] == pytest.approx((3000 - 240) * 0.75)
     assert theoretical_best_lateness(0, COMPUTE_ONLY) == []
+
+
+# -- learning Azure's budgets, bounded backoff, hard deadlines
+
+PROBING = PacerConfig(create=(SNAPSHOT_CREATE_3MIN, SNAPSHOT_CREATE_30MIN), margin=1.0)
+
+
+def azure_size(pacer: Pacer, policy: str) -> float:
+    (state,) = [b for b in pacer.snapshot().buckets if b.policy == policy]
+    return state.azure_capacity
+
+
+@pytest.mark.looptime
+async def test_until_azure_answers_one_call_at_a_time_draws_on_a_bucket() -> None:
+    pacer = Pacer(PROBING)
+    first = await pacer.acquire("create", SUB, LOC)
+    second = asyncio.ensure_future(pacer.acquire("create", SUB, LOC))
+    await asyncio.sleep(5)
+    assert not second.done()  # the configured 240 is a guess: no burst on it
+    pacer.observe("create", SUB, LOC, 202, {RESOURCE: f"{CREATE_3MIN};11,{CREATE_30MIN};99"}, grant=first)
+    assert (await second).granted_at == pytest.approx(5)
+    assert azure_size(pacer, CREATE_3MIN) == 12 and azure_size(pacer, CREATE_30MIN) == 100
+
+
+@pytest.mark.looptime
+async def test_the_pacer_converges_on_a_smaller_budget_it_was_not_told() -> None:
+    pacer = Pacer(PROBING)
+    azure_left = 12.0  # Azure's real 3-minute budget, refilled at 12 per 180 s; the pacer assumes 240
+    granted: list[float] = []
+
+    async def call(i: int) -> None:
+        nonlocal azure_left
+        grant = await pacer.acquire("create", SUB, LOC, key=f"disk-{i}")
+        azure_left -= 1
+        assert azure_left >= 0, "Azure would have refused this call"
+        granted.append(grant.granted_at)
+        pacer.observe("create", SUB, LOC, 202, {RESOURCE: f"{CREATE_3MIN};{int(azure_left)}"}, grant=grant)
+
+    async def refill() -> None:
+        nonlocal azure_left
+        while True:
+            await asyncio.sleep(15)
+            azure_left = min(12.0, azure_left + 1)
+
+    refiller = asyncio.ensure_future(refill())
+    await asyncio.gather(*(call(i) for i in range(30)))
+    refiller.cancel()
+    assert azure_size(pacer, CREATE_3MIN) == 12
+    assert pacer.snapshot().throttled == 0
+
+
+@pytest.mark.looptime
+async def test_a_429_without_retry_after_is_a_bounded_doubling_backoff_for_that_budget() -> None:
+    pacer = Pacer(PacerConfig(probe_first=False, margin=1.0, default_retry_after_s=30, max_backoff_s=100))
+    waits = []
+    for _ in range(4):
+        pacer.observe("create", SUB, LOC, 429, {})  # Azure's SubscriptionRequestsThrottled: no header at all
+        started = asyncio.get_running_loop().time()
+        grant = await pacer.acquire("create", SUB, LOC)
+        waits.append(round(grant.granted_at - started, 3))
+    assert waits == [30, 60, 100, 100]
+    assert pacer.snapshot().backoffs == 4 and pacer.snapshot().throttled == 4
+    assert (await pacer.acquire("list", SUB, LOC)).waited_s == 0  # only the refused kind's budget is held
+    pacer.observe("create", SUB, LOC, 202, {RESOURCE: f"{CREATE_3MIN};100"}, grant=grant)
+    pacer.observe("create", SUB, LOC, 429, {})
+    started = asyncio.get_running_loop().time()
+    assert (await pacer.acquire("create", SUB, LOC)).granted_at - started == pytest.approx(30)  # streak reset
+
+
+@pytest.mark.looptime
+async def test_a_429_makes_the_bucket_window_safe_then_smaller() -> None:
+    pacer = Pacer(PacerConfig(probe_first=False, create=(BucketSpec("Microsoft.Compute/C3Min", 100, 180),)))
+    pacer.observe("create", SUB, LOC, 429, {"Retry-After": "10", RESOURCE: "Microsoft.Compute/C3Min;0"})
+    (state,) = pacer.snapshot().buckets
+    assert state.capacity == pytest.approx(100 * 0.97 / 2)  # half burst and half refill: never over a window of 100
+    pacer.observe("create", SUB, LOC, 429, {"Retry-After": "10", RESOURCE: "Microsoft.Compute/C3Min;0"})
+    (state,) = pacer.snapshot().buckets
+    assert state.azure_capacity == pytest.approx(80)
+
+
+@pytest.mark.looptime
+async def test_a_create_is_never_granted_after_its_hard_deadline() -> None:
+    pacer = Pacer(PacerConfig(probe_first=False, create=(SLOW,), margin=1.0))
+    await pacer.acquire("create", SUB, LOC)  # the only token: the next one comes 10 s later
+    with pytest.raises(SlotMissed) as info:
+        await pacer.acquire("create", SUB, LOC, deadline=4.0, hard=True)
+    assert asyncio.get_running_loop().time() == pytest.approx(4.0)
+    assert info.value.policy == "test/Slow" and info.value.capacity == 1
+    assert "over Azure's budget: test/Slow allows about 1 calls per 10 s in westeurope" in info.value.reason
+    assert pacer.snapshot().missed == 1
+    # A soft deadline only orders the queue: the same wait is granted late.
+    assert (await pacer.acquire("create", SUB, LOC, deadline=12.0)).granted_at == pytest.approx(10)
+
+
+@pytest.mark.looptime
+async def test_a_call_without_deadline_is_refused_while_azure_blocks_its_budget_for_long() -> None:
+    pacer = Pacer(PacerConfig(probe_first=False, max_blocked_wait_s=120))
+    pacer.observe("list", SUB, LOC, 429, {"Retry-After": "1200"})
+    with pytest.raises(Throttled) as info:
+        await pacer.acquire("list", SUB, LOC)
+    assert info.value.retry_after == pytest.approx(1200)
+    assert asyncio.get_running_loop().time() == 0  # refused at once, not held for twenty minutes
+
+
+@pytest.mark.looptime
+async def test_operation_polls_learn_the_get_operation_budget_and_regions_stay_apart() -> None:
+    pacer = Pacer(PacerConfig())
+    hooks = PacerHooks(pacer)
+    await hooks.before_request("operations.get", SUB, LOC)
+    hooks.on_response("operations.get", 200, {RESOURCE: f"{GET_OPERATION_3MIN};49,{GET_OPERATION_30MIN};399"})
+    assert azure_size(pacer, GET_OPERATION_3MIN) == 50 and azure_size(pacer, GET_OPERATION_30MIN) == 400
+    await hooks.before_request("snapshots.list", SUB, LOC)
+    hooks.on_response("snapshots.list", 429, {"Retry-After": "60"})
+    other = await pacer.acquire("list", SUB, "northeurope")
+    assert other.waited_s == 0  # a 429 in westeurope holds nothing in northeurope
+    assert (await pacer.acquire("list", SUB, LOC)).granted_at == pytest.approx(60, abs=2e-3)

@@ -11,7 +11,10 @@ from typing import Final
 
 from azsnap.cloud.priors import ARM_PREFIX
 
-__all__ = ["parse_remaining", "period_from_policy", "retry_after_seconds"]
+__all__ = ["RETRY_HEADERS", "parse_remaining", "period_from_policy", "retry_after_seconds"]
+
+#: The headers through which Azure asks a client to wait.
+RETRY_HEADERS: Final = frozenset({"retry-after", "retry-after-ms", "x-ms-retry-after-ms"})
 
 _RESOURCE_HEADER: Final = "x-ms-ratelimit-remaining-resource"
 _ARM_HEADER_PREFIX: Final = "x-ms-ratelimit-remaining-"

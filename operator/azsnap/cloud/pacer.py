@@ -11,8 +11,6 @@ import heapq
 import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Final
 
 from azsnap.clock import Clock
@@ -27,6 +25,8 @@ from azsnap.cloud.buckets import (
     retry_after_seconds,
 )
 from azsnap.cloud.errors import SlotMissed, Throttled
+from azsnap.cloud.grants import BucketState, Grant, KindStats, PacerSnapshot, Waiter, bucket_states, missed_error
+from azsnap.cloud.headers import RETRY_HEADERS
 from azsnap.cloud.hooks import OPERATION_KINDS, PacerHooks, pacing, pacing_until
 
 __all__ = [
@@ -49,87 +49,6 @@ _BucketKey = tuple[str, str, str]  # policy, subscription, location ("" for subs
 _GroupKey = tuple[Kind, str, str]  # kind, subscription, location
 
 
-@dataclass(frozen=True)
-class Grant:
-    """Permission for one call: which budget it drew on, when, and how long it waited for it."""
-
-    kind: Kind
-    subscription_id: str
-    location: str
-    granted_at: float
-    waited_s: float
-    #: Per policy, the bucket's grant count when this call took its token (for `Pacer.observe(..., grant=)`).
-    sequence: Mapping[str, int]
-    buckets: tuple[TokenBucket, ...] = field(repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class BucketState:
-    """One bucket as the pacer sees it now."""
-
-    policy: str
-    subscription_id: str
-    location: str
-    tokens: float
-    capacity: float  # usable: Azure's size times the margin
-    azure_capacity: float
-    blocked_until: float | None
-    waiters: int
-
-
-@dataclass(frozen=True)
-class KindStats:
-    """Grants of one kind: how many, how many had to wait, and the seconds waited in total."""
-
-    grants: int = 0
-    waits: int = 0
-    waited_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class PacerSnapshot:
-    """The pacer's buckets and counters at one loop time (for metrics and benchmarks)."""
-
-    at: float
-    buckets: tuple[BucketState, ...]
-    kinds: Mapping[Kind, KindStats]
-    waiting: int
-    throttled: int  # throttling answers observed: each is a pacing miss
-    corrections: int  # times a header lowered a bucket below our estimate
-    missed: int = 0  # creates never sent: their hard deadline passed while they waited for budget
-    backoffs: int = 0  # throttling answers without Retry-After, each held as a bounded backoff
-
-    @property
-    def waits(self) -> int:
-        return sum(stats.waits for stats in self.kinds.values())
-
-    @property
-    def waited_s(self) -> float:
-        return sum(stats.waited_s for stats in self.kinds.values())
-
-
-class _Waiter:
-    __slots__ = ("enqueued_at", "expiry", "future", "group", "priority", "round")
-
-    def __init__(
-        self,
-        group: _GroupKey,
-        priority: tuple[int, float, int, int],
-        rnd: int,
-        now: float,
-        future: asyncio.Future[Grant],
-    ) -> None:
-        self.group = group
-        self.priority = priority
-        self.round = rnd
-        self.enqueued_at = now
-        self.future = future
-        self.expiry: asyncio.TimerHandle | None = None
-
-    def __lt__(self, other: _Waiter) -> bool:
-        return self.priority < other.priority
-
-
 class Pacer:
     """Token buckets per subscription, region and kind of call, shared by the whole operator.
 
@@ -147,7 +66,7 @@ class Pacer:
         self._buckets: dict[_BucketKey, TokenBucket] = {}
         self._attached: dict[Kind, list[BucketSpec]] = {kind: [] for kind in KINDS}
         self._learned: dict[str, BucketSpec] = {}
-        self._groups: dict[_GroupKey, list[_Waiter]] = {}
+        self._groups: dict[_GroupKey, list[Waiter]] = {}
         self._next_round: dict[str, int] = {}
         self._vround = 0
         self._seq = 0
@@ -197,7 +116,7 @@ class Pacer:
         self._next_round[key] = rnd + 1
         self._seq += 1
         priority = (0, deadline, rnd, self._seq) if deadline is not None else (1, 0.0, rnd, self._seq)
-        waiter = _Waiter(group, priority, rnd, now, loop.create_future())
+        waiter = Waiter(group, priority, rnd, now, loop.create_future())
         heapq.heappush(self._groups.setdefault(group, []), waiter)
         if hard and deadline is not None:
             waiter.expiry = loop.call_at(deadline, self._expire, waiter)
@@ -215,7 +134,7 @@ class Pacer:
             if waiter.expiry is not None:
                 waiter.expiry.cancel()
 
-    def _expire(self, waiter: _Waiter) -> None:
+    def _expire(self, waiter: Waiter) -> None:
         """A hard deadline passed before the waiter was granted: it is missed, never sent."""
         if waiter.future.done():
             return
@@ -228,22 +147,7 @@ class Pacer:
         buckets = self._buckets_for(kind, subscription_id, location, now)
         lacking = [b for b in buckets if not b.available(now)] or buckets
         worst = max(lacking, key=lambda b: (b.ready_at(now), -b.spec.capacity / b.spec.period_s))
-        spec = worst.spec
-        where = "the subscription" if spec.per_subscription else (location or "the subscription")
-        period = f"{spec.period_s / 60:g} min" if spec.period_s >= 60 else f"{spec.period_s:g} s"
-        learned = "as Azure's answers report it" if worst.answered else "azsnap's assumed size"
-        blocked = (
-            f"; Azure throttled it and asked to wait until {worst.blocked_until - now:.0f}s after the deadline"
-            if worst.blocked_until > now
-            else ""
-        )
-        message = (
-            f"over Azure's budget: {spec.policy} allows about {spec.capacity:.0f} calls per {period} in {where} "
-            f"({learned}){blocked}; the {kind} waited for it until its slot's startingDeadline and was not sent"
-        )
-        return SlotMissed(
-            message, policy=spec.policy, capacity=spec.capacity, period_s=spec.period_s, location=location
-        )
+        return missed_error(kind, worst, location, now)
 
     @asynccontextmanager
     async def slot(
@@ -256,10 +160,6 @@ class Pacer:
         except Throttled as exc:
             self.block(kind, subscription_id, location, exc.retry_after)
             raise
-
-    def loop_deadline(self, when: datetime, now: datetime) -> float:
-        """The loop time of `when`, given the clock's `now` (to turn slot + startingDeadline into a deadline)."""
-        return self._bind().time() + (when - now).total_seconds()
 
     # -- what Azure tells us
 
@@ -299,8 +199,11 @@ class Pacer:
             for bucket in grant.buckets:
                 if id(bucket) not in answered and not bucket.answered:
                     bucket.unreported()
+        if status < 400 and grant is not None:
+            for bucket in grant.buckets:
+                bucket.backoff_streak = 0  # the budget let a call through: the next refusal backs off afresh
         exhausted = [bucket for bucket, count in reported if count <= 0]
-        has_retry_after = any(k.lower() in _RETRY_HEADERS for k in headers)
+        has_retry_after = any(k.lower() in RETRY_HEADERS for k in headers)
         if status == 429 or (status == 409 and has_retry_after and exhausted):
             self._throttled += 1
             delay = retry_after_seconds(headers, self._clock.now() if self._clock else None)
@@ -339,32 +242,9 @@ class Pacer:
                 for bucket in self._buckets_for(kind, sub, loc, now):
                     key = self._key(bucket.spec, sub, loc)
                     waiting[key] = waiting.get(key, 0) + count
-        states = []
-        for key, bucket in sorted(self._buckets.items()):
-            bucket.refill(now)
-            blocked = bucket.blocked_until if bucket.blocked_until > now else None
-            states.append(
-                BucketState(
-                    key[0],
-                    key[1],
-                    key[2],
-                    bucket.tokens,
-                    bucket.capacity,
-                    bucket.spec.capacity,
-                    blocked,
-                    waiting.get(key, 0),
-                )
-            )
-        return PacerSnapshot(
-            now,
-            tuple(states),
-            dict(self._stats),
-            total,
-            self._throttled,
-            self._corrections,
-            self._missed,
-            self._backoffs,
-        )
+        states = bucket_states(self._buckets, waiting, now)
+        counters = (self._throttled, self._corrections, self._missed, self._backoffs)
+        return PacerSnapshot(now, states, dict(self._stats), total, *counters)
 
     # -- buckets
 
@@ -470,7 +350,7 @@ class Pacer:
         self._arm_timer(wake, now)
         self._forget_rounds()
 
-    def _delete_held(self, waiter: _Waiter, now: float) -> bool:
+    def _delete_held(self, waiter: Waiter, now: float) -> bool:
         config = self.config
         overdue = now >= waiter.enqueued_at + config.delete_max_yield_s
         return config.deletes_yield_to_creates and not overdue
@@ -483,7 +363,7 @@ class Pacer:
             if heap and kind == "create" and sub == subscription_id and (loc == location or not location)
         )
 
-    def _try_grant(self, waiter: _Waiter, buckets: list[TokenBucket], reserved: set[int], now: float) -> bool:
+    def _try_grant(self, waiter: Waiter, buckets: list[TokenBucket], reserved: set[int], now: float) -> bool:
         if waiter.expiry is not None and now >= waiter.priority[1]:
             self._expire(waiter)  # a hard deadline is due: never granted late, whatever the buckets hold
             return True
@@ -522,6 +402,3 @@ class Pacer:
         """Keys at or behind the current round carry no credit: drop them so the table stays small."""
         if len(self._next_round) > _ROUND_TABLE_LIMIT:
             self._next_round = {key: rnd for key, rnd in self._next_round.items() if rnd > self._vround}
-
-
-_RETRY_HEADERS: Final = frozenset({"retry-after", "retry-after-ms", "x-ms-retry-after-ms"})
