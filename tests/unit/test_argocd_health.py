@@ -84,6 +84,7 @@ def policy(
     next_time: str | None = ts(NOW + timedelta(minutes=30)),
     suspend: bool | None = None,
     status: bool = True,
+    deleting: bool = False,
 ) -> dict[str, Any]:
     obj: dict[str, Any] = {
         "apiVersion": "azsnap.io/v1alpha1",
@@ -93,6 +94,8 @@ def policy(
     }
     if suspend is not None:
         obj["spec"]["suspend"] = suspend
+    if deleting:
+        obj["metadata"]["deletionTimestamp"] = ts(NOW)
     if status:
         st_: dict[str, Any] = {"conditions": conditions if conditions is not None else []}
         if observed is not None:
@@ -118,13 +121,13 @@ CASES = [
     pytest.param(
         policy(
             conditions=[
-                cond("Ready", "False", "Retrying"),
+                cond("Ready", "False", "Throttled", "Azure answered 429; retrying at 00:35"),
                 cond("Reconciling", "True", "ProgressingWithRetry", "Azure answered 429; retrying at 00:35"),
             ]
         ),
-        "Progressing",
+        "Degraded",
         "429",
-        id="retrying",
+        id="retrying-is-not-ready",
     ),
     pytest.param(
         policy(
@@ -169,7 +172,62 @@ CASES = [
     ),
     pytest.param(policy(conditions=[cond("Ready", "Unknown", "Starting")]), "Progressing", "Ready", id="ready-unknown"),
     pytest.param(policy(conditions=[]), "Progressing", "Ready", id="no-conditions"),
-    pytest.param(policy(suspend=True, generation=9, observed=1, status=True), "Suspended", "suspended", id="suspended"),
+    pytest.param(
+        policy(suspend=True, conditions=[cond("Ready", "True", "Suspended", "Suspended: spec.suspend is true")]),
+        "Suspended",
+        "suspended",
+        id="suspended",
+    ),
+    pytest.param(
+        policy(suspend=True, generation=9, observed=1, conditions=[READY]),
+        "Progressing",
+        "generation 9",
+        id="suspend-not-yet-observed-is-progressing",
+    ),
+    pytest.param(
+        policy(
+            suspend=True,
+            conditions=[
+                cond("Ready", "False", "ScopeNotAllowed"),
+                cond("Stalled", "True", "ScopeNotAllowed", "namespace prod may not use subscription x"),
+            ],
+        ),
+        "Degraded",
+        "may not use",
+        id="stalled-beats-suspended",
+    ),
+    pytest.param(
+        policy(suspend=True, conditions=[cond("Ready", "False", "SnapshotFailed", "snapshot db-1 ended Failed")]),
+        "Degraded",
+        "ended Failed",
+        id="not-ready-beats-suspended",
+    ),
+    pytest.param(
+        policy(
+            conditions=[
+                cond("Ready", "False", "SnapshotsOverdue", "newest good snapshot is 6h old"),
+                cond("Stalled", "True", "SnapshotsOverdue", "newest good snapshot is 6h old"),
+            ]
+        ),
+        "Degraded",
+        "6h old",
+        id="overdue",
+    ),
+    pytest.param(
+        policy(conditions=[READY], deleting=True), "Progressing", "deletionPolicy", id="deleting-is-progressing"
+    ),
+    pytest.param(
+        policy(conditions=[cond("Stalled", "True", "AuthorizationFailed")], deleting=True, suspend=True),
+        "Progressing",
+        "Being deleted",
+        id="deleting-beats-stalled-and-suspended",
+    ),
+    pytest.param(
+        policy(generation=4, observed=3, conditions=[cond("Stalled", "True", "DiskNotFound")]),
+        "Progressing",
+        "generation 4",
+        id="new-generation-beats-stalled",
+    ),
     pytest.param(policy(suspend=False, conditions=[READY]), "Healthy", "succeeded", id="suspend-false"),
 ]
 
