@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import dataclasses
 import json
 import logging
 import random
@@ -22,7 +21,17 @@ from kmock._internal.rendering import Response, StreamingError  # kmock is pinne
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL
 from azsnap.emulator.kubernetes.admission import invalid
 from azsnap.emulator.kubernetes.patching import json_patch, merge_patch
-from azsnap.emulator.kubernetes.protocol import CRD_GROUP, CRD_PLURAL, _action, _error, _parse_path, _Target, _Watch
+from azsnap.emulator.kubernetes.protocol import (
+    CRD_GROUP,
+    CRD_PLURAL,
+    _action,
+    _error,
+    _parse_path,
+    _rbac_verb,
+    _Target,
+    _Watch,
+    _Writing,
+)
 from azsnap.emulator.kubernetes.schema import Cause
 from azsnap.emulator.kubernetes.storage import ApiStorage
 from azsnap.emulator.kubernetes.tables import render_table, table_version
@@ -384,26 +393,3 @@ class KubeApiServer(ApiStorage):
                 yield {"type": kind, "object": self._out(obj, group, version)}
         finally:
             self._watches.discard(watch)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Writing:
-    """How a write is checked: `fieldValidation` (Strict, Warn, Ignore) and where its warnings go."""
-
-    field_validation: str
-    warnings: list[str]
-
-    def options(self) -> dict[str, Any]:
-        return {"field_validation": self.field_validation, "warnings": self.warnings}
-
-
-def _rbac_verb(method: str, target: _Target, query: Mapping[str, str]) -> str:
-    """The verb RBAC checks for a request (`kubectl auth can-i` terms)."""
-    if method == "GET":
-        if query.get("watch") in ("true", "1"):
-            return "watch"
-        return "get" if target.name else "list"
-    named = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-    if method == "DELETE" and not target.name:
-        return "deletecollection"
-    return named.get(method, method.lower())
