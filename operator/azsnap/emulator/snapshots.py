@@ -150,10 +150,11 @@ def create(
         source = parse_source_id(creation.get("sourceResourceId"))
         if source.kind == "disks":
             disk = store.disks.get(key(source.subscription_id, source.resource_group, source.name))
+            if disk is not None and option == "CopyStart":
+                # CopyStart copies snapshots across regions; from a disk Azure refused it (recorded, 2021).
+                raise ArmError(409, "OperationNotAllowed", "CopyStart creation is not supported for this subscription.")
             if disk is None or disk.location != location:
                 raise source_missing(source.name)
-            if option == "CopyStart":
-                raise ArmError(409, "OperationNotAllowed", "CopyStart creation is not supported for this subscription.")
             background = disk.sku in BACKGROUND_COPY_SKUS
             if background and not incremental:
                 raise ArmError(
