@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterable
 from typing import Final, Literal
 
 from aiohttp import web
@@ -38,7 +39,8 @@ class Metrics:
         )
         self._failed = Counter(
             "azsnap_snapshots_failed",
-            "Snapshot creations that failed (refused by Azure or ended in a Failed state), by policy.",
+            "Snapshots that failed, by policy: creates Azure refused, and each of the policy's snapshots the first "
+            "time azsnap sees it Failed (whoever's call made it).",
             _POLICY_LABELS,
             registry=r,
         )
@@ -65,7 +67,42 @@ class Metrics:
         )
         self._last_success = Gauge(
             "azsnap_policy_last_success_timestamp_seconds",
-            "Unix time of the policy's last snapshot that reached Succeeded (absent before the first).",
+            "Unix time of the policy's newest snapshot that reached Succeeded; before the first one, the policy's "
+            "creation time (so staleness alerts fire for a policy that never succeeded).",
+            _POLICY_LABELS,
+            registry=r,
+        )
+        self._interval = Gauge(
+            "azsnap_policy_expected_interval_seconds",
+            "Longest gap between two consecutive scheduled slots of the policy (absent while suspended).",
+            _POLICY_LABELS,
+            registry=r,
+        )
+        self._stale_after = Gauge(
+            "azsnap_policy_stale_after_seconds",
+            "Age past which the policy's newest good snapshot is overdue: the expected interval, the disk's jitter "
+            "offset and startingDeadline (absent while suspended).",
+            _POLICY_LABELS,
+            registry=r,
+        )
+        self._ready = Gauge(
+            "azsnap_policy_ready",
+            "1 when the policy's Ready condition is True, 0 otherwise.",
+            _POLICY_LABELS,
+            registry=r,
+        )
+        self._stalled = Gauge(
+            "azsnap_policy_stalled",
+            "1 when the policy's Stalled condition is True (a person must act, or its backups are overdue), 0 otherwise.",
+            _POLICY_LABELS,
+            registry=r,
+        )
+        self._suspended = Gauge(
+            "azsnap_policy_suspended", "1 when spec.suspend is true, 0 otherwise.", _POLICY_LABELS, registry=r
+        )
+        self._missed = Counter(
+            "azsnap_policy_missed_slots",
+            "Scheduled slots counted missed (not taken within startingDeadline), by policy.",
             _POLICY_LABELS,
             registry=r,
         )
@@ -112,11 +149,33 @@ class Metrics:
             self._next,
             self._last_success,
             self._failures,
+            self._interval,
+            self._stale_after,
+            self._ready,
+            self._stalled,
+            self._suspended,
+            self._missed,
         )
+        self._failed_seen: dict[tuple[str, str], set[str]] = {}
 
     def snapshot_event(self, namespace: str, name: str, kind: SnapshotEventKind) -> None:
         counter = {"created": self._created, "deleted": self._deleted, "failed": self._failed}[kind]
         counter.labels(namespace, name).inc()
+
+    def failed_seen(self, namespace: str, name: str, failed: Iterable[str], counted: Iterable[str] = ()) -> int:
+        """Count each of the policy's Failed snapshots once, the first time it is seen; `counted` were counted already
+        (a create that ended Failed). Returns how many were new. A restart sees them afresh, as counters restart."""
+        seen = self._failed_seen.setdefault((namespace, name), set())
+        seen.update(counted)
+        new = [n for n in failed if n not in seen]
+        seen.update(new)
+        if new:
+            self._failed.labels(namespace, name).inc(len(new))
+        return len(new)
+
+    def slots_missed(self, namespace: str, name: str, count: int) -> None:
+        """Add slots a reconcile counted missed (the series exists, at 0, from the policy's first reconcile)."""
+        self._missed.labels(namespace, name).inc(max(count, 0))
 
     def policy_state(
         self,
@@ -129,22 +188,51 @@ class Metrics:
         next_time: float | None,
         last_success: float | None,
         consecutive_failures: int,
+        ready: bool | None = None,
+        stalled: bool | None = None,
+        suspended: bool | None = None,
+        expected_interval: float | None = None,
+        stale_after: float | None = None,
     ) -> None:
-        """Record a policy's state after a reconcile; `None` times remove the series rather than report a fake 0."""
+        """Record a policy's state after a reconcile; `None` values remove the series rather than report a fake 0."""
         self._held.labels(namespace, name).set(held)
         self._disk_held.labels(namespace, name).set(disk_held)
         self._disk_cap.labels(namespace, name).set(disk_cap)
         self._failures.labels(namespace, name).set(consecutive_failures)
-        for gauge, value in ((self._next, next_time), (self._last_success, last_success)):
+        flags = ((self._ready, ready), (self._stalled, stalled), (self._suspended, suspended))
+        values = [(gauge, None if flag is None else float(flag)) for gauge, flag in flags]
+        values += [
+            (self._next, next_time),
+            (self._last_success, last_success),
+            (self._interval, expected_interval),
+            (self._stale_after, stale_after),
+        ]
+        for gauge, value in values:
             if value is None:
                 gauge.remove(namespace, name)
             else:
                 gauge.labels(namespace, name).set(value)
+        self._missed.labels(namespace, name)  # present at 0 before the first miss, so increase() sees the first one
 
     def forget_policy(self, namespace: str, name: str) -> None:
         """Drop every series of a deleted policy, so dashboards do not show it forever."""
         for metric in self._per_policy:
             metric.remove(namespace, name)
+        self._failed_seen.pop((namespace, name), None)
+
+    def metric_names(self) -> frozenset[str]:
+        """Every sample name the Prometheus text format exposes (counters with `_total`, histograms `_bucket`...)."""
+        names: set[str] = set()
+        for family in self.registry.collect():
+            kind = family.type
+            suffixes = {
+                "counter": ("_total", "_created"),
+                "histogram": ("_bucket", "_sum", "_count", "_created"),
+                "info": ("_info",),
+                "gauge": ("",),
+            }.get(kind, ("",))
+            names.update(family.name + suffix for suffix in suffixes)
+        return frozenset(names)
 
     def reconcile_duration(self, seconds: float, outcome: str) -> None:
         self._reconcile.labels(outcome).observe(seconds)

@@ -1,71 +1,23 @@
 """The Argo CD health check, run by a real Lua interpreter in a sandbox shaped like Argo CD's."""
 
-import importlib.resources
 import pathlib
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import lupa.lua51
-import lupa.lua54
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support import argocd
+from tests.support.argocd import RUNTIMES, SCRIPT
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SCRIPT = (importlib.resources.files("azsnap") / "data" / "argocd-health.lua").read_text()
 NOW = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
-
-# Argo CD opens only the base and table libraries plus a safe `os` (time, date) for custom checks,
-# and its interpreter (gopher-lua) speaks Lua 5.1. The sandbox below gives the script exactly that,
-# with string methods unreachable, and lets a test pin "now".
-SANDBOX = """
-local src, fixed = ...
-getmetatable("").__index = nil
-local real_os = os
-local clock = {
-  time = real_os.time,
-  date = function(fmt)
-    if fixed == nil then return real_os.date(fmt) end
-    if fmt ~= "!*t" then error("the test clock only answers os.date('!*t'), got " .. tostring(fmt)) end
-    return {year = fixed.year, month = fixed.month, day = fixed.day,
-            hour = fixed.hour, min = fixed.min, sec = fixed.sec}
-  end,
-}
-local env = {ipairs = ipairs, pairs = pairs, type = type, tostring = tostring, tonumber = tonumber,
-             error = error, next = next, select = select, table = table, os = clock}
-env.obj = OBJ
-local chunk
-if setfenv then
-  chunk = setfenv(assert(loadstring(src, "health.lua")), env)
-else
-  chunk = assert(load(src, "health.lua", "t", env))
-end
-local hs = chunk()
-return hs.status, hs.message
-"""
-
-RUNTIMES = {"lua5.1": lupa.lua51.LuaRuntime, "lua5.4": lupa.lua54.LuaRuntime}
 
 
 def health(obj: dict[str, Any], now: datetime | None = NOW, lua: str = "lua5.1") -> tuple[str, str]:
-    runtime = RUNTIMES[lua](unpack_returned_tuples=True)
-    runtime.globals().OBJ = runtime.table_from(obj, recursive=True)
-    fixed = None
-    if now is not None:
-        fixed = runtime.table_from(
-            {
-                "year": now.year,
-                "month": now.month,
-                "day": now.day,
-                "hour": now.hour,
-                "min": now.minute,
-                "sec": now.second,
-            }
-        )
-    status, message = runtime.execute(SANDBOX, SCRIPT, fixed)
-    return str(status), str(message)
+    return argocd.health(obj, now, lua)
 
 
 def ts(when: datetime) -> str:
@@ -84,6 +36,7 @@ def policy(
     next_time: str | None = ts(NOW + timedelta(minutes=30)),
     suspend: bool | None = None,
     status: bool = True,
+    deleting: bool = False,
 ) -> dict[str, Any]:
     obj: dict[str, Any] = {
         "apiVersion": "azsnap.io/v1alpha1",
@@ -93,6 +46,8 @@ def policy(
     }
     if suspend is not None:
         obj["spec"]["suspend"] = suspend
+    if deleting:
+        obj["metadata"]["deletionTimestamp"] = ts(NOW)
     if status:
         st_: dict[str, Any] = {"conditions": conditions if conditions is not None else []}
         if observed is not None:
@@ -118,13 +73,13 @@ CASES = [
     pytest.param(
         policy(
             conditions=[
-                cond("Ready", "False", "Retrying"),
+                cond("Ready", "False", "Throttled", "Azure answered 429; retrying at 00:35"),
                 cond("Reconciling", "True", "ProgressingWithRetry", "Azure answered 429; retrying at 00:35"),
             ]
         ),
-        "Progressing",
+        "Degraded",
         "429",
-        id="retrying",
+        id="retrying-is-not-ready",
     ),
     pytest.param(
         policy(
@@ -169,7 +124,62 @@ CASES = [
     ),
     pytest.param(policy(conditions=[cond("Ready", "Unknown", "Starting")]), "Progressing", "Ready", id="ready-unknown"),
     pytest.param(policy(conditions=[]), "Progressing", "Ready", id="no-conditions"),
-    pytest.param(policy(suspend=True, generation=9, observed=1, status=True), "Suspended", "suspended", id="suspended"),
+    pytest.param(
+        policy(suspend=True, conditions=[cond("Ready", "True", "Suspended", "Suspended: spec.suspend is true")]),
+        "Suspended",
+        "suspended",
+        id="suspended",
+    ),
+    pytest.param(
+        policy(suspend=True, generation=9, observed=1, conditions=[READY]),
+        "Progressing",
+        "generation 9",
+        id="suspend-not-yet-observed-is-progressing",
+    ),
+    pytest.param(
+        policy(
+            suspend=True,
+            conditions=[
+                cond("Ready", "False", "ScopeNotAllowed"),
+                cond("Stalled", "True", "ScopeNotAllowed", "namespace prod may not use subscription x"),
+            ],
+        ),
+        "Degraded",
+        "may not use",
+        id="stalled-beats-suspended",
+    ),
+    pytest.param(
+        policy(suspend=True, conditions=[cond("Ready", "False", "SnapshotFailed", "snapshot db-1 ended Failed")]),
+        "Degraded",
+        "ended Failed",
+        id="not-ready-beats-suspended",
+    ),
+    pytest.param(
+        policy(
+            conditions=[
+                cond("Ready", "False", "SnapshotsOverdue", "newest good snapshot is 6h old"),
+                cond("Stalled", "True", "SnapshotsOverdue", "newest good snapshot is 6h old"),
+            ]
+        ),
+        "Degraded",
+        "6h old",
+        id="overdue",
+    ),
+    pytest.param(
+        policy(conditions=[READY], deleting=True), "Progressing", "deletionPolicy", id="deleting-is-progressing"
+    ),
+    pytest.param(
+        policy(conditions=[cond("Stalled", "True", "AuthorizationFailed")], deleting=True, suspend=True),
+        "Progressing",
+        "Being deleted",
+        id="deleting-beats-stalled-and-suspended",
+    ),
+    pytest.param(
+        policy(generation=4, observed=3, conditions=[cond("Stalled", "True", "DiskNotFound")]),
+        "Progressing",
+        "generation 4",
+        id="new-generation-beats-stalled",
+    ),
     pytest.param(policy(suspend=False, conditions=[READY]), "Healthy", "succeeded", id="suspend-false"),
 ]
 

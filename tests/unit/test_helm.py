@@ -1,12 +1,8 @@
 """The Helm chart: lint, render every documented scenario, validate against Kubernetes schemas, check the wiring."""
 
-import functools
 import json
-import os
 import pathlib
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,13 +11,24 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate import utils as kv_utils
+from tests.support.helm import (
+    CHART,
+    ROOT,
+    SCENARIO_DIR,
+    container,
+    env_of,
+    helm_or_skip,
+    of_kind,
+    one,
+    operator_roles,
+    render,
+    rules,
+    run_helm,
+)
 
 from azsnap.domain.scope import ScopeGuard
 from azsnap.settings import ENV_PREFIX, Settings
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-CHART = ROOT / "helm" / "azsnap"
-SCENARIO_DIR = ROOT / "helm" / "scenarios"
 SCENARIOS = sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
 DOCUMENTED = {
     "default",
@@ -33,8 +40,15 @@ DOCUMENTED = {
     "namespace-scoped",
 }
 KUBERNETES_VERSION = kv_utils.latest_version()
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    return helm_or_skip()
+
+
 #: Kinds the Kubernetes schemas do not know: checked by the tests below instead.
-NON_CORE_KINDS = {"ServiceMonitor", "ClusterKopfPeering", "KopfPeering"}
+NON_CORE_KINDS = {"ServiceMonitor", "PrometheusRule", "ClusterKopfPeering", "KopfPeering"}
 #: The only RBAC the operator may hold: (apiGroup, resource) -> verbs.
 ALLOWED_RULES = {
     ("azsnap.io", "snapshotpolicies"): {"list", "watch", "patch"},
@@ -47,76 +61,6 @@ PEERING_RULES = {
     ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
 }
 CLIENT_ID = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b"
-
-Manifest = dict[str, Any]
-
-
-@functools.cache
-def helm_binary() -> str | None:
-    found = shutil.which("helm")
-    if found:
-        return found
-    local = ROOT / ".tools" / "helm"
-    return str(local) if local.exists() else None
-
-
-@pytest.fixture(scope="module")
-def helm() -> str:
-    binary = helm_binary()
-    if binary is None:
-        pytest.skip("no helm binary: `make test` fetches one into .tools/ (bash .ci/fetch-helm .tools)")
-    return binary
-
-
-def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HELM_CACHE_HOME": "/nonexistent-cache", "HELM_CONFIG_HOME": "/nonexistent-config"}
-    return subprocess.run([helm, *args], capture_output=True, text=True, env=env, check=False)
-
-
-@functools.cache
-def _render_cached(helm: str, scenario: str | None, sets: tuple[str, ...]) -> str:
-    args = ["template", "azsnap", str(CHART), "--namespace", "azsnap-system", "--include-crds"]
-    if scenario:
-        args += ["-f", str(SCENARIO_DIR / f"{scenario}.yaml")]
-    for s in sets:
-        args += ["--set", s]
-    result = run_helm(helm, *args)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def render(helm: str, scenario: str | None = None, *sets: str) -> list[Manifest]:
-    return [doc for doc in yaml.safe_load_all(_render_cached(helm, scenario, sets)) if doc]
-
-
-def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
-    return [m for m in manifests if m["kind"] == kind]
-
-
-def one(manifests: list[Manifest], kind: str) -> Manifest:
-    found = of_kind(manifests, kind)
-    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
-    return found[0]
-
-
-def container(manifests: list[Manifest]) -> Manifest:
-    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
-    assert len(pod["containers"]) == 1
-    c: Manifest = pod["containers"][0]
-    return c
-
-
-def env_of(manifests: list[Manifest]) -> dict[str, str]:
-    return {e["name"]: e.get("value", "") for e in container(manifests).get("env", [])}
-
-
-def rules(manifests: list[Manifest]) -> Iterator[tuple[str, str, str]]:
-    for role in of_kind(manifests, "ClusterRole") + of_kind(manifests, "Role"):
-        for rule in role["rules"]:
-            for group in rule["apiGroups"]:
-                for resource in rule["resources"]:
-                    for verb in rule["verbs"]:
-                        yield group, resource, verb
 
 
 # -- lint and render -------------------------------------------------------------------------------------------
@@ -216,14 +160,14 @@ def test_rbac_has_no_wildcards_and_only_the_verbs_azsnap_uses(helm: str, scenari
     for group, resource, verb in granted:
         assert "*" not in (group, resource, verb)
         assert verb in allowed.get((group, resource), set()), f"{verb} on {group}/{resource} is not needed"
-    for role in of_kind(manifests, "ClusterRole") + of_kind(manifests, "Role"):
+    for role in operator_roles(manifests):
         assert "aggregationRule" not in role
         for rule in role["rules"]:
             assert not rule.get("nonResourceURLs")
             assert not rule.get("resourceNames")
     # Everything azsnap needs is granted in each place it works.
     needed = {(g, r, v) for (g, r), verbs in ALLOWED_RULES.items() for v in verbs}
-    for role in of_kind(manifests, "ClusterRole") + of_kind(manifests, "Role"):
+    for role in operator_roles(manifests):
         assert needed <= set(rules([role]))
 
 
@@ -235,7 +179,7 @@ def test_cluster_wide_install_binds_a_cluster_role_to_the_service_account(helm: 
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",
-        "name": one(manifests, "ClusterRole")["metadata"]["name"],
+        "name": one(operator_roles(manifests), "ClusterRole")["metadata"]["name"],
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["name"], "namespace": "azsnap-system"}]
     assert one(manifests, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == sa["name"]
@@ -388,7 +332,7 @@ def test_service_monitor_scrapes_the_metrics_service(helm: str) -> None:
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"] == [
-        {"port": "metrics", "path": "/metrics", "interval": "60s", "scrapeTimeout": "10s"}
+        {"port": "metrics", "path": "/metrics", "interval": "60s", "scrapeTimeout": "10s", "honorLabels": True}
     ]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["azsnap-system"]}
     assert one(manifests, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1

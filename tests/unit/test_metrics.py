@@ -114,8 +114,21 @@ async def test_forget_policy_drops_all_its_series_and_keeps_others(served: tuple
         metrics.snapshot_event("prod", name, "deleted")
         metrics.snapshot_event("prod", name, "failed")
         metrics.policy_state(
-            "prod", name, held=1, disk_held=1, disk_cap=500, next_time=1.0, last_success=1.0, consecutive_failures=0
+            "prod",
+            name,
+            held=1,
+            disk_held=1,
+            disk_cap=500,
+            next_time=1.0,
+            last_success=1.0,
+            consecutive_failures=0,
+            ready=True,
+            stalled=False,
+            suspended=False,
+            expected_interval=3600.0,
+            stale_after=7200.0,
         )
+        metrics.slots_missed("prod", name, 1)
     metrics.forget_policy("prod", "db")
     metrics.forget_policy("prod", "never-seen")  # unknown policies are not an error
     got = samples((await scrape(server))[0])
@@ -131,8 +144,74 @@ async def test_forget_policy_drops_all_its_series_and_keeps_others(served: tuple
         "azsnap_policy_next_snapshot_timestamp_seconds",
         "azsnap_policy_last_success_timestamp_seconds",
         "azsnap_policy_consecutive_failures",
+        "azsnap_policy_ready",
+        "azsnap_policy_stalled",
+        "azsnap_policy_suspended",
+        "azsnap_policy_expected_interval_seconds",
+        "azsnap_policy_stale_after_seconds",
+        "azsnap_policy_missed_slots_total",
     }
     assert got[("azsnap_snapshots_created_total", pol("prod", "web"))] == 1
+    assert web <= metrics.metric_names()
+
+
+async def test_alerting_gauges_and_the_missed_slots_counter(served: tuple[Metrics, MetricsServer]) -> None:
+    metrics, server = served
+    state = {"held": 0, "disk_held": 0, "disk_cap": 500, "next_time": 2.0, "consecutive_failures": 0}
+    metrics.policy_state(
+        "prod",
+        "db",
+        **state,
+        last_success=1_000.0,
+        ready=False,
+        stalled=True,
+        suspended=False,
+        expected_interval=259_200.0,
+        stale_after=262_800.0,
+    )
+    got = samples((await scrape(server))[0])
+    assert got[("azsnap_policy_ready", pol())] == 0
+    assert got[("azsnap_policy_stalled", pol())] == 1
+    assert got[("azsnap_policy_suspended", pol())] == 0
+    assert got[("azsnap_policy_expected_interval_seconds", pol())] == 259_200
+    assert got[("azsnap_policy_stale_after_seconds", pol())] == 262_800
+    # The missed-slots counter exists at 0 before the first miss, so increase() sees the first one.
+    assert got[("azsnap_policy_missed_slots_total", pol())] == 0
+    metrics.slots_missed("prod", "db", 2)
+    metrics.slots_missed("prod", "db", 0)
+    metrics.slots_missed("prod", "db", 1)
+    assert samples((await scrape(server))[0])[("azsnap_policy_missed_slots_total", pol())] == 3
+
+    # Suspended: nothing is owed, so the interval and the threshold go (a staleness alert cannot fire).
+    metrics.policy_state("prod", "db", **state, last_success=1_000.0, ready=True, stalled=False, suspended=True)
+    got = samples((await scrape(server))[0])
+    assert (got[("azsnap_policy_ready", pol())], got[("azsnap_policy_suspended", pol())]) == (1, 1)
+    assert ("azsnap_policy_expected_interval_seconds", pol()) not in got
+    assert ("azsnap_policy_stale_after_seconds", pol()) not in got
+
+
+async def test_failed_snapshots_count_once_when_first_seen(served: tuple[Metrics, MetricsServer]) -> None:
+    metrics, server = served
+    # A create that ended Failed is counted by the create path; seeing it Failed later adds nothing.
+    metrics.snapshot_event("prod", "db", "failed")
+    assert metrics.failed_seen("prod", "db", ["snap-1"], counted=["snap-1"]) == 0
+    # A snapshot that turned Failed after its create (or one someone else's call made) counts on first sight only.
+    assert metrics.failed_seen("prod", "db", ["snap-1", "snap-2"]) == 1
+    assert metrics.failed_seen("prod", "db", ["snap-1", "snap-2"]) == 0
+    assert metrics.failed_seen("prod", "db", ["snap-2", "snap-3"]) == 1
+    assert samples((await scrape(server))[0])[("azsnap_snapshots_failed_total", pol())] == 3
+    # Forgetting the policy forgets what was seen: a policy re-created under the name starts afresh.
+    metrics.forget_policy("prod", "db")
+    assert metrics.failed_seen("prod", "db", ["snap-2"]) == 1
+
+
+def test_metric_names_are_the_exposed_sample_names() -> None:
+    names = Metrics().metric_names()
+    assert "azsnap_snapshots_created_total" in names
+    assert "azsnap_snapshots_created" not in names  # a counter is exposed with _total only
+    assert "azsnap_reconcile_duration_seconds_bucket" in names
+    assert "azsnap_build_info" in names
+    assert "azsnap_policy_ready" in names
 
 
 async def test_azure_calls_throttling_and_budget(served: tuple[Metrics, MetricsServer]) -> None:

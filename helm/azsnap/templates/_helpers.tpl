@@ -42,8 +42,13 @@ app.kubernetes.io/part-of: azsnap
 {{- end }}
 {{- end }}
 
+{{/* repository:tag, or repository@digest when image.digest is set (the tag is then ignored). */}}
 {{- define "azsnap.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* Mount point of the tenancy allow-list ConfigMap; the operator reads scopes.yaml in it. */}}
@@ -54,4 +59,15 @@ app.kubernetes.io/part-of: azsnap
 {{/* True ("true") when workload identity wiring applies. */}}
 {{- define "azsnap.workloadIdentity" -}}
 {{- if eq .Values.azure.credential "workload-identity" }}true{{ end }}
+{{- end }}
+
+{{/* The runbook of an alert: runbook_url when prometheusRule.runbookUrl is set, else where to read it. */}}
+{{- define "azsnap.runbook" -}}
+{{- $base := index . 0 }}
+{{- $anchor := index . 1 }}
+{{- if $base }}
+runbook_url: {{ printf "%s#%s" $base $anchor | quote }}
+{{- else }}
+runbook: {{ printf "docs/operations.md#%s in the azsnap repository" $anchor | quote }}
+{{- end }}
 {{- end }}

@@ -1,15 +1,15 @@
 -- Argo CD health check for azsnap.io/SnapshotPolicy.
 -- Install as argocd-cm key `resource.customizations.health.azsnap.io_SnapshotPolicy` (see docs/install.md).
 --
--- Rules, first match wins:
---   Suspended    spec.suspend is true
+-- Rules, first match wins (docs/policy-reference.md, "Health"):
+--   Progressing  metadata.deletionTimestamp is set (the finalizer is retaining or deleting snapshots)
 --   Progressing  no status yet, or status.observedGeneration differs from metadata.generation
---   Degraded     Stalled=True (the message says what to fix)
+--   Degraded     Stalled=True (the message says what to fix: also stale, missed, failed or over budget)
+--   Degraded     Ready=False (a retry is pending; the message says what failed)
 --   Degraded     status.nextSnapshotTime lies more than OVERDUE_SECONDS in the past: a due snapshot was
---                not taken (operator down, or retrying for too long)
---   Progressing  Reconciling=True (new generation being acted on, or a retry pending)
+--                not taken and the operator did not say why (it is probably not running)
+--   Suspended    spec.suspend is true
 --   Healthy      Ready=True
---   Degraded     Ready=False
 --   Progressing  otherwise (no verdict from the operator yet)
 --
 -- Argo CD runs custom health checks without the Lua standard `string` and `math` libraries and with a
@@ -103,9 +103,9 @@ end
 
 local hs = {}
 
-if obj.spec ~= nil and obj.spec.suspend == true then
-  hs.status = "Suspended"
-  hs.message = "Policy is suspended: no snapshots are taken or deleted"
+if obj.metadata.deletionTimestamp ~= nil then
+  hs.status = "Progressing"
+  hs.message = "Being deleted: the operator is applying spec.deletionPolicy before it removes its finalizer"
   return hs
 end
 
@@ -125,29 +125,29 @@ if is_true(stalled) then
   return hs
 end
 
-local next_time = status.nextSnapshotTime
-if type(next_time) == "string" and next_time ~= "" and next_time < utc_cutoff(OVERDUE_SECONDS) then
-  hs.status = "Degraded"
-  hs.message = "Snapshot due at " .. next_time .. " has not been taken; check the operator's logs and events"
-  return hs
-end
-
-local reconciling = condition(conditions, "Reconciling")
-if is_true(reconciling) then
-  hs.status = "Progressing"
-  hs.message = describe(reconciling, "Reconciling")
-  return hs
-end
-
 local ready = condition(conditions, "Ready")
-if is_true(ready) then
-  hs.status = "Healthy"
-  hs.message = describe(ready, "Ready")
-  return hs
-end
 if ready ~= nil and ready.status == "False" then
   hs.status = "Degraded"
   hs.message = describe(ready, "Not ready")
+  return hs
+end
+
+local next_time = status.nextSnapshotTime
+if type(next_time) == "string" and next_time ~= "" and next_time < utc_cutoff(OVERDUE_SECONDS) then
+  hs.status = "Degraded"
+  hs.message = "Snapshot due at " .. next_time .. " has not been taken; check that the operator is running"
+  return hs
+end
+
+if obj.spec ~= nil and obj.spec.suspend == true then
+  hs.status = "Suspended"
+  hs.message = "Policy is suspended: no snapshots are taken or deleted"
+  return hs
+end
+
+if is_true(ready) then
+  hs.status = "Healthy"
+  hs.message = describe(ready, "Ready")
   return hs
 end
 

@@ -12,7 +12,6 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from azsnap.cloud.accounting import RequestStats
 from azsnap.domain.conditions import Health, HealthState, conditions_for
 from azsnap.domain.models import (
     API_GROUP,
@@ -25,6 +24,7 @@ from azsnap.domain.models import (
 )
 from azsnap.domain.validation import format_errors, validate_manifest
 from azsnap.handlers.runtime import MEMO_KEY, Runtime
+from azsnap.handlers.status import record_metrics, verdict
 from azsnap.reconciler import StatusReport
 
 __all__ = ["ANNOTATION_SNAPSHOT_NOW", "finalize", "reconcile", "tick"]
@@ -88,65 +88,32 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, runtime: Runtime, *, on
             report = await runtime.reconciler.reconcile(policy, _status_model(current), on_demand_token=token)
         elapsed = asyncio.get_running_loop().time() - started
 
-        conditions = conditions_for(report.health, current.get("conditions") or [], now=now, generation=generation)
+        health = verdict(body, policy, report, current, now)
+        conditions = conditions_for(health, current.get("conditions") or [], now=now, generation=generation)
         new_status: dict[str, Any] = {**report.status, "conditions": conditions, "observedGeneration": generation}
         for key, value in new_status.items():
             patch.status[key] = value
-        runtime.written[uid] = {**current, **new_status}
+        written = runtime.written[uid] = {**current, **new_status}
         runtime.wakeups[uid] = report.next_time
-        if report.health.state is HealthState.READY:
+        if health.state is HealthState.READY:
             runtime.failures.pop(uid, None)
         else:
             runtime.failures[uid] = runtime.failures.get(uid, 0) + 1
 
         for event in report.events:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-        _record_metrics(runtime, body, report, elapsed)
+        record_metrics(runtime, body, policy, report, health, written, elapsed)
         logger.info(
             "reconciled",
             extra={
                 "policy": f"{meta.namespace}/{meta.name}",
-                "state": str(report.health.state),
-                "reason": report.health.reason,
+                "state": str(health.state),
+                "reason": health.reason,
                 "snapshots_created": list(report.created),
                 "snapshots_deleted": list(report.deleted),
                 "next": report.next_time.isoformat(),
             },
         )
-
-
-def _timestamp(value: Any) -> float | None:
-    from datetime import datetime
-
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-
-
-def _record_metrics(runtime: Runtime, body: kopf.Body, report: StatusReport, elapsed: float) -> None:
-    metrics = runtime.metrics
-    ns, name = body.metadata.namespace or "", body.metadata.name or ""
-    metrics.reconcile_duration(elapsed, str(report.health.state))
-    stats = getattr(runtime.cloud, "stats", None)
-    if isinstance(stats, RequestStats):
-        metrics.sync_azure(stats)
-    for _ in report.created:
-        metrics.snapshot_event(ns, name, "created")
-    for _ in report.deleted:
-        metrics.snapshot_event(ns, name, "deleted")
-    for _ in report.failed:
-        metrics.snapshot_event(ns, name, "failed")
-    status = report.status
-    metrics.policy_state(
-        ns,
-        name,
-        held=int(status.get("snapshotCount") or 0),
-        disk_held=int(status.get("diskSnapshotCount") or 0),
-        disk_cap=int(status.get("diskSnapshotLimit") or runtime.settings.per_disk_cap),
-        next_time=_timestamp(status.get("nextSnapshotTime")),
-        last_success=_timestamp(status.get("lastSuccessfulSnapshotTime")),
-        consecutive_failures=runtime.failures.get(body.metadata.uid or "", 0),
-    )
 
 
 @kopf.on.resume(**_RESOURCE)

@@ -293,6 +293,7 @@ class Reconciler:
         if watermark is None or (status.slots_accounted_until and watermark < status.slots_accounted_until):
             watermark = status.slots_accounted_until
         missed = len(the_plan.missed)
+        missed_slots = set(the_plan.missed)
         settled = the_plan
         if error is None:
             # Plan once more on what is there now (no Azure call): the wake-up, the pending deletions and the
@@ -306,6 +307,7 @@ class Reconciler:
                 last_on_demand_token=on_demand_token if created else status.last_on_demand_token,
             )
             missed += len(settled.missed)
+            missed_slots.update(settled.missed)
             watermark = settled.accounted_until
         on_demand_done = any(a.on_demand and a.name in created for a in the_plan.creates)
         next_slot = the_plan.next_slot + schedule.slot_offset(spec.schedule, disk.id)
@@ -374,6 +376,8 @@ class Reconciler:
             created=tuple(created),
             deleted=tuple(deleted),
             failed=tuple(failed),
+            missed_slots=tuple(sorted(missed_slots)),
+            failed_seen=tuple(sorted(s.name for s in owned if s.state is SnapshotState.FAILED)),
         )
 
     async def _cached(self, subscription: str, resource_group: str) -> list[Snapshot]:

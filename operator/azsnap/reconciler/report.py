@@ -33,6 +33,14 @@ class StatusReport:
     created: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
+    #: Slots this reconcile counted missed (each is also in status `missedSlots`).
+    missed_slots: tuple[datetime, ...] = ()
+    #: The policy's own snapshots Azure reports `Failed` at the end of this reconcile, whoever's call made them
+    #: (metrics count each once, when first seen).
+    failed_seen: tuple[str, ...] = ()
+    #: Non-empty when slots were missed because Azure's request budget could not serve their creates before their
+    #: deadline: what happened, with the figures. The health model turns it into Ready=False, reason OverBudget.
+    over_budget: str = ""
     #: Azure calls made by this reconcile, by kind (for tests and the demo's summary).
     azure_calls: dict[str, int] = field(default_factory=dict)
 
