@@ -210,6 +210,10 @@ class Soak:
         self.counts: Counter[str] = Counter()
         self.health: Counter[str] = Counter()
         self.unhandled: list[str] = []
+        #: (stopped, started again) of every operator restart: slots in these windows are not azsnap's to miss.
+        self.outages: list[tuple[datetime, datetime]] = []
+        #: (deleted, back) per disk ID (lower-cased) for the disks that vanished for a while.
+        self.disk_gone: dict[str, list[tuple[datetime, datetime]]] = {}
         self._restarting = asyncio.Lock()
         self._watch: dict[str, asyncio.Event] = {}
         #: Set to wake a policy at once (its deletion), as a watch event wakes kopf.
@@ -295,10 +299,12 @@ class Soak:
         """Kill the process (tasks cancelled wherever they are), stay down a while, start afresh."""
         async with self._restarting:
             self.counts["restarts"] += 1
+            stopped = self.clock.now()
             await self.stop()
             if downtime:
                 await asyncio.sleep(downtime.total_seconds())
             self.start()
+            self.outages.append((stopped, self.clock.now()))
 
     async def drive(self, life: PolicyLife, operator: Operator) -> None:
         """One policy as kopf runs it: reconcile, write the status, sleep until the report's next time."""
@@ -401,8 +407,10 @@ class Soak:
         rg, name = f"rg-soak-{index % self.rgs}", f"disk-{index:03d}"
         self.emulator.delete_disk(SUBSCRIPTION, rg, name)
         self.counts["disks_gone_for_a_while"] += 1
+        gone = self.clock.now()
         await asyncio.sleep(timedelta(hours=3).total_seconds())
         raw = self.emulator.seed_disk(SUBSCRIPTION, rg, name, location=LOCATION)
+        self.disk_gone.setdefault(disk_id(index, self.rgs).lower(), []).append((gone, self.clock.now()))
         self.disk_uids[disk_id(index, self.rgs).lower()].append(raw["properties"]["uniqueId"])
 
     async def _delete_policy(self, uid: str) -> None:
@@ -449,21 +457,23 @@ class Soak:
 
     def figures(self) -> dict[str, Any]:
         now = self.clock.now()
-        due = taken = failed = reported = unreported = overreported = 0
+        due = taken = failed = reported = unreported = overreported = while_up = 0
         final_problems: list[str] = []
         slot_notes: list[str] = []
         for life in self.lives.values():
             disk_key = life.policy.spec.disk.id.lower()
             uids = self.disk_uids[disk_key]
-            d, t, f = self.ledger.missed_slots(life, uids, now)
-            due, taken, failed = due + d, taken + t, failed + f
+            tally = self.ledger.slot_tally(life, uids, now)
+            due, taken, failed = due + tally.due, taken + tally.taken, failed + tally.failed
+            while_up += tally.missed_while_up([*self.outages, *self.disk_gone.get(disk_key, [])])
+            missed = tally.due - tally.taken
             if life.deleting_since is None:
                 said = int(life.status.get("missedSlots") or 0)
                 reported += said
-                unreported += max(0, d - t - f - said)
-                overreported += max(0, said - (d - t - f))
-                if said != d - t - f:
-                    slot_notes.append(f"{life.policy.ref.uid}: {d - t - f} missed, status says {said}")
+                unreported += max(0, missed - said)
+                overreported += max(0, said - missed)
+                if said != missed:
+                    slot_notes.append(f"{life.policy.ref.uid}: {missed} missed, status says {said}")
             final_problems += self.ledger.final_set_problems(life, uids[-1], now)
         problems = {
             "duplicate_slots": self.ledger.duplicates,
@@ -485,7 +495,8 @@ class Soak:
             "slots_due": due,
             "slots_taken": taken,
             "slots_failed": failed,
-            "slots_missed": due - taken - failed,
+            "slots_missed": due - taken,
+            "slots_missed_while_up": while_up,
             "slots_missed_reported": reported,
             "slots_missed_unreported": unreported,
             "slots_missed_overreported": overreported,

@@ -14,12 +14,12 @@ from typing import Any
 
 from azsnap.domain import naming, schedule
 from azsnap.domain.models import Policy
-from azsnap.domain.observed import Limits, Snapshot
+from azsnap.domain.observed import Limits, Snapshot, SnapshotState
 from azsnap.domain.retention import decide_retention
 from azsnap.emulator import Emulator
 from azsnap.emulator.state import Key, SnapshotRecord
 
-__all__ = ["Ledger", "PolicyLife", "SlotKey", "record_snapshot"]
+__all__ = ["Ledger", "PolicyLife", "SlotKey", "SlotTally", "record_snapshot"]
 
 #: (policy UID, disk unique ID, slot): one snapshot at most, ever.
 SlotKey = tuple[str, str, datetime]
@@ -137,7 +137,9 @@ class Ledger:
         if all(owner) and slot is not None and not naming.is_on_demand(self.history[name]):
             key = (*owner, slot)
             earlier = self.slots.get(key)
-            if earlier is not None and earlier not in self.failed_creates:
+            ended_failed = earlier is not None and self.history[earlier].state is SnapshotState.FAILED
+            # a retry of a slot whose snapshot ended Failed (or whose create left nothing) is no duplicate
+            if earlier is not None and earlier not in self.failed_creates and not ended_failed:
                 self.duplicates.append(
                     f"{record.name}: slot {naming.format_slot(slot)} of policy {owner[0]} taken twice"
                 )
@@ -177,7 +179,7 @@ class Ledger:
         if life.deleting_since is not None or record.state != "Succeeded":
             return None  # the policy's own deletion, or a Failed snapshot past its grace
         good = self._good(uid, disk_uid)
-        newest = max(good, key=lambda r: (_slot(r) or r.created, r.name), default=None)
+        newest = max(good, key=lambda r: (r.created, r.name), default=None)
         if newest is record:
             return "the policy's newest good snapshot"
         if len(good) - 1 < life.policy.spec.retention.min_keep:
@@ -244,8 +246,8 @@ class Ledger:
             problems.append(f"{uid}: lost {sorted(expected - held)} which retention keeps")
         return problems
 
-    def missed_slots(self, life: PolicyLife, disk_uids: Iterable[str], until: datetime) -> tuple[int, int, int]:
-        """(due, taken, failed) slots of the policy decided by `until` (their startingDeadline has passed)."""
+    def slot_tally(self, life: PolicyLife, disk_uids: Iterable[str], until: datetime) -> SlotTally:
+        """The policy's slots decided by `until` (their startingDeadline has passed): taken, failed, missed."""
         sched = life.policy.spec.schedule
         offset = schedule.slot_offset(sched, life.policy.spec.disk.id)
         end = min(until, life.deleting_since or until)
@@ -254,12 +256,34 @@ class Ledger:
         slots += schedule.slots_between(sched, life.started - offset, end - offset)
         decided = [s for s in slots if s + offset + sched.starting_deadline <= end]
         taken = self.taken(life, disk_uids)
-        ok = sum(1 for s in decided if s in taken and taken[s] != "Failed")
-        failed = sum(1 for s in decided if taken.get(s) == "Failed")
-        return len(decided), ok, failed
+        missed = [s for s in decided if s not in taken or taken[s] == "Failed"]
+        windows = [(s + offset, s + offset + sched.starting_deadline) for s in missed]
+        return SlotTally(
+            due=len(decided),
+            taken=len(decided) - len(missed),
+            failed=sum(1 for s in decided if taken.get(s) == "Failed"),
+            missed_windows=windows,
+        )
 
     def summary(self) -> Counter[str]:
         return Counter(creates=self.creates, deletes=self.deletes)
+
+
+@dataclass(frozen=True)
+class SlotTally:
+    """One policy's decided slots. A slot whose every snapshot ended `Failed` is missed (azsnap counts it so)."""
+
+    due: int
+    taken: int
+    #: Slots whose last snapshot ended `Failed` (counted in `missed_windows` too).
+    failed: int
+    #: (from, until) of each missed slot: its due time and its startingDeadline.
+    missed_windows: list[tuple[datetime, datetime]]
+
+    def missed_while_up(self, outages: Iterable[tuple[datetime, datetime]]) -> int:
+        """Missed slots none of whose window overlapped an outage (the operator down or restarting, the disk gone)."""
+        spans = list(outages)
+        return sum(1 for start, end in self.missed_windows if not any(a <= end and start <= b for a, b in spans))
 
 
 def utc(when: datetime) -> datetime:

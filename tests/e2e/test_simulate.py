@@ -155,10 +155,10 @@ def test_count_and_age_from_the_command_line_with_a_chart(tmp_path: Path) -> Non
     )
     taken = [START + timedelta(hours=4 * k) for k in range(30 * 6 + 1)]
     taken = [s for s in taken if s + offset <= END_30]
-    young = [s for s in taken if s > END_30 - timedelta(days=7)]  # maxAge 7d
+    young = [s for s in taken if s + offset > END_30 - timedelta(days=7)]  # maxAge 7d, from when each was made
     assert disk["kept_by_rule"]["maxAge"] == len(young) and disk["kept_by_rule"]["keepLast"] == 10
     assert disk["held"] == len(young) == len(set(young) | set(taken[-10:]))
-    assert {datetime.fromisoformat(f["time"]) for f in disk["final"]} == set(young)
+    assert {datetime.fromisoformat(f["time"]) for f in disk["final"]} == {s + offset for s in young}
     assert summary["slots"]["taken"] == len(taken) and summary["slots"]["missed"] == 0
     assert summary["invariants"]["duplicate_slots"] == summary["invariants"]["limit_violations"] == 0
 

@@ -244,12 +244,36 @@ def test_in_progress_snapshot_for_the_due_slot() -> None:
     assert p.creates == ()
     assert reasons(p) == {"InProgress"}
     assert p.next_time == NOW + timedelta(minutes=1)
+    assert p.accounted_until == hour(12) - timedelta(seconds=1)  # open until the snapshot is usable
+
+
+def test_failed_snapshot_for_the_due_slot_is_retried_under_a_new_name() -> None:
+    first = ours(hour(12), "Failed")
+    p = plan(policy(), DISK, [first], [], NOW, LIMITS, accounted_until=hour(11))
+    [retry] = p.creates
+    assert retry.slot == hour(12)
+    assert retry.name == naming.snapshot_name("data", REF.uid, hour(12), attempt=2) == first.name + "-r2"
+    # planned as taken; the reconciler holds the watermark below the slot if this create fails too
     assert p.accounted_until == hour(12)
+    # the same observation asks for the same name
+    assert plan(policy(), DISK, [first], [], NOW, LIMITS, accounted_until=hour(11)).creates == p.creates
 
 
-def test_failed_snapshot_for_the_slot_is_not_retaken_at_once() -> None:
-    p = plan(policy(), DISK, [ours(hour(12), "Failed")], [], NOW, LIMITS)
+def test_a_slot_whose_snapshots_all_failed_is_given_up_and_then_missed() -> None:
+    failed = [
+        replace(ours(hour(12), "Failed"), name=naming.snapshot_name("data", REF.uid, hour(12), attempt=n))
+        for n in range(1, naming.MAX_ATTEMPTS + 1)
+    ]
+    p = plan(policy(), DISK, failed, [], NOW, LIMITS, accounted_until=hour(11))
     assert p.creates == ()
+    assert "RetriesExhausted" in reasons(p)
+    assert p.accounted_until == hour(12) - timedelta(seconds=1)
+    # past the deadline the slot is counted missed, once
+    later = plan(
+        policy(), DISK, failed[:1], [], hour(13) + timedelta(minutes=5), LIMITS, accounted_until=p.accounted_until
+    )
+    assert later.missed == (hour(12),)
+    assert [c.slot for c in later.creates] == [hour(13)]
 
 
 def test_on_demand_creates_one_extra_snapshot() -> None:

@@ -215,11 +215,21 @@ def test_failed_is_deleted_after_grace() -> None:
     assert "newest" in decision.keep[good.name]
 
 
-def test_slot_tag_wins_over_creation_time() -> None:
-    early_slot = snap(NOW - timedelta(hours=5), created=NOW)  # created late for an old slot
-    late_slot = snap(NOW - timedelta(hours=1), created=NOW - timedelta(hours=2))
-    decision = decide_retention(spec(keepLast=1), UTC_ZONE, [early_slot, late_slot], NOW, LIMITS)
-    assert list(decision.keep) == [late_slot.name]
+def test_creation_time_wins_over_the_slot_tag() -> None:
+    # a jittered snapshot is made after its slot; an on-demand one made earlier but tagged a later minute must
+    # not count as newer than it
+    jittered = snap(NOW - timedelta(hours=2), created=NOW - timedelta(minutes=5))
+    on_demand = snap(NOW - timedelta(hours=1), created=NOW - timedelta(hours=1))
+    decision = decide_retention(spec(keepLast=1), UTC_ZONE, [jittered, on_demand], NOW, LIMITS)
+    assert list(decision.delete) == [on_demand.name]
+    assert "newest" in decision.keep[jittered.name]
+
+
+def test_the_slot_tag_stands_in_when_azure_reports_no_creation_time() -> None:
+    older = replace(snap(NOW - timedelta(hours=2)), time_created=None)
+    newer = replace(snap(NOW - timedelta(hours=1)), time_created=None)
+    decision = decide_retention(spec(keepLast=1), UTC_ZONE, [newer, older], NOW, LIMITS)
+    assert list(decision.delete) == [older.name]
 
 
 def test_decision_does_not_depend_on_listing_order() -> None:

@@ -215,11 +215,16 @@ class AzureCloud(CloudClient):
             return None
         return disk_from_azure(raw)
 
-    async def list_snapshots(self, subscription_id: str, resource_group: str) -> list[Snapshot]:
+    async def list_snapshots(self, subscription_id: str, resource_group: str | None) -> list[Snapshot]:
         client = self._client(subscription_id)
 
         async def every_page() -> list[Snapshot]:
-            return [snapshot_from_azure(s) async for s in client.snapshots.list_by_resource_group(resource_group)]
+            pages = (
+                client.snapshots.list()
+                if resource_group is None
+                else client.snapshots.list_by_resource_group(resource_group)
+            )
+            return [snapshot_from_azure(s) async for s in pages]
 
         try:
             return await self._call("snapshots.list", subscription_id, "", every_page)

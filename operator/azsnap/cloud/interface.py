@@ -32,8 +32,11 @@ class CloudClient(Protocol):
         """The disk, or None if it does not exist."""
         ...
 
-    async def list_snapshots(self, subscription_id: str, resource_group: str) -> list[Snapshot]:
-        """Every snapshot in the resource group (all pages); an empty list if the group does not exist."""
+    async def list_snapshots(self, subscription_id: str, resource_group: str | None) -> list[Snapshot]:
+        """Every snapshot in the resource group (all pages), or in the whole subscription when it is None.
+
+        An empty list if the group does not exist.
+        """
         ...
 
     async def create_snapshot(self, request: SnapshotRequest) -> Snapshot:

@@ -203,8 +203,10 @@ class MemoryCloud(CloudClient):
             raise PermanentError(f"{disk_id!r} is not a managed disk ID", code="InvalidResourceId")
         return self._disks.get(_key(rid.subscription_id, rid.resource_group, rid.name))
 
-    async def list_snapshots(self, subscription_id: str, resource_group: str) -> list[Snapshot]:
+    async def list_snapshots(self, subscription_id: str, resource_group: str | None) -> list[Snapshot]:
         await self._enter("snapshots.list")
+        if resource_group is None:
+            return [self._render(r) for k, r in self._snapshots.items() if k[0] == subscription_id.lower()]
         group = _key(subscription_id, resource_group)
         return [self._render(r) for k, r in self._snapshots.items() if k[:2] == group]
 

@@ -286,7 +286,14 @@ class SnapshotSpec(_Model):
     def _valid_tags(cls, tags: dict[str, str]) -> dict[str, str]:
         if len(tags) > MAX_USER_TAGS:
             raise ValueError(f"at most {MAX_USER_TAGS} tags (Azure allows 50; azsnap needs the rest)")
+        seen: dict[str, str] = {}
         for key, value in tags.items():
+            twin = seen.setdefault(key.lower(), key)
+            if twin != key:
+                raise ValueError(
+                    f"tag keys {twin!r} and {key!r} differ only in case; Azure compares tag keys without case, "
+                    "so keep one of them"
+                )
             if not key or len(key) > 512:
                 raise ValueError(f"tag key {key[:40]!r} must be 1-512 characters")
             if _BAD_TAG_KEY.search(key):

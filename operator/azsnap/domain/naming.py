@@ -15,6 +15,7 @@ __all__ = [
     "KIND_ON_DEMAND",
     "KIND_SCHEDULED",
     "MANAGED_BY_VALUE",
+    "MAX_ATTEMPTS",
     "MAX_NAME",
     "TAG_DISK_UID",
     "TAG_HOLD",
@@ -61,6 +62,8 @@ _MAX_TAG_VALUE: Final = 256
 _SLOT_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
 _NAME_TIME_FORMAT: Final = "%Y%m%dT%H%MZ"
 _ON_DEMAND_SUFFIX: Final = "-od"
+#: At most this many snapshots are asked for one scheduled slot (a retry after one ended `Failed`).
+MAX_ATTEMPTS: Final = 3
 #: `-<8 hex>-<YYYYMMDDTHHMMZ>-od`: what follows the disk name at most.
 _SUFFIX_LENGTH: Final = 1 + 8 + 1 + 14 + len(_ON_DEMAND_SUFFIX)
 _BAD_NAME_CHARS: Final = re.compile(r"[^A-Za-z0-9_.-]")
@@ -98,15 +101,20 @@ def _name_prefix(disk_name: str) -> str:
     return prefix or "disk"
 
 
-def snapshot_name(disk_name: str, policy_uid: str, slot: datetime, *, on_demand: bool = False) -> str:
-    """`<disk name, truncated>-<policy hash>-<YYYYMMDDTHHMMZ>[-od]`: the same inputs always give the same name.
+def snapshot_name(disk_name: str, policy_uid: str, slot: datetime, *, on_demand: bool = False, attempt: int = 1) -> str:
+    """`<disk name, truncated>-<policy hash>-<YYYYMMDDTHHMMZ>[-od|-rN]`: the same inputs always give the same name.
 
-    The result keeps Azure's rules: 1-80 characters of letters, digits, `_`, `-`, `.`, starting with a letter
-    or digit and ending with a letter or digit.
+    `attempt` 2..9 names a retry of a scheduled slot whose first snapshot ended `Failed` (`-r2`, ...). The result
+    keeps Azure's rules: 1-80 characters of letters, digits, `_`, `-`, `.`, starting with a letter or digit and
+    ending with a letter or digit.
     """
+    if not 1 <= attempt <= MAX_ATTEMPTS:
+        raise ValueError(f"attempt must be 1-{MAX_ATTEMPTS}, not {attempt}")
     stamp = slot.astimezone(UTC).strftime(_NAME_TIME_FORMAT)
     name = f"{_name_prefix(disk_name)}-{policy_hash(policy_uid)}-{stamp}"
-    return name + _ON_DEMAND_SUFFIX if on_demand else name
+    if on_demand:
+        return name + _ON_DEMAND_SUFFIX
+    return name if attempt == 1 else f"{name}-r{attempt}"
 
 
 def ownership_tags(

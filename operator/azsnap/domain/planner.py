@@ -4,11 +4,17 @@ Pure and idempotent: the same observation at the same `now` gives the same plan,
 
 Slot accounting. A slot is due at `slot + jitter offset`; it may be taken until `startingDeadline` after that.
 Only the latest slot can be due; every earlier slot after the watermark (`accounted_until`) without a snapshot
-of ours is missed and never backfilled. On the very first plan (no watermark) nothing before the latest slot is
-missed, and the latest slot counts as missed neither when its deadline has already passed. While a policy is
-suspended its slots are skipped on purpose, so they are not missed either. Slots more than 400 days behind are
-not looked at. A slot at or below the watermark is never taken again, even if its snapshot has gone since
-(deleted by hand or by retention, or failed): at most one snapshot per slot, ever.
+of ours that did not fail is missed and never backfilled. On the very first plan (no watermark) nothing before
+the latest slot is missed, and the latest slot counts as missed neither when its deadline has already passed.
+While a policy is suspended its slots are skipped on purpose, so they are not missed either. Slots more than 400
+days behind are not looked at. The watermark passes the due slot only once its snapshot is `Succeeded` (or its
+deadline is over): a snapshot that ends `Failed` while the slot is due is retried under a new name (at most
+`naming.MAX_ATTEMPTS` in all), and a slot whose snapshots all failed is missed once its deadline passes. A slot
+at or below the watermark is never taken again, even if its snapshot has gone since (deleted by hand or by
+retention): at most one usable snapshot per slot, ever.
+
+On-demand snapshots are named by the minute they are asked in; a second request within the same minute waits
+for the next minute (`OnDemandWait`), so every new request gives one more snapshot.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ __all__ = ["BLOCKED_REASONS", "Blocked", "CreateAction", "DeleteAction", "Plan",
 
 BLOCKED_REASONS: Final = (
     "Suspended",
+    "OnDemandWait",
+    "RetriesExhausted",
     "RateWindow",
     "PerDiskCap",
     "PendingCopies",
@@ -109,10 +117,15 @@ def plan(
     offset = schedule.slot_offset(sched, disk.id)
     of_disk = [s for s in observed if s.is_of_disk(disk)]
     owned = tuple(sorted((s for s in observed if naming.is_owned(s, policy.ref, disk)), key=lambda s: s.name))
+    names = {s.name.lower() for s in owned}
     taken: dict[datetime, Snapshot] = {}
+    attempts: dict[datetime, int] = {}
     for s in owned:
         slot = naming.slot_of(s)
-        if slot is not None and not naming.is_on_demand(s):
+        if slot is None or naming.is_on_demand(s):
+            continue
+        attempts[slot] = attempts.get(slot, 0) + 1
+        if s.state is not SnapshotState.FAILED:
             taken.setdefault(slot, s)
 
     latest = schedule.previous_slot(sched, now - offset)
@@ -140,14 +153,29 @@ def plan(
             blocked.append(Blocked("InProgress", f"Snapshot {mine.name} for slot {_iso(due)} is still being created."))
     elif due is not None and (accounted_until is None or due > accounted_until):
         # a slot at or below the watermark was taken before (and since deleted): never take it twice
-        wants.append(
-            CreateAction(
-                name=naming.snapshot_name(disk.name, policy.ref.uid, due),
-                slot=due,
-                tags=naming.snapshot_tags(policy, disk, due),
-                reason=f"scheduled slot {_iso(due)}",
+        free = [
+            n
+            for n in range(1, naming.MAX_ATTEMPTS + 1)
+            if naming.snapshot_name(disk.name, policy.ref.uid, due, attempt=n).lower() not in names
+        ]
+        if attempts.get(due, 0) >= naming.MAX_ATTEMPTS or not free:
+            blocked.append(
+                Blocked(
+                    "RetriesExhausted",
+                    f"{naming.MAX_ATTEMPTS} snapshots for slot {_iso(due)} ended Failed in Azure; azsnap tries "
+                    "again at the next slot and counts this one missed.",
+                )
             )
-        )
+        else:
+            retry = attempts.get(due, 0) > 0
+            wants.append(
+                CreateAction(
+                    name=naming.snapshot_name(disk.name, policy.ref.uid, due, attempt=free[0]),
+                    slot=due,
+                    tags=naming.snapshot_tags(policy, disk, due),
+                    reason=f"{'retry of ' if retry else ''}scheduled slot {_iso(due)}",
+                )
+            )
     if on_demand_token and on_demand_token != last_on_demand_token:
         request = naming.request_hash(on_demand_token)
         done = next((s for s in owned if naming.tag(s.tags, naming.TAG_REQUEST) == request), None)
@@ -161,6 +189,17 @@ def plan(
                     tags=dict(done.tags),
                     reason="on-demand request (already made)",
                     on_demand=True,
+                )
+            )
+        elif naming.snapshot_name(disk.name, policy.ref.uid, now, on_demand=True).lower() in names:
+            # names have minute resolution: a second request in the same minute is served in the next one
+            minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+            blocked.append(
+                Blocked(
+                    "OnDemandWait",
+                    "An on-demand snapshot was already taken this minute; azsnap serves the new request at "
+                    f"{_iso(minute)}.",
+                    minute,
                 )
             )
         else:
@@ -262,11 +301,12 @@ def plan(
 
     # -- watermark -------------------------------------------------------------------------------------------
     due_created = any(not c.on_demand and c.slot == due for c in creates)
+    due_open = due is not None and (due not in taken or taken[due].state is not SnapshotState.SUCCEEDED)
     if latest is None:
         watermark = accounted_until.astimezone(UTC) if accounted_until is not None else now - offset
     elif (
         due is not None
-        and due not in taken
+        and due_open
         and not due_created
         and not spec.suspend
         and (accounted_until is None or due > accounted_until)

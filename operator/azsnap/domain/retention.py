@@ -2,8 +2,9 @@
 
 Rules, applied to the policy's own snapshots:
 
-- Only `Succeeded` snapshots count towards the rules. A snapshot's time is its slot tag (the creation time when
-  the tag is missing).
+- Only `Succeeded` snapshots count towards the rules. A snapshot's time is the instant it is a copy of: Azure's
+  creation time (the slot tag when Azure reports none). A jittered scheduled snapshot is created after its slot,
+  an on-demand one when it was asked for: ordering by slot tags would put them the wrong way round.
 - `keepLast N` keeps the N newest; `maxAge` keeps those younger than it.
 - Generational tiers (`hourly`, `daily`, `weekly`, `monthly`, `yearly`) keep the newest snapshot of each of the
   last N periods *that have a snapshot* (the restic/borg reading: a week without snapshots does not use up one
@@ -75,8 +76,8 @@ class RetentionDecision:
 
 
 def snapshot_time(snapshot: Snapshot) -> datetime | None:
-    """The time retention reads: the slot tag, else Azure's creation time."""
-    return naming.slot_of(snapshot) or snapshot.time_created
+    """The time retention reads: Azure's creation time, else the slot tag."""
+    return snapshot.time_created or naming.slot_of(snapshot)
 
 
 def _period_keys(zone: ZoneInfo) -> dict[str, Callable[[datetime], Hashable]]:

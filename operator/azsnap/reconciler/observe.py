@@ -1,22 +1,64 @@
-"""Shared observation: one paged list per resource group per round, reused by every policy that needs it."""
+"""Shared observation: one paged list of a subscription's snapshots per round, indexed by source disk.
+
+A disk's limits (the per-disk cap, the rolling create window, background copies) count every snapshot of the
+disk, in whatever resource group it lives. The observer therefore lists the whole subscription (one call,
+shared by every policy of the subscription) and indexes the answer by source disk, so a reconcile reads its
+disk's snapshots without scanning the list. When Azure refuses the subscription-wide list (the identity holds
+its role on resource groups only), the observer lists instead every resource group it was told of for that
+subscription (each policy's disk and snapshot groups) and says so in `coverage`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Final
 
 from azsnap.clock import Clock
+from azsnap.cloud.errors import PermanentError
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain.observed import Disk, Snapshot
 
 __all__ = ["Observer"]
 
+#: Azure's answers to a list the identity may not make at subscription scope.
+_REFUSED: Final = frozenset({"AuthorizationFailed", "LinkedAuthorizationFailed"})
+#: After a refusal, the subscription-wide list is tried again this much later (a role may have been granted).
+RETRY_WIDE: Final = timedelta(hours=1)
+
+_Key = tuple[str, str]  # (resource group, name), lower-cased
+
+
+def _name_of(snapshot: Snapshot) -> str:
+    return f"{snapshot.resource_group}/{snapshot.name}".lower()
+
 
 @dataclass
-class _Entry:
+class _View:
+    """What azsnap knows of one subscription's snapshots."""
+
     fetched_at: datetime
-    snapshots: dict[str, Snapshot]  # by lower-cased name
+    #: None: the whole subscription was listed; else the resource groups (lower-cased) that were.
+    groups: frozenset[str] | None
+    snapshots: dict[_Key, Snapshot] = field(default_factory=dict)
+    #: The same snapshots by source disk (lower-cased resource ID); a snapshot with no source is under "".
+    by_disk: dict[str, dict[_Key, Snapshot]] = field(default_factory=dict)
+
+    def add(self, snapshot: Snapshot) -> None:
+        key = (snapshot.resource_group.lower(), snapshot.name.lower())
+        self.remove(key)
+        self.snapshots[key] = snapshot
+        self.by_disk.setdefault((snapshot.source_resource_id or "").lower(), {})[key] = snapshot
+
+    def remove(self, key: _Key) -> None:
+        old = self.snapshots.pop(key, None)
+        if old is not None:
+            self.by_disk.get((old.source_resource_id or "").lower(), {}).pop(key, None)
+
+    def covers(self, groups: Iterable[str]) -> bool:
+        return self.groups is None or all(g.lower() in self.groups for g in groups)
 
 
 @dataclass
@@ -26,11 +68,11 @@ class _DiskEntry:
 
 
 class Observer:
-    """Caches resource-group snapshot lists and disks for a short freshness window.
+    """Caches each subscription's snapshot list and the disks for a short freshness window.
 
     Writes made through azsnap are applied to the cache at once (`record_created`, `record_deleted`), so a
-    policy reconciled right after another one in the same group sees them without a second list call.
-    Concurrent callers for one group share a single in-flight list call.
+    policy reconciled right after another one sees them without a second list call. Concurrent callers for
+    one subscription share a single in-flight list call.
     """
 
     def __init__(
@@ -45,35 +87,78 @@ class Observer:
         self._clock = clock
         self._freshness = freshness
         self._disk_freshness = disk_freshness
-        self._groups: dict[tuple[str, str], _Entry] = {}
+        self._views: dict[str, _View] = {}
         self._disks: dict[str, _DiskEntry] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        #: Resource groups policies asked for, per subscription: listed one by one when the wide list is refused.
+        self._groups: dict[str, set[str]] = {}
+        #: Until when the subscription-wide list is not tried again, after Azure refused it.
+        self._narrow_until: dict[str, datetime] = {}
         #: Creation times azsnap itself saw accepted, per disk (lower-cased ID): covers the window even when a
         #: list answer is older than the create.
         self._recent_creates: dict[str, dict[str, datetime]] = {}
 
-    @staticmethod
-    def _key(subscription_id: str, resource_group: str) -> tuple[str, str]:
-        return subscription_id.lower(), resource_group.lower()
+    # -- reading ---------------------------------------------------------------------------------------------
 
-    async def snapshots(self, subscription_id: str, resource_group: str) -> list[Snapshot]:
-        """The group's snapshots, listed at most once per freshness window."""
-        key = self._key(subscription_id, resource_group)
-        lock = self._locks.setdefault(key, asyncio.Lock())
+    async def of_disk(self, disk: Disk, groups: Iterable[str], *, fresh: bool = True) -> list[Snapshot]:
+        """Every snapshot Azure says was taken from `disk`, in any resource group of its subscription.
+
+        `groups` are the resource groups the caller needs covered (the disk's and the snapshots'). With
+        `fresh` the list is at most one freshness window old; without it the cached view (with azsnap's own
+        writes since) serves however old it is, and Azure is asked only when nothing is known yet.
+        """
+        view = await self._view(disk.subscription_id, groups, fresh=fresh)
+        return [s for s in view.by_disk.get(disk.id.lower(), {}).values() if s.is_of_disk(disk)]
+
+    async def in_subscription(
+        self, subscription_id: str, groups: Iterable[str], *, fresh: bool = True
+    ) -> list[Snapshot]:
+        """Every snapshot of the subscription that azsnap can see (for finalizing, where the disk may be gone)."""
+        view = await self._view(subscription_id, groups, fresh=fresh)
+        return list(view.snapshots.values())
+
+    def coverage(self, subscription_id: str) -> frozenset[str] | None:
+        """None when the subscription was listed whole; else the resource groups that were listed."""
+        view = self._views.get(subscription_id.lower())
+        return None if view is None else view.groups
+
+    async def _view(self, subscription_id: str, groups: Iterable[str], *, fresh: bool) -> _View:
+        sub = subscription_id.lower()
+        wanted = self._groups.setdefault(sub, set())
+        needed = [g.lower() for g in groups]
+        wanted.update(needed)
+        lock = self._locks.setdefault(sub, asyncio.Lock())
         async with lock:
-            entry = self._groups.get(key)
-            if entry is None or self._clock.now() - entry.fetched_at >= self._freshness:
-                listed = await self._cloud.list_snapshots(subscription_id, resource_group)
-                entry = _Entry(self._clock.now(), {s.name.lower(): s for s in listed})
-                self._groups[key] = entry
-            return list(entry.snapshots.values())
+            view = self._views.get(sub)
+            now = self._clock.now()
+            stale = view is None or (fresh and now - view.fetched_at >= self._freshness)
+            if view is None or stale or not view.covers(needed):
+                view = await self._list(subscription_id, sorted(wanted))
+                self._views[sub] = view
+            return view
 
-    async def known_snapshots(self, subscription_id: str, resource_group: str) -> list[Snapshot]:
-        """The group's snapshots as last listed plus azsnap's own writes since, however old; lists only if never listed."""
-        entry = self._groups.get(self._key(subscription_id, resource_group))
-        if entry is None:
-            return await self.snapshots(subscription_id, resource_group)
-        return list(entry.snapshots.values())
+    async def _list(self, subscription_id: str, groups: list[str]) -> _View:
+        sub = subscription_id.lower()
+        if self._clock.now() >= self._narrow_until.get(sub, self._clock.now()):
+            try:
+                listed = await self._cloud.list_snapshots(subscription_id, None)
+            except PermanentError as exc:
+                if exc.code not in _REFUSED:
+                    raise
+                self._narrow_until[sub] = self._clock.now() + RETRY_WIDE
+            else:
+                self._narrow_until.pop(sub, None)
+                return self._build(None, listed)
+        listed = []
+        for group in groups:
+            listed.extend(await self._cloud.list_snapshots(subscription_id, group))
+        return self._build(frozenset(groups), listed)
+
+    def _build(self, groups: frozenset[str] | None, listed: Iterable[Snapshot]) -> _View:
+        view = _View(self._clock.now(), groups)
+        for snapshot in listed:
+            view.add(snapshot)
+        return view
 
     async def disk(self, disk_id: str) -> Disk | None:
         """The disk (cached for a while when it exists); None when Azure says it does not exist."""
@@ -92,29 +177,33 @@ class Observer:
         """Drop a cached disk (e.g. after Azure said a snapshot's source is gone)."""
         self._disks.pop(disk_id.lower(), None)
 
-    def record_created(self, subscription_id: str, resource_group: str, snapshot: Snapshot, disk: Disk) -> None:
-        entry = self._groups.get(self._key(subscription_id, resource_group))
-        if entry is not None:
-            if snapshot.time_created is None:
-                snapshot = replace(snapshot, time_created=self._clock.now())
-            entry.snapshots[snapshot.name.lower()] = snapshot
+    # -- azsnap's own writes ---------------------------------------------------------------------------------
+
+    def record_created(self, subscription_id: str, snapshot: Snapshot, disk: Disk) -> None:
+        """Apply a create azsnap made to the cached view and to the disk's rolling window."""
+        if snapshot.time_created is None:
+            snapshot = replace(snapshot, time_created=self._clock.now())
+        view = self._views.get(subscription_id.lower())
+        if view is not None:
+            view.add(snapshot)
         created = snapshot.time_created or self._clock.now()
-        self._recent_creates.setdefault(disk.id.lower(), {})[snapshot.name.lower()] = created
+        self._recent_creates.setdefault(disk.id.lower(), {})[_name_of(snapshot)] = created
 
     def record_deleted(self, subscription_id: str, resource_group: str, name: str) -> None:
-        entry = self._groups.get(self._key(subscription_id, resource_group))
-        if entry is not None:
-            entry.snapshots.pop(name.lower(), None)
+        """Apply a delete azsnap made to the cached view."""
+        view = self._views.get(subscription_id.lower())
+        if view is not None:
+            view.remove((resource_group.lower(), name.lower()))
 
-    def invalidate(self, subscription_id: str, resource_group: str) -> None:
-        """Force the next read of this group to list again (after an uncertain write)."""
-        self._groups.pop(self._key(subscription_id, resource_group), None)
+    def invalidate(self, subscription_id: str) -> None:
+        """Force the next read of this subscription to list again (after an uncertain write)."""
+        self._views.pop(subscription_id.lower(), None)
 
     def recent_creates(self, disk: Disk, observed: list[Snapshot], window: timedelta) -> list[datetime]:
         """Creation times of every snapshot of the disk inside the rolling window, whoever made it."""
         now = self._clock.now()
         since = now - window
-        seen = {s.name.lower(): s.time_created for s in observed if s.time_created is not None}
+        seen = {_name_of(s): s.time_created for s in observed if s.time_created is not None}
         local = {n: t for n, t in self._recent_creates.get(disk.id.lower(), {}).items() if t > since}
         self._recent_creates[disk.id.lower()] = local
         merged = {**local, **seen}

@@ -30,11 +30,14 @@ class StatusReport:
     events: tuple[Event, ...]
     #: When the policy should be reconciled again.
     next_time: datetime
+    #: Snapshot names created, deleted, and those whose create failed (refused, or ended `Failed` in Azure).
     created: tuple[str, ...] = ()
     deleted: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
-    #: Slots this reconcile counted missed (each is also in status `missedSlots`).
+    #: Slots this reconcile counted missed (each is also in status `missedSlots`), oldest first.
     missed_slots: tuple[datetime, ...] = ()
+    #: Why the plan could not do all it wanted (`azsnap.domain.planner.BLOCKED_REASONS`), before or after acting.
+    blocked: tuple[str, ...] = ()
     #: The policy's own snapshots Azure reports `Failed` at the end of this reconcile, whoever's call made them
     #: (metrics count each once, when first seen).
     failed_seen: tuple[str, ...] = ()
