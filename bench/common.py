@@ -143,13 +143,16 @@ def fold(status: SnapshotPolicyStatus, report: StatusReport) -> SnapshotPolicySt
     return SnapshotPolicyStatus.model_validate({k: v for k, v in merged.items() if v is not None})
 
 
-def bench_emulator_config(budget_scale: float = 1.0, retry_after_s: int | None = None) -> EmulatorConfig:
-    """Azure's budgets switched on (the emulator's defaults): throttling, 2 s operations, pages of 100.
+def bench_emulator_config(
+    timing: str = "azure", budget_scale: float = 1.0, retry_after_s: int | None = None
+) -> EmulatorConfig:
+    """Azure's budgets switched on (the emulator's defaults), pages of 100, and the named timing (default Azure's).
 
-    `budget_scale` multiplies every budget (the pacer is not told); `retry_after_s` switches the emulator to fixed
-    windows whose 429s carry `Retry-After: retry_after_s`.
+    `budget_scale` multiplies every Compute budget (the pacer is not told); `retry_after_s` switches the emulator to
+    fixed windows whose 429s carry `Retry-After: retry_after_s`.
     """
-    return EmulatorConfig(
+    return EmulatorConfig.named(
+        timing,
         throttling=True,
         buckets=scaled_buckets(budget_scale),
         throttle_mode="token" if retry_after_s is None else "window",

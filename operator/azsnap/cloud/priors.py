@@ -43,6 +43,11 @@ PRIORS: Final[Mapping[str, Prior]] = {
     # Snapshot and disk deletes: the smaller budget seen in recorded answers (999 and 2,999).
     _COMPUTE + "DeleteDisks3Min": Prior(1000, 180),
     _COMPUTE + "DeleteDisks30Min": Prior(8000, 1800),
+    # Disk PUTs (a disk restored from a snapshot) and disk access grants: the recorded maxima (2,999/24,999, 999/7,991).
+    _COMPUTE + "CreateUpdateDisks3Min": Prior(3000, 180),
+    _COMPUTE + "CreateUpdateDisks30Min": Prior(25000, 1800),
+    _COMPUTE + "HighCostDiskHydrate3Min": Prior(1000, 180),
+    _COMPUTE + "HighCostDiskHydrate30Min": Prior(8000, 1800),
     # Long-running operation polls (DiskOperations): recorded 49,999 and 399,999 remaining after a poll.
     _COMPUTE + "GetOperation3Min": Prior(50000, 180),
     _COMPUTE + "GetOperation30Min": Prior(400000, 1800),
