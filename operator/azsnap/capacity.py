@@ -112,7 +112,8 @@ def load_policies(paths: Iterable[Path]) -> list[Policy]:
             except ValidationError as exc:
                 for err in exc.errors(include_url=False):
                     where = ".".join(["spec", *(str(part) for part in err["loc"])])
-                    problems.append(f"{path} ({namespace}/{name}): {where}: {err['msg']}")
+                    message = str(err["msg"]).removeprefix("Value error, ")  # pydantic's prefix tells a user nothing
+                    problems.append(f"{path} ({namespace}/{name}): {where}: {message}")
                 continue
             uid = str(metadata.get("uid") or f"{namespace}/{name}")
             policies.append(Policy(PolicyRef(namespace, name, uid), spec))

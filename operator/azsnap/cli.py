@@ -18,10 +18,48 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print azsnap's version and exit."),
+    ] = False,
+) -> None:
+    """Keep Azure managed-disk snapshots in line with SnapshotPolicy resources."""
+
+
 @app.command()
 def version() -> None:
     """Print azsnap's version."""
     typer.echo(__version__)
+
+
+def _kubernetes_login_problem() -> str | None:
+    """Why kopf could not log in to Kubernetes (no in-cluster service account, no usable kubeconfig), or None."""
+    import logging
+
+    import kopf
+    import yaml
+
+    logger = logging.getLogger("azsnap.login")
+    settings = kopf.OperatorSettings()
+    try:
+        if kopf.login_with_service_account(settings=settings, logger=logger) or kopf.login_with_kubeconfig(
+            settings=settings, logger=logger
+        ):
+            return None
+    except (kopf.LoginError, OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as exc:
+        return "cannot use the Kubernetes credentials: " + " ".join(str(exc).split())
+    return (
+        "no Kubernetes credentials: run in a cluster (the pod's service account token) or set KUBECONFIG "
+        "(or ~/.kube/config) to a kubeconfig with a current context"
+    )
 
 
 @app.command()
@@ -43,6 +81,10 @@ def run(
     except SettingsError as exc:
         typer.echo(f"azsnap: {exc}", err=True)
         raise typer.Exit(2) from exc
+    problem = _kubernetes_login_problem()
+    if problem is not None:
+        typer.echo(f"azsnap: {problem}", err=True)
+        raise typer.Exit(2)
     log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(verbose=verbose, log_format=log_format)
     import azsnap.handlers  # noqa: F401  (registers the handlers)
@@ -66,6 +108,9 @@ def emulator(
         False, "--no-throttling", help="Never answer 429 (limits per disk still apply)."
     ),
     state: str | None = typer.Option(None, help="JSON file: loaded at start if it exists, saved on exit."),
+    timing: str = typer.Option(
+        "azure", help="Operation timing: azure (as Azure answered, the default), gentle or instant."
+    ),
 ) -> None:
     """Run the Azure Compute emulator; prints one line of JSON (base_url, ca_bundle, ...), serves until interrupted."""
     import asyncio
@@ -73,7 +118,9 @@ def emulator(
 
     from azsnap.emulator.standalone import StandaloneOptions, run_standalone
 
-    options = StandaloneOptions(host, port, disks, premium_v2_disks, not no_throttling, Path(state) if state else None)
+    options = StandaloneOptions(
+        host, port, disks, premium_v2_disks, not no_throttling, Path(state) if state else None, timing
+    )
     try:
         asyncio.run(run_standalone(options))
     except (OSError, ValueError) as exc:

@@ -248,6 +248,7 @@ async def test_watch_resumes_from_a_resource_version_and_too_old_ones_get_410(ku
 
 
 async def test_discovery_namespaces_and_selectors(kube: KubeEmulator) -> None:
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})  # none appears on use
     kube.apply(policy_manifest("p1") | {"metadata": {"name": "p1", "namespace": "team-a", "labels": {"tier": "gold"}}})
     kube.apply(policy_manifest("p2"))
     async with aiohttp.ClientSession(kube.url) as http:

@@ -71,6 +71,12 @@ def test_throttled_for_hours_is_stalled_with_slots_missed_then_recovers_by_itsel
     # A good snapshot after Ready turned False: back to the reconcile's own verdict, by itself.
     healed = facts(last_success=later + timedelta(minutes=1), accounted_until=later)
     assert assess(OK, healed, conditions, later + timedelta(minutes=2)) is OK
+    # lastSuccessfulSnapshotTime is a slot time: the 12:00 slot's catch-up snapshot, taken at 12:30, heals too ...
+    catch_up = facts(last_success=T0 + timedelta(hours=2), accounted_until=T0 + timedelta(hours=2))
+    assert assess(OK, catch_up, conditions, T0 + timedelta(hours=2, minutes=30)) is OK
+    # ... while the last good one, from before the hole, does not.
+    before = facts(last_success=T0, accounted_until=T0 + timedelta(hours=2))
+    assert assess(OK, before, conditions, T0 + timedelta(hours=2, minutes=30)).reason == "SlotsMissed"
 
 
 def test_a_missed_slot_healed_in_the_same_round_leaves_ready() -> None:

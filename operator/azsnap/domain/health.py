@@ -13,8 +13,9 @@ for every policy. `assess` looks at the policy's snapshot history against its sc
 6. `SnapshotOverdue`: the latest slot whose window (slot + jitter offset + `startingDeadline`) has closed is
    neither taken nor accounted for (the backstop for a reconcile that never got to count it).
 
-States 3 and 5 stay until a good snapshot newer than the moment Ready turned False exists (the Ready condition is
-the memory); 4 until a newer snapshot succeeds; all of them clear by themselves. Pure: `now` is an argument.
+States 3 and 5 stay until a good snapshot for a slot after the one that was missed exists (the Ready condition's
+`lastTransitionTime` is the memory); 4 until a newer snapshot succeeds; all of them clear by themselves. Pure: `now`
+is an argument.
 """
 
 from __future__ import annotations
@@ -140,7 +141,10 @@ def assess(
     ready = _previous_ready(previous)
     since = _parse(ready.get("lastTransitionTime")) if ready is not None and ready.get("status") == "False" else None
     sticky = str(ready.get("reason")) if ready is not None and since is not None else ""
-    recovered_since = facts.last_success is not None and since is not None and facts.last_success >= since
+    # Ready turned False at `since`, at least a startingDeadline (and the jitter offset) after the slot it missed: a
+    # good snapshot for any later slot (`lastSuccessfulSnapshotTime` is its slot time) lies past that point.
+    horizon = None if since is None else since - facts.offset - facts.schedule.starting_deadline
+    recovered_since = facts.last_success is not None and horizon is not None and facts.last_success > horizon
 
     if facts.over_budget or (sticky == "OverBudget" and not recovered_since):
         why = facts.over_budget or (str(ready.get("message") or "") if ready is not None else "")
