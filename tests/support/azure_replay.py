@@ -21,6 +21,7 @@ from typing import Any, Final
 
 RECORDED: Final = Path(__file__).resolve().parents[2] / ".." / "shared" / "azure-recorded-answers"
 COMPARED_HEADERS: Final = (
+    "Content-Type",
     "Azure-AsyncOperation",
     "Location",
     "Retry-After",
@@ -182,6 +183,8 @@ def header_shape(name: str, value: str, year: int) -> object:
     """What is compared of a header: URL shape, policy names in order, or that a count is a whole number."""
     if name in ("Azure-AsyncOperation", "Location"):
         return url_shape(value, year)
+    if name == "Content-Type":
+        return value.replace(" ", "").lower()
     if name == "x-ms-ratelimit-remaining-resource":
         pairs = [part.split(";") for part in value.split(",")]
         return tuple((p[0], len(p) == 2 and p[1].isdigit()) for p in pairs)
