@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 import string
 import uuid
 from collections import deque
@@ -23,6 +24,12 @@ __all__ = ["ApiStorage"]
 
 _NAME_ALPHABET: Final = string.ascii_lowercase + string.digits
 _SERVER_MANAGED: Final = ("uid", "creationTimestamp", "generation", "resourceVersion", "deletionTimestamp")
+_DNS1123_SUBDOMAIN: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS1123_MESSAGE: Final = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start "
+    "and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
 #: The first resourceVersion handed out: like a real server's, older ones (`resourceVersion=1`) are too old to watch.
 FIRST_RESOURCE_VERSION: Final = 1000
 
@@ -136,6 +143,9 @@ class ApiStorage(ApiDiscovery):
                 name = meta["generateName"] + "".join(self._random.choices(_NAME_ALPHABET, k=5))
         if not name:
             raise _error(422, "Invalid", "metadata.name: Required value: name or generateName is required")
+        if not _DNS1123_SUBDOMAIN.fullmatch(str(name)) or len(str(name)) > 253:
+            cause = Cause("FieldValueInvalid", f'Invalid value: "{name}": {_DNS1123_MESSAGE}', "metadata.name")
+            raise invalid(str(info.kind), group, str(name), [cause])
         if self._stored(group, plural, namespace, name) is not None:
             raise _error(
                 409, "AlreadyExists", f'{plural}.{group or "core"} "{name}" already exists', name=name, kind=plural
