@@ -138,9 +138,9 @@ def fold(status: SnapshotPolicyStatus, report: StatusReport) -> SnapshotPolicySt
     return SnapshotPolicyStatus.model_validate({k: v for k, v in merged.items() if v is not None})
 
 
-def bench_emulator_config() -> EmulatorConfig:
-    """Azure's budgets switched on (the emulator's defaults): throttling, 2 s operations, pages of 100."""
-    return EmulatorConfig(throttling=True)
+def bench_emulator_config(timing: str = "azure") -> EmulatorConfig:
+    """Azure's budgets switched on (the emulator's defaults), pages of 100, and the named timing (default Azure's)."""
+    return EmulatorConfig.named(timing, throttling=True)
 
 
 @asynccontextmanager

@@ -199,7 +199,7 @@ class Soak:
         self.rng = random.Random(seed)
         self.end = EPOCH + timedelta(days=days)
         self.clock = LoopClock(EPOCH)
-        self.config = EmulatorConfig(lro_duration=timedelta(0), poll_retry_after_s=0, seed=seed)
+        self.config = EmulatorConfig(seed=seed)  # the emulator's default: Azure's recorded answers and timing
         self.emulator = Emulator(self.clock, self.config)
         self.lives = make_lives(disks, rgs, seed)
         self.ledger = Ledger(self.emulator, self.lives, Limits())

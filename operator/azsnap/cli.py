@@ -108,6 +108,9 @@ def emulator(
         False, "--no-throttling", help="Never answer 429 (limits per disk still apply)."
     ),
     state: str | None = typer.Option(None, help="JSON file: loaded at start if it exists, saved on exit."),
+    timing: str = typer.Option(
+        "azure", help="Operation timing: azure (as Azure answered, the default), gentle or instant."
+    ),
 ) -> None:
     """Run the Azure Compute emulator; prints one line of JSON (base_url, ca_bundle, ...), serves until interrupted."""
     import asyncio
@@ -115,7 +118,9 @@ def emulator(
 
     from azsnap.emulator.standalone import StandaloneOptions, run_standalone
 
-    options = StandaloneOptions(host, port, disks, premium_v2_disks, not no_throttling, Path(state) if state else None)
+    options = StandaloneOptions(
+        host, port, disks, premium_v2_disks, not no_throttling, Path(state) if state else None, timing
+    )
     try:
         asyncio.run(run_standalone(options))
     except (OSError, ValueError) as exc:

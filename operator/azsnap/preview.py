@@ -175,6 +175,10 @@ def simulate(
             )
             create_times.append(now)
             day.created.append(action.name)
+        # every create succeeded, so what they made unnecessary goes at once, as the reconciler does it
+        gone = {d.snapshot.name for d in the_plan.deletes_after_creates}
+        observed = [s for s in observed if s.name not in gone]
+        day.deleted.extend(d.snapshot.name for d in the_plan.deletes_after_creates)
         day.missed += len(the_plan.missed)
         day.blocked.update(b.reason for b in the_plan.blocked)
         day.held_at_end = sum(1 for s in observed if naming.is_owned(s, policy.ref, disk))

@@ -78,7 +78,7 @@ async def azure_sandbox(
     azure_options: dict[str, Any] | None = None,
 ) -> AsyncIterator[Sandbox]:
     """Start the emulator over HTTPS with `disks` Standard SSD disks (`disk-0`...) and a runtime on it."""
-    emulator = Emulator(clock, config or EmulatorConfig(poll_retry_after_s=0, lro_duration=timedelta(0)))
+    emulator = Emulator(clock, config or EmulatorConfig())
     for i in range(disks):
         emulator.seed_disk(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, f"disk-{i}", location=DEMO_LOCATION)
     for i in range(premium_v2_disks):
@@ -90,15 +90,20 @@ async def azure_sandbox(
             emulator=emulator,
             server=server,
             clock=clock,
-            runtime=_runtime(server, clock, settings or {}, azure_options or {}),
+            runtime=_runtime(server, clock, settings or {}, _polling(emulator.config) | (azure_options or {})),
             settings_overrides=settings or {},
-            azure_overrides=azure_options or {},
+            azure_overrides=_polling(emulator.config) | (azure_options or {}),
         )
         try:
             yield box
         finally:
             for runtime in box.runtimes:
                 await runtime.cloud.close()
+
+
+def _polling(config: EmulatorConfig) -> dict[str, Any]:
+    """Operations that end at once leave nothing to wait for between polls; otherwise azsnap's own interval."""
+    return {"polling_interval": 0.0} if config.lro_duration == timedelta(0) else {}
 
 
 def _runtime(server: RunningServer, clock: Clock, settings: dict[str, Any], azure_options: dict[str, Any]) -> Runtime:
@@ -115,7 +120,7 @@ def _runtime(server: RunningServer, clock: Clock, settings: dict[str, Any], azur
     cloud = AzureCloud.from_settings(
         operator_settings,
         credential=StaticTokenCredential(),
-        **{"polling_interval": 0.0, "retry_backoff_factor": 0.1, **azure_options},
+        **{"retry_backoff_factor": 0.1, **azure_options},
     )
     reconciler = Reconciler(
         cloud,

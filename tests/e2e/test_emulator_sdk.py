@@ -147,14 +147,28 @@ async def test_lro_is_polled_until_it_succeeds() -> None:
     assert len(env.statuses("operations.get")) >= 2  # InProgress at least once, then Succeeded
 
 
-async def test_put_of_an_existing_name_returns_it_unchanged() -> None:
+async def test_put_of_an_existing_name_updates_it_as_azure_does() -> None:
     async with environment() as env:
         first = await env.create("snap-1")
         env.clock.advance(timedelta(hours=1))
-        second = await env.create("snap-1")
+        body = Snapshot(
+            location=env.disk["location"],
+            tags={"managed-by": "azsnap", "hold": "yes"},
+            properties=SnapshotProperties(
+                creation_data=CreationData(create_option="Copy", source_resource_id=env.disk["id"]),
+                incremental=True,
+            ),
+        )
+        poller = await env.client.snapshots.begin_create_or_update(RG, "snap-1", body)
+        second = await poller.result()
+        with pytest.raises(HttpResponseError) as refused:  # what a snapshot was made from cannot change
+            body.properties.incremental = False
+            await env.client.snapshots.begin_create_or_update(RG, "snap-1", body)
     assert second.unique_id == first.unique_id
     assert second.time_created == first.time_created
-    assert env.statuses("snapshots.put") == [202, 200]
+    assert second.tags == {"managed-by": "azsnap", "hold": "yes"}  # the change is applied, as Azure does
+    assert env.statuses("snapshots.put") == [202, 202, 409]
+    assert refused.value.error is not None and refused.value.error.code == "PropertyChangeNotAllowed"
     assert len(env.emu.snapshots()) == 1
 
 

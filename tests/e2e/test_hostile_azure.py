@@ -18,6 +18,7 @@ from azsnap.clock import ManualClock
 from azsnap.domain import naming
 from azsnap.domain.conditions import HealthState
 from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.emulator import EmulatorConfig
 from azsnap.emulator.state import SnapshotRecord
 from azsnap.reconciler import StatusReport
 from azsnap.sandbox import Sandbox, azure_sandbox, disk_id
@@ -75,7 +76,8 @@ class Run:
 @pytest.fixture
 async def run() -> AsyncIterator[Run]:
     clock = ManualClock(START)
-    async with azure_sandbox(clock, disks=2) as box:
+    # A hand-moved clock does not move while the SDK polls: operations must end at once (the "instant" timing).
+    async with azure_sandbox(clock, config=EmulatorConfig.named("instant"), disks=2) as box:
         hostile = Run(box, clock)
         await hostile.hours(3)  # each policy holds its 10:00 and 11:00 snapshots
         yield hostile

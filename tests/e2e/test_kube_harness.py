@@ -248,6 +248,7 @@ async def test_watch_resumes_from_a_resource_version_and_too_old_ones_get_410(ku
 
 
 async def test_discovery_namespaces_and_selectors(kube: KubeEmulator) -> None:
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})  # none appears on use
     kube.apply(policy_manifest("p1") | {"metadata": {"name": "p1", "namespace": "team-a", "labels": {"tier": "gold"}}})
     kube.apply(policy_manifest("p2"))
     async with aiohttp.ClientSession(kube.url) as http:
@@ -262,3 +263,12 @@ async def test_discovery_namespaces_and_selectors(kube: KubeEmulator) -> None:
     assert {r["name"] for r in ours["resources"]} == {PLURAL, f"{PLURAL}/status"}
     assert [item["metadata"]["name"] for item in gold["items"]] == ["p1"]
     assert [item["metadata"]["name"] for item in named["items"]] == ["p2"]
+
+
+async def test_a_name_that_is_no_dns_subdomain_is_refused(kube: KubeEmulator) -> None:
+    async with aiohttp.ClientSession(kube.url) as http:
+        response = await http.post(COLLECTION, json=policy_manifest("Bad_Name"))
+        body = await response.json()
+    assert response.status == 422
+    assert [(c["field"], c["reason"]) for c in body["details"]["causes"]] == [("metadata.name", "FieldValueInvalid")]
+    assert kube.get(*SNAPSHOT_POLICY, "default", "Bad_Name") is None

@@ -73,8 +73,13 @@ def test_the_crd_is_a_valid_kubernetes_object() -> None:
 def test_schema_is_structural_and_described() -> None:
     for path, schema in walk(openapi_schema()):
         assert "type" in schema, f"{path or '(root)'} has no type"
+        if path == "metadata":
+            # The API server owns the root metadata: a CRD may only constrain name and generateName, and a
+            # description (or anything else) on the node itself is refused.
+            assert schema == {"type": "object"}, "root metadata must be exactly {type: object}"
+            continue
         assert schema.get("description"), f"{path or '(root)'} has no description: kubectl explain needs one"
-        if schema["type"] == "object" and path != "metadata":
+        if schema["type"] == "object":
             has_props = "properties" in schema
             has_map = "additionalProperties" in schema
             assert has_props != has_map, f"{path}: an object has either properties or additionalProperties"
@@ -187,10 +192,13 @@ def test_printer_columns_point_at_fields_that_exist() -> None:
         "Schedule": ("string", ".status.schedule"),
         "Ready": ("string", '.status.conditions[?(@.type=="Ready")].status'),
         "Last snapshot": ("date", ".status.lastSnapshot.createdTime"),
-        "Next snapshot": ("date", ".status.nextSnapshotTime"),
+        "Next snapshot": ("string", ".status.nextSnapshotTime"),
         "Count": ("integer", ".status.snapshotCount"),
         "Age": ("date", ".metadata.creationTimestamp"),
     }
+    # A `date` column renders the age of a time and `<invalid>` for a future one: only past times may use it.
+    future = {".status.nextSnapshotTime"}
+    assert not [name for name, (kind, path) in columns.items() if kind == "date" and path in future]
     paths = dict(walk(openapi_schema()))
     for _, path in columns.values():
         plain = re.sub(r"\[\?\(.*?\)\]", "[]", path).lstrip(".")

@@ -57,7 +57,11 @@ async def test_requests_need_a_token_and_the_api_version(served: tuple[Emulator,
     assert (status, body["error"]["code"]) == (400, "NoRegisteredProviderFound")
     status, body, headers = await call("GET", DISKS.upper() + "/DISK-0", **{"api-version": API_VERSION})
     assert status == 200 and body["name"] == "disk-0"  # ARM paths and names are case-insensitive
-    assert headers["x-ms-ratelimit-remaining-subscription-reads"] == "249"
+    # Azure reports the LowCostGet policy on a GET and never the ARM reads budget (recorded answers)
+    assert headers["x-ms-ratelimit-remaining-resource"] == (
+        "Microsoft.Compute/LowCostGet3Min;3999,Microsoft.Compute/LowCostGet30Min;31999"
+    )
+    assert "x-ms-ratelimit-remaining-subscription-reads" not in headers
     status, body, _ = await call(
         "GET", "/subscriptions/x/providers/Microsoft.Network/vnets", **{"api-version": API_VERSION}
     )

@@ -79,15 +79,19 @@ def test_create_fills_azure_fields_and_normalizes_location() -> None:
     disk_id = seeded(store)
     record, op = store.create_snapshot(T0, SUB, RG, "snap", body(disk_id))
     props = record.to_json(T0)["properties"]
-    assert op is not None and op.due == T0 + timedelta(seconds=2)
+    assert op is not None and op.due == T0 + timedelta(seconds=3)  # Azure's recorded timing: about 3 s
     assert record.body["location"] == "westeurope"
-    assert props["provisioningState"] == "Updating"
+    assert props["provisioningState"] == "Creating"
+    assert "diskSizeGB" not in props and "diskSizeBytes" not in props  # no size while Creating, as Azure
     assert props["creationData"]["sourceUniqueId"] == store.disks[(SUB, RG, "disk-0")].unique_id
     assert props["incrementalSnapshotFamilyId"] == store.disks[(SUB, RG, "disk-0")].family_id
     assert props["timeCreated"] == T0.isoformat()
     assert record.body["sku"] == {"name": "Standard_LRS", "tier": "Standard"}
     store.settle(T0 + timedelta(seconds=2))
+    assert store.snapshots[(SUB, RG, "snap")].state == "Creating"
+    store.settle(T0 + timedelta(seconds=3))
     assert store.snapshots[(SUB, RG, "snap")].state == "Succeeded"
+    assert store.snapshots[(SUB, RG, "snap")].to_json(T0)["properties"]["diskSizeGB"] == 64
 
 
 @pytest.mark.parametrize(
@@ -96,8 +100,11 @@ def test_create_fills_azure_fields_and_normalizes_location() -> None:
         (lambda b: b.pop("location"), 400, "LocationRequired"),
         (lambda b: b["properties"].pop("creationData"), 400, "InvalidParameter"),
         (lambda b: b["properties"]["creationData"].update(createOption="Empty"), 400, "InvalidParameter"),
+        (lambda b: b["properties"]["creationData"].update(createOption="Import"), 400, "InvalidParameter"),
         (lambda b: b["properties"]["creationData"].update(sourceResourceId="nonsense"), 400, "InvalidParameter"),
-        (lambda b: b.update(location="northeurope"), 400, "InvalidParameter"),
+        # Azure cannot see a disk of another region from the target's: 404 NotFound (recorded)
+        (lambda b: b.update(location="northeurope"), 404, "NotFound"),
+        (lambda b: b["properties"]["creationData"].update(createOption="CopyStart"), 409, "OperationNotAllowed"),
         (lambda b: b.update(sku={"name": "PremiumV2_LRS"}), 400, "InvalidParameter"),
         (
             lambda b: b["properties"]["creationData"].update(

@@ -53,12 +53,11 @@ NON_CORE_KINDS = {"ServiceMonitor", "PrometheusRule", "ClusterKopfPeering", "Kop
 ALLOWED_RULES = {
     ("azsnap.io", "snapshotpolicies"): {"list", "watch", "patch"},
     ("azsnap.io", "snapshotpolicies/status"): {"patch"},
-    ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "events"): {"create"},
 }
 PEERING_RULES = {
-    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
-    ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
+    ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"},
+    ("kopf.dev", "kopfpeerings"): {"list", "watch", "patch"},
 }
 CLIENT_ID = "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b"
 
@@ -293,7 +292,7 @@ def test_peering_with_two_replicas(helm: str) -> None:
     assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
     crd_names = {c["metadata"]["name"] for c in of_kind(manifests, "CustomResourceDefinition")}
     assert "clusterkopfpeerings.kopf.dev" in crd_names
-    assert {("kopf.dev", "clusterkopfpeerings", v) for v in ("get", "list", "watch", "patch")} <= set(rules(manifests))
+    assert {("kopf.dev", "clusterkopfpeerings", v) for v in ("list", "watch", "patch")} <= set(rules(manifests))
     pdb = one(manifests, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert "maxUnavailable" not in pdb["spec"]
@@ -303,7 +302,7 @@ def test_namespaced_peering_objects(helm: str) -> None:
     manifests = render(helm, "namespace-scoped", "peering.enabled=true")
     assert {p["metadata"]["namespace"] for p in of_kind(manifests, "KopfPeering")} == {"team-a", "team-b"}
     for role in of_kind(manifests, "Role"):
-        assert {("kopf.dev", "kopfpeerings", v) for v in ("get", "list", "watch", "patch")} <= set(rules([role]))
+        assert {("kopf.dev", "kopfpeerings", v) for v in ("list", "watch", "patch")} <= set(rules([role]))
     assert not of_kind(manifests, "ClusterKopfPeering")
 
 

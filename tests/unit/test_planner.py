@@ -342,9 +342,19 @@ def test_next_time_includes_retention_expiry() -> None:
     assert p.next_time == hour(12) + timedelta(minutes=30)  # the 11:00 snapshot ages out at 12:30
 
 
-def test_creating_asks_for_a_quick_look_again() -> None:
+def test_a_plan_wakes_for_the_state_after_its_creates_succeed() -> None:
     p = plan(policy(), DISK, [], [], NOW, LIMITS)
-    assert p.next_time == NOW + timedelta(minutes=1)
+    assert len(p.creates) == 1
+    assert p.next_time == hour(13)  # the caller looks sooner if the create does not succeed
+
+
+def test_the_plan_looks_ahead_at_what_its_creates_make_unnecessary() -> None:
+    old = ours(hour(11))
+    p = plan(policy(retention={"keepLast": 1}), DISK, [old], [], NOW, LIMITS)
+    assert [c.slot for c in p.creates] == [hour(12)]
+    assert p.deletes == ()  # the newest good one stays until the new one exists
+    assert [d.snapshot.name for d in p.deletes_after_creates] == [old.name]
+    assert "keepLast 1" in p.deletes_after_creates[0].reason
 
 
 def test_schedule_in_a_zone() -> None:

@@ -13,7 +13,7 @@ from azsnap.cloud.memory import MemoryCloud
 from azsnap.domain import naming, schedule
 from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk
-from azsnap.reconciler import Reconciler, StatusReport
+from azsnap.reconciler import Reconciler, StatusReport, core
 
 SUB = "00000000-0000-0000-0000-000000000000"
 RG = "rg-demo"
@@ -185,3 +185,27 @@ async def test_last_successful_snapshot_time_is_the_slot_time(clock, cloud, disk
     report = await Reconciler(cloud, clock).reconcile(make_policy(disk), SnapshotPolicyStatus())
     assert report.status["lastSuccessfulSnapshotTime"] == "2026-03-02T09:00:00Z"
     assert report.status["lastSnapshot"]["createdTime"] == "2026-03-02T09:07:30Z"
+
+
+async def test_one_plan_per_reconcile(clock, cloud, disk, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[datetime] = []
+    real = core.plan
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(clock.now())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core, "plan", counted)
+    reconciler = Reconciler(cloud, clock)
+    policy = make_policy(disk, retention={"keepLast": 1})
+    status, reconciles = SnapshotPolicyStatus(), 0
+    cloud.fail_next("snapshots.create", TransientError("busy", retry_after=30))
+    while clock.now() < START + timedelta(hours=3):
+        report = await reconciler.reconcile(policy, status, on_demand_token="t1")
+        reconciles += 1
+        status = fold(status, report)
+        clock.set(report.next_time)
+    assert len(calls) == reconciles
+    assert reconciles >= 4  # a refused create, the retry, the on-demand one and the hourly slots
+    # the look-ahead deleted what each new snapshot made unnecessary, in the same reconcile
+    assert len([s for s in cloud.snapshots if s.is_of_disk(disk)]) == 1

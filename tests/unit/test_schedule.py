@@ -4,7 +4,10 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from azsnap.domain import schedule
 from azsnap.domain.models import ScheduleSpec
 from azsnap.domain.schedule import (
     next_slot,
@@ -272,3 +275,26 @@ def test_slot_offset_is_stable_per_disk_and_within_jitter() -> None:
     assert slot_offset(spec, disks[0]) == offsets[0]
     assert slot_offset(spec, disks[0].upper()) == offsets[0]  # ARM IDs ignore case
     assert slot_offset(ScheduleSpec(cron="@hourly"), disks[0]) == timedelta(0)
+
+
+@given(
+    st.sampled_from(
+        [
+            {"cron": "0 * * * *", "timeZone": "Europe/Berlin"},
+            {"cron": "30 2 * * *", "timeZone": "Europe/Berlin"},
+            {"cron": "0 */4 * * 1-5", "timeZone": "America/New_York"},
+            {"every": "6h", "timeZone": "Australia/Lord_Howe"},
+            {"every": "3d"},
+        ]
+    ),
+    st.lists(st.tuples(st.integers(0, 24 * 120), st.integers(0, 24 * 40)), min_size=1, max_size=8),
+)
+@settings(max_examples=60, deadline=None)
+def test_the_slot_calendar_answers_as_a_fresh_walk_does(raw: dict[str, str], windows: list[tuple[int, int]]) -> None:
+    spec = ScheduleSpec.model_validate(raw)
+    base = utc(2026, 1, 1)
+    for start_h, length_h in windows:  # questions in any order, overlapping or not, reuse one calendar
+        start = base + timedelta(hours=start_h, minutes=17)
+        end = start + timedelta(hours=length_h)
+        assert slots_between(spec, start, end) == schedule._generate(spec, start, end)
+        assert previous_slot(spec, end) == max(schedule._generate(spec, end - timedelta(days=40), end), default=None)

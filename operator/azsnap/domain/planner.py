@@ -13,6 +13,10 @@ deadline is over): a snapshot that ends `Failed` while the slot is due is retrie
 at or below the watermark is never taken again, even if its snapshot has gone since (deleted by hand or by
 retention): at most one usable snapshot per slot, ever.
 
+The plan is made once per reconcile and describes the state after its own actions succeed: `deletes_after_creates`
+are what retention no longer keeps once the planned creates exist (run only if every create gave a `Succeeded`
+snapshot), and `next_time` is when to look again then (the caller looks sooner when a create did not succeed).
+
 On-demand snapshots are named by the minute they are asked in; a second request within the same minute waits
 for the next minute (`OnDemandWait`), so every new request gives one more snapshot.
 """
@@ -88,6 +92,8 @@ class Plan:
     next_slot: datetime
     retention: RetentionDecision = field(default_factory=RetentionDecision)
     owned: tuple[Snapshot, ...] = ()
+    #: Deletes retention adds once the creates exist (keepLast, tiers): only when every create succeeded.
+    deletes_after_creates: tuple[DeleteAction, ...] = ()
 
     @property
     def nothing_to_do(self) -> bool:
@@ -299,6 +305,20 @@ def plan(
             wants = wants[:room]
     creates = (*wants, *replays)
 
+    # -- what the creates make unnecessary -------------------------------------------------------------------
+    after = decision
+    later: list[DeleteAction] = []
+    if wants and not spec.suspend:
+        made = [_as_made(c, disk, now, spec.snapshot.incremental) for c in wants]
+        after = retention.decide_retention(spec.retention, sched.zone, (*owned, *made), now, limits)
+        extra = [
+            s
+            for s in owned
+            if s.name in after.delete and s.name not in decision.delete and naming.name_matches_owner(s)
+        ]
+        extra.sort(key=lambda s: (retention.snapshot_time(s) or now, s.name))
+        later = [DeleteAction(s, after.delete[s.name]) for s in extra]
+
     # -- watermark -------------------------------------------------------------------------------------------
     due_created = any(not c.on_demand and c.slot == due for c in creates)
     due_open = due is not None and (due not in taken or taken[due].state is not SnapshotState.SUCCEEDED)
@@ -324,10 +344,10 @@ def plan(
         wake.append(upcoming + offset)
     else:
         wake.append(now + IDLE_RECHECK)
-    if decision.next_change is not None:
-        wake.append(decision.next_change)
+    if after.next_change is not None:
+        wake.append(after.next_change)
     wake.extend(b.until for b in blocked if b.until is not None)
-    if creates or any(b.reason == "InProgress" for b in blocked):
+    if replays or any(b.reason == "InProgress" for b in blocked):
         wake.append(now + CREATE_RECHECK)
     if any(s.state in _BUSY for s in owned):
         wake.append(now + COPY_RECHECK)
@@ -344,4 +364,21 @@ def plan(
         next_slot=upcoming if upcoming is not None else now + schedule.LOOKAHEAD,
         retention=decision,
         owned=owned,
+        deletes_after_creates=tuple(later),
+    )
+
+
+def _as_made(action: CreateAction, disk: Disk, now: datetime, incremental: bool) -> Snapshot:
+    """The snapshot a create will give if it succeeds, for retention to look ahead with."""
+    return Snapshot(
+        id="",
+        name=action.name,
+        resource_group=disk.resource_group,
+        location=disk.location,
+        source_resource_id=disk.id,
+        source_unique_id=disk.unique_id,
+        time_created=now,
+        provisioning_state="Succeeded",
+        tags=dict(action.tags),
+        incremental=incremental,
     )

@@ -16,7 +16,9 @@ hour field starts with `*` (`0 * * * *`).
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import pairwise
@@ -53,6 +55,11 @@ LOOKBACK: Final = timedelta(days=400)
 LOOKAHEAD: Final = timedelta(days=5 * 366)
 #: Windows tried in turn by `previous_slot`, so a frequent schedule is not walked for 400 days.
 _LOOKBACK_STEPS: Final = (timedelta(hours=2), timedelta(days=1), timedelta(days=8), timedelta(days=35), LOOKBACK)
+#: Windows tried in turn by `next_slot`.
+_LOOKAHEAD_STEPS: Final = (timedelta(days=1), timedelta(days=35), timedelta(days=400), LOOKAHEAD)
+#: A calendar never spans more than this (a longer question is walked without it), and at most this many are kept.
+_CALENDAR_SPAN: Final = timedelta(days=401)
+_CALENDARS_KEPT: Final = 256
 #: Wall-clock iteration starts this much before the instant asked for; UTC offsets differ by less.
 _MARGIN: Final = timedelta(hours=3)
 _EPOCH_DAY: Final = date(1970, 1, 1)
@@ -147,17 +154,59 @@ def _iter_slots(schedule: ScheduleSpec, after: datetime) -> Iterator[datetime]:
         yield instant
 
 
-def slots_between(schedule: ScheduleSpec, start: datetime, end: datetime) -> list[datetime]:
-    """The scheduled slots (aware UTC) with `start < slot <= end`."""
-    end = _utc(end)
+def _generate(schedule: ScheduleSpec, start: datetime, end: datetime) -> list[datetime]:
+    """The scheduled slots with `start < slot <= end`, walked from the schedule itself (no cache)."""
     found: list[datetime] = []
-    if end <= _utc(start):
+    if end <= start:
         return found
     for slot in _iter_slots(schedule, start):
         if slot > end:
             break
         found.append(slot)
     return found
+
+
+@dataclass
+class _Calendar:
+    """Every slot of one schedule in (`low`, `high`], ascending: walked once, then read by bisection."""
+
+    low: datetime
+    high: datetime
+    slots: list[datetime]
+
+
+#: Calendars by (cron, every, time zone): a reconcile asks the same schedule for slots several times, and a
+#: fleet shares few schedules. Memoisation only: the answers are those of `_generate`.
+_CALENDARS: dict[tuple[str | None, timedelta | None, str], _Calendar] = {}
+
+
+def _calendar(schedule: ScheduleSpec, start: datetime, end: datetime) -> _Calendar:
+    """A calendar of `schedule` that covers (`start`, `end`], extended or started afresh as needed."""
+    key = (schedule.cron, schedule.every, schedule.time_zone)
+    cal = _CALENDARS.get(key)
+    if cal is None or end < cal.low or start > cal.high or max(end, cal.high) - min(start, cal.low) > _CALENDAR_SPAN:
+        if len(_CALENDARS) >= _CALENDARS_KEPT:
+            _CALENDARS.clear()
+        cal = _CALENDARS[key] = _Calendar(start, end, _generate(schedule, start, end))
+        return cal
+    if start < cal.low:
+        cal.slots[:0] = _generate(schedule, start, cal.low)
+        cal.low = start
+    if end > cal.high:
+        cal.slots.extend(_generate(schedule, cal.high, end))
+        cal.high = end
+    return cal
+
+
+def slots_between(schedule: ScheduleSpec, start: datetime, end: datetime) -> list[datetime]:
+    """The scheduled slots (aware UTC) with `start < slot <= end`."""
+    start, end = _utc(start), _utc(end)
+    if end <= start:
+        return []
+    if end - start > _CALENDAR_SPAN:
+        return _generate(schedule, start, end)
+    slots = _calendar(schedule, start, end).slots
+    return slots[bisect_right(slots, start) : bisect_right(slots, end)]
 
 
 def previous_slot(schedule: ScheduleSpec, now: datetime) -> datetime | None:
@@ -173,10 +222,10 @@ def previous_slot(schedule: ScheduleSpec, now: datetime) -> datetime | None:
 def next_slot(schedule: ScheduleSpec, now: datetime) -> datetime:
     """The first slot strictly after `now`; ValueError if the schedule does not fire within five years."""
     now = _utc(now)
-    for slot in _iter_slots(schedule, now):
-        if slot <= now + LOOKAHEAD:
-            return slot
-        break
+    for span in _LOOKAHEAD_STEPS:
+        found = slots_between(schedule, now, now + span)
+        if found:
+            return found[0]
     raise ValueError(
         f"schedule {schedule.cron or schedule.every!s} does not fire within five years after "
         f"{now:%Y-%m-%dT%H:%M:%SZ}; fix spec.schedule"

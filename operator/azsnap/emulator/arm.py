@@ -41,6 +41,7 @@ class ArmError(Exception):
         target: str | None = None,
         details: list[dict[str, Any]] | None = None,
         headers: Mapping[str, str] | None = None,
+        arm_level: bool = False,
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
@@ -49,6 +50,8 @@ class ArmError(Exception):
         self.target = target
         self.details = details
         self.headers = dict(headers or {})
+        #: Answered by ARM itself before the resource provider saw the call: no rate-limit headers (as recorded).
+        self.arm_level = arm_level
 
     def body(self) -> dict[str, Any]:
         return {"error": self.error_object()}

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 __all__ = [
     "API_VERSION",
+    "AZURE_DURATIONS",
     "DEFAULT_BUCKETS",
     "DEMO_LOCATION",
     "DEMO_RESOURCE_GROUP",
     "DEMO_SUBSCRIPTION",
     "OPERATIONS",
+    "TIMINGS",
     "BucketSize",
     "EmulatorConfig",
     "FaultKind",
@@ -32,12 +34,17 @@ OPERATIONS: Final = (
     "snapshots.get",
     "snapshots.delete",
     "snapshots.list",
+    "snapshots.access",
     "disks.get",
+    "disks.put",
+    "disks.delete",
     "disks.list",
     "operations.get",
 )
 
-FaultKind = Literal["latency", "429", "500", "503", "drop", "lro_failed", "failed_after_limit"]
+FaultKind = Literal[
+    "latency", "429", "500", "503", "drop", "lro_failed", "failed_after_limit", "subscription_throttled"
+]
 FAULT_KINDS: Final = frozenset(get_args(FaultKind))
 
 
@@ -59,6 +66,13 @@ DEFAULT_BUCKETS: Final[dict[str, BucketSize]] = {
     "Microsoft.Compute/LowCostGet30Min": BucketSize(32000, timedelta(minutes=30)),
     "Microsoft.Compute/DeleteDisks3Min": BucketSize(1000, timedelta(minutes=3)),
     "Microsoft.Compute/DeleteDisks30Min": BucketSize(8000, timedelta(minutes=30)),
+    # Recorded maxima of the remaining counts (`../shared` recordings: 2999/24999, 999/7991, 49999/399999).
+    "Microsoft.Compute/CreateUpdateDisks3Min": BucketSize(3000, timedelta(minutes=3)),
+    "Microsoft.Compute/CreateUpdateDisks30Min": BucketSize(25000, timedelta(minutes=30)),
+    "Microsoft.Compute/HighCostDiskHydrate3Min": BucketSize(1000, timedelta(minutes=3)),
+    "Microsoft.Compute/HighCostDiskHydrate30Min": BucketSize(8000, timedelta(minutes=30)),
+    "Microsoft.Compute/GetOperation3Min": BucketSize(50000, timedelta(minutes=3)),
+    "Microsoft.Compute/GetOperation30Min": BucketSize(400000, timedelta(minutes=30)),
     # ARM's own per-subscription buckets (token bucket: 250 reads refilled at 25/s, 200 writes/deletes at 10/s).
     "subscription-reads": BucketSize(250, timedelta(seconds=10)),
     "subscription-writes": BucketSize(200, timedelta(seconds=20)),
@@ -104,9 +118,27 @@ class RecordedRequest:
     time: datetime
 
 
+#: Operation durations Azure showed (emulated seconds from the accepted request to the operation's end), fitted
+#: to the recorded answers: a create or update from a source is still running 2 s after its PUT and done by the
+#: first poll 10 s later; an empty snapshot without a customer key, and granting or revoking access, end at once;
+#: a delete ends within a second.
+AZURE_DURATIONS: Final[dict[str, timedelta]] = {
+    "create": timedelta(seconds=3),
+    "create_empty": timedelta(0),
+    "update": timedelta(seconds=3),
+    "delete": timedelta(seconds=1),
+    "grant": timedelta(0),
+    "revoke": timedelta(0),
+}
+
+
 @dataclass(frozen=True)
 class EmulatorConfig:
-    """How faithful and how strict the emulator is. Times are emulated (they follow the emulator's clock)."""
+    """How faithful and how strict the emulator is. Times are emulated (they follow the emulator's clock).
+
+    The defaults answer as Azure answered (see docs/emulator.md); `EmulatorConfig.named("gentle")` is the gentler
+    timing for fast tests and benchmarks that ask for it.
+    """
 
     throttling: bool = True
     #: At most `window_creates` incremental snapshots per disk in any `window`.
@@ -117,12 +149,39 @@ class EmulatorConfig:
     #: Premium SSD v2 / Ultra: snapshots still copying in the background, per disk.
     max_pending_copies: int = 3
     page_size: int = 100
-    #: How long a create or delete stays InProgress.
-    lro_duration: timedelta = timedelta(seconds=2)
-    #: Retry-After sent with accepted long-running operations and their polls (0: none, the client's own interval).
-    poll_retry_after_s: int = 1
-    #: Premium SSD v2 / Ultra background copy speed.
+    #: How long every long-running operation stays InProgress; None: Azure's recorded durations per kind.
+    lro_duration: timedelta | None = None
+    #: Retry-After sent with accepted long-running operations and their running polls (0: none, as Azure).
+    poll_retry_after_s: int = 0
+    #: Premium SSD v2 / Ultra background copy and CopyStart speed.
     copy_rate_percent_per_minute: float = 20.0
+    #: True: a copy (CopyStart, background copy) is complete when its operation ends (Azure: it runs on after).
+    copies_with_operation: bool = False
     buckets: dict[str, BucketSize] = field(default_factory=lambda: dict(DEFAULT_BUCKETS))
     #: Seed of the RNG that draws fault probabilities.
     seed: int = 0
+
+    def duration(self, kind: str) -> timedelta:
+        """How long an operation of `kind` (a key of `AZURE_DURATIONS`) runs."""
+        if self.lro_duration is not None:
+            return self.lro_duration
+        return AZURE_DURATIONS[kind]
+
+    @classmethod
+    def named(cls, timing: str, **overrides: Any) -> EmulatorConfig:
+        """The configuration of a named timing (`azure`, `gentle`, `instant`), with `overrides` on top."""
+        try:
+            base = TIMINGS[timing]
+        except KeyError:
+            raise ValueError(f"unknown emulator timing {timing!r}; one of {sorted(TIMINGS)}") from None
+        return cls(**{**base, **overrides})
+
+
+#: Named timings. `azure`: as Azure answered (the default). `gentle`: operations end at once, a copy completes
+#: with its operation, and 202s and running polls carry `Retry-After: 1`. `instant`: the same without
+#: Retry-After (clients poll at their own interval, which tests set to 0).
+TIMINGS: Final[dict[str, dict[str, Any]]] = {
+    "azure": {},
+    "gentle": {"lro_duration": timedelta(0), "poll_retry_after_s": 1, "copies_with_operation": True},
+    "instant": {"lro_duration": timedelta(0), "poll_retry_after_s": 0, "copies_with_operation": True},
+}

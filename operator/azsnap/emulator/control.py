@@ -47,6 +47,7 @@ def add_control_routes(app: web.Application, emu: Emulator) -> None:
                 sku=str(data.get("sku", "StandardSSD_LRS")),
                 size_gb=int(data.get("size_gb", 128)),
                 written_gb=None if data.get("written_gb") is None else float(data["written_gb"]),
+                os_properties=data.get("os_properties") if isinstance(data.get("os_properties"), dict) else None,
             )
         except KeyError:
             return _bad("'name' is required")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,8 +55,13 @@ class Emulator:
         sku: str = "StandardSSD_LRS",
         size_gb: int = 128,
         written_gb: float | None = None,
+        os_properties: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Create a disk (ValueError if it exists or a value is invalid); returns its ARM JSON."""
+        """Create a disk (ValueError if it exists or a value is invalid); returns its ARM JSON.
+
+        `os_properties` (`osType`, `hyperVGeneration`, `supportedCapabilities`) make it an OS disk's image facts,
+        which its snapshots carry.
+        """
         record = self.store.seed_disk(
             self.clock.now(),
             subscription_id,
@@ -66,6 +71,7 @@ class Emulator:
             sku=sku,
             size_gb=size_gb,
             written_gb=written_gb,
+            os_properties=os_properties,
         )
         return record.to_json()
 

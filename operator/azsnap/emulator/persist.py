@@ -14,7 +14,7 @@ from azsnap.emulator.state import Store
 
 __all__ = ["FORMAT", "dump_store", "load_store", "read_state", "write_state"]
 
-FORMAT: Final = "azsnap-emulator-state/1"
+FORMAT: Final = "azsnap-emulator-state/2"
 
 
 def _key(k: Key) -> list[str]:
@@ -47,6 +47,11 @@ def dump_store(store: Store) -> dict[str, Any]:
                 "unique_id": d.unique_id,
                 "family_id": d.family_id,
                 "time_created": d.time_created.isoformat(),
+                "state": d.state,
+                "creation": d.creation,
+                "tags": d.tags,
+                "carried": d.carried,
+                "encryption": d.encryption,
             }
             for d in store.disks.values()
         ],
@@ -60,6 +65,7 @@ def dump_store(store: Store) -> dict[str, Any]:
                 "state": s.state,
                 "source_unique_id": s.source_unique_id,
                 "copy_minutes": s.copy_minutes,
+                "access_until": s.access_until.isoformat() if s.access_until else None,
             }
             for s in store.snapshots.values()
         ],
@@ -76,6 +82,9 @@ def dump_store(store: Store) -> dict[str, Any]:
                 "keep_failed": o.keep_failed,
                 "status": o.status,
                 "end": o.end.isoformat() if o.end else None,
+                "target_kind": o.target_kind,
+                "changes": o.changes,
+                "partition": o.partition,
             }
             for o in store.operations.values()
         ],
@@ -103,6 +112,11 @@ def load_store(store: Store, data: dict[str, Any]) -> None:
             d["unique_id"],
             d["family_id"],
             _time(d["time_created"]),
+            d["state"],
+            d["creation"],
+            d["tags"],
+            d["carried"],
+            d["encryption"],
         )
         store.disks[(disk.subscription_id.lower(), disk.resource_group.lower(), disk.name.lower())] = disk
     for s in data["snapshots"]:
@@ -115,6 +129,7 @@ def load_store(store: Store, data: dict[str, Any]) -> None:
             s["state"],
             s["source_unique_id"],
             s["copy_minutes"],
+            _time(s["access_until"]) if s["access_until"] else None,
         )
         store.snapshots[(snap.subscription_id.lower(), snap.resource_group.lower(), snap.name.lower())] = snap
     for o in data["operations"]:
@@ -130,6 +145,9 @@ def load_store(store: Store, data: dict[str, Any]) -> None:
             bool(o["keep_failed"]),
             o["status"],
             _time(o["end"]) if o["end"] else None,
+            o["target_kind"],
+            o["changes"],
+            o["partition"],
         )
     store.created_at.update({uid: [_time(t) for t in times] for uid, times in data["created_at"].items()})
     store.violations.extend(str(v) for v in data["violations"])

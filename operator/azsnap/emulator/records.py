@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
@@ -10,6 +10,7 @@ from azsnap.emulator.arm import resource_id
 
 __all__ = [
     "BACKGROUND_COPY_SKUS",
+    "CARRIED",
     "DISK_SKUS",
     "GIB",
     "OPERATION_TTL",
@@ -20,6 +21,7 @@ __all__ = [
     "SnapshotRecord",
     "iso",
     "key",
+    "premium_tier",
     "sku_tier",
 ]
 
@@ -56,9 +58,33 @@ def sku_tier(sku: str) -> str:
     return "Premium" if sku.startswith(("Premium", "Ultra")) else "Standard"
 
 
+#: Premium SSD performance tiers: (largest size in GiB, tier, IOPS, MB/s), as Azure reports them on a disk.
+_PREMIUM_TIERS: Final = (
+    (4, "P1", 120, 25),
+    (8, "P2", 120, 25),
+    (16, "P3", 120, 25),
+    (32, "P4", 120, 25),
+    (64, "P6", 240, 50),
+    (128, "P10", 500, 100),
+    (256, "P15", 1100, 125),
+    (512, "P20", 2300, 150),
+    (1024, "P30", 5000, 200),
+    (2048, "P40", 7500, 250),
+    (4096, "P50", 7500, 250),
+    (8192, "P60", 16000, 500),
+    (16384, "P70", 18000, 750),
+    (32767, "P80", 20000, 900),
+)
+
+#: Properties a snapshot or disk carries over from its source (an OS disk's image facts).
+CARRIED: Final = ("osType", "hyperVGeneration", "supportedCapabilities")
+
+DiskState = Literal["Creating", "Updating", "Succeeded", "Failed"]
+
+
 @dataclass
 class DiskRecord:
-    """A managed disk (only what snapshots need)."""
+    """A managed disk: seeded through the control routes, or made by a PUT (Empty, or Copy of a snapshot)."""
 
     subscription_id: str
     resource_group: str
@@ -70,47 +96,78 @@ class DiskRecord:
     unique_id: str
     family_id: str
     time_created: datetime
+    state: DiskState = "Succeeded"
+    creation: dict[str, Any] = field(default_factory=lambda: {"createOption": "Empty"})
+    tags: dict[str, str] = field(default_factory=dict)
+    #: osType, hyperVGeneration, supportedCapabilities: what a snapshot of this disk carries.
+    carried: dict[str, Any] = field(default_factory=dict)
+    encryption: dict[str, Any] = field(default_factory=lambda: {"type": "EncryptionAtRestWithPlatformKey"})
+    access: bool = False
 
     @property
     def id(self) -> str:
         return resource_id(self.subscription_id, self.resource_group, "disks", self.name)
 
     def to_json(self) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            **self.carried,
+            "creationData": dict(self.creation),
+            "diskSizeGB": self.size_gb,
+        }
+        tier = premium_tier(self.sku, self.size_gb)
+        if tier is not None:
+            props["diskIOPSReadWrite"], props["diskMBpsReadWrite"] = tier[1], tier[2]
+        props |= {
+            "encryption": dict(self.encryption),
+            "networkAccessPolicy": "AllowAll",
+            "publicNetworkAccess": "Enabled",
+            "timeCreated": iso(self.time_created),
+            "provisioningState": self.state,
+            "diskState": "ActiveSAS" if self.access else "Unattached",
+            "diskSizeBytes": self.size_gb * GIB,
+            "uniqueId": self.unique_id,
+        }
+        if tier is not None:
+            props["tier"] = tier[0]
         return {
             "id": self.id,
             "name": self.name,
             "type": "Microsoft.Compute/disks",
             "location": self.location,
-            "tags": {},
+            "tags": dict(self.tags),
             "sku": {"name": self.sku, "tier": sku_tier(self.sku)},
-            "properties": {
-                "creationData": {"createOption": "Empty"},
-                "diskSizeGB": self.size_gb,
-                "diskSizeBytes": self.size_gb * GIB,
-                "uniqueId": self.unique_id,
-                "provisioningState": "Succeeded",
-                "diskState": "Unattached",
-                "timeCreated": iso(self.time_created),
-                "encryption": {"type": "EncryptionAtRestWithPlatformKey"},
-                "networkAccessPolicy": "AllowAll",
-                "publicNetworkAccess": "Enabled",
-            },
+            "properties": props,
         }
+
+
+def premium_tier(sku: str, size_gb: int) -> tuple[str, int, int] | None:
+    """(tier, IOPS, MB/s) of a Premium SSD of this size; None for other SKUs."""
+    if not sku.startswith("Premium_"):
+        return None
+    for largest, tier, iops, mbps in _PREMIUM_TIERS:
+        if size_gb <= largest:
+            return tier, iops, mbps
+    return None
+
+
+SnapshotState = Literal["Creating", "Updating", "Succeeded", "Failed"]
 
 
 @dataclass
 class SnapshotRecord:
-    """A snapshot: its static JSON plus what changes over emulated time."""
+    """A snapshot: its JSON as a GET shows it once made, plus what changes over emulated time."""
 
     subscription_id: str
     resource_group: str
     name: str
     body: dict[str, Any]
     created: datetime
-    state: Literal["Updating", "Succeeded", "Failed"] = "Updating"
+    state: SnapshotState = "Creating"
     #: The disk it copies (by uniqueId) and how long its background copy takes; None if it does not copy.
     source_unique_id: str | None = None
     copy_minutes: float | None = None
+    #: Until when read access is granted (`beginGetAccess`): diskState `ActiveSAS` until then.
+    access_until: datetime | None = None
 
     @property
     def location(self) -> str:
@@ -131,7 +188,13 @@ class SnapshotRecord:
     def to_json(self, now: datetime) -> dict[str, Any]:
         body = {**self.body, "properties": dict(self.body["properties"])}
         props = body["properties"]
+        if self.state == "Creating":
+            # Azure's GET of a snapshot still being created has no size yet (provisioning-states recording).
+            props.pop("diskSizeGB", None)
+            props.pop("diskSizeBytes", None)
         props["provisioningState"] = self.state
+        granted = self.access_until is not None and now < self.access_until
+        props["diskState"] = "ActiveSAS" if granted else "Unattached"
         percent = self.completion(now)
         if percent is not None:
             props["completionPercent"] = percent
@@ -141,14 +204,17 @@ class SnapshotRecord:
         return body
 
 
+OperationKind = Literal["create", "update", "delete", "grant", "revoke"]
+
+
 @dataclass
 class Operation:
-    """A long-running create or delete, InProgress until `due`."""
+    """A long-running operation on a snapshot or disk (`target_kind`), InProgress until `due`."""
 
     id: str
     subscription_id: str
     location: str
-    kind: Literal["create", "delete"]
+    kind: OperationKind
     target: Key
     start: datetime
     due: datetime
@@ -157,11 +223,18 @@ class Operation:
     keep_failed: bool = False
     status: Literal["InProgress", "Succeeded", "Failed"] = "InProgress"
     end: datetime | None = None
+    target_kind: Literal["snapshots", "disks"] = "snapshots"
+    #: An update's new content, applied when the operation ends.
+    changes: dict[str, Any] | None = None
+    #: The `p` query parameter of the operation's URLs (Azure's partition id; one per region here).
+    partition: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": self.id, "status": self.status, "startTime": iso(self.start)}
+        body: dict[str, Any] = {"startTime": iso(self.start)}
         if self.end is not None:
             body["endTime"] = iso(self.end)
+        body["status"] = self.status
         if self.status == "Failed" and self.error is not None:
             body["error"] = self.error
+        body["name"] = self.id
         return body

@@ -15,7 +15,9 @@ from aiohttp import web
 from azsnap.emulator.arm import ArmError
 from azsnap.emulator.config import API_VERSION
 from azsnap.emulator.control import add_control_routes
+from azsnap.emulator.lro import json_response, lro_headers, poll_answer
 from azsnap.emulator.records import Operation
+from azsnap.emulator.snapshots import echo
 
 if TYPE_CHECKING:
     from azsnap.emulator.emulator import Emulator
@@ -39,9 +41,18 @@ _ROUTES: Final = (
         re.compile(_SUB + _RG + _PROVIDER + r"/snapshots/(?P<name>[^/]+)/?$", re.I),
         {"GET": "snapshots.get", "PUT": "snapshots.put", "DELETE": "snapshots.delete"},
     ),
+    _Route(
+        re.compile(
+            _SUB + _RG + _PROVIDER + r"/snapshots/(?P<name>[^/]+)/(?P<action>beginGetAccess|endGetAccess)$", re.I
+        ),
+        {"POST": "snapshots.access"},
+    ),
     _Route(re.compile(_SUB + _RG + _PROVIDER + r"/snapshots/?$", re.I), {"GET": "snapshots.list"}),
     _Route(re.compile(_SUB + _PROVIDER + r"/snapshots/?$", re.I), {"GET": "snapshots.list"}),
-    _Route(re.compile(_SUB + _RG + _PROVIDER + r"/disks/(?P<name>[^/]+)/?$", re.I), {"GET": "disks.get"}),
+    _Route(
+        re.compile(_SUB + _RG + _PROVIDER + r"/disks/(?P<name>[^/]+)/?$", re.I),
+        {"GET": "disks.get", "PUT": "disks.put", "DELETE": "disks.delete"},
+    ),
     _Route(re.compile(_SUB + _RG + _PROVIDER + r"/disks/?$", re.I), {"GET": "disks.list"}),
     _Route(re.compile(_SUB + _PROVIDER + r"/disks/?$", re.I), {"GET": "disks.list"}),
     _Route(
@@ -53,10 +64,6 @@ _ROUTES: Final = (
 
 class _Dropped(Exception):
     """The connection was cut on purpose (fault `drop`)."""
-
-
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers)
 
 
 def _throttled_error(policy: str, retry_after_s: int, allowed: int | None) -> ArmError:
@@ -72,6 +79,30 @@ def _throttled_error(policy: str, retry_after_s: int, allowed: int | None) -> Ar
         "The server rejected the request because too many requests have been received for this subscription.",
         details=[detail],
         headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+def _subscription_throttled(subscription_id: str, method: str, kind: str, wait_s: int) -> ArmError:
+    """ARM's backend-storage 429 as recorded: the wait only in the message, no Retry-After, no rate-limit headers."""
+    operation = f"{method}/SUBSCRIPTIONS/RESOURCEGROUPS/PROVIDERS/MICROSOFT.COMPUTE/{kind.upper()}/"
+    return ArmError(
+        429,
+        "SubscriptionRequestsThrottled",
+        f"Number of requests for subscription '{subscription_id}' and operation '{operation}' exceeded the "
+        f"backend storage limit. Please try again after '{wait_s}' seconds.",
+        arm_level=True,
+    )
+
+
+def _server_timeout(subscription_id: str, when: str) -> ArmError:
+    """The gateway's 503 on a poll as recorded: no Retry-After, no rate-limit headers."""
+    tracking = str(uuid.uuid4())
+    return ArmError(
+        503,
+        "ServerTimeout",
+        f"The request timed out. Diagnostic information: timestamp '{when}', subscription id '{subscription_id}', "
+        f"tracking id '{tracking}', request correlation id '{tracking}'.",
+        arm_level=True,
     )
 
 
@@ -116,10 +147,10 @@ class _Handler:
                     f"The supported api-versions are '{', '.join(sorted(SUPPORTED_API_VERSIONS))}'.",
                 )
             body: Any = None
-            if request.method == "PUT":
+            if request.method in ("PUT", "POST"):
                 body = await self._body(request)
             self.emu.store.settle(self.emu.clock.now())
-            fail = await self._faults(operation)
+            fail = await self._faults(operation, request, match)
             location = self._location(operation, match, body)
             rate_headers, refused = self.emu.throttler.charge(operation, request.method, match["sub"], location)
             if refused is not None:
@@ -127,7 +158,9 @@ class _Handler:
             handler = getattr(self, "_" + operation.replace(".", "_"))
             response: web.StreamResponse = await handler(request, match, body, fail)
         except ArmError as exc:
-            response = _json(exc.status, exc.body(), exc.headers)
+            response = json_response(exc.status, exc.body(), exc.headers)
+            if exc.arm_level:
+                rate_headers = {}
         response.headers.update(headers)
         response.headers.update(rate_headers)
         return response
@@ -164,7 +197,7 @@ class _Handler:
                 f"The request content was invalid and could not be deserialized: {exc.msg}.",
             ) from exc
 
-    async def _faults(self, operation: str) -> str | None:
+    async def _faults(self, operation: str, request: web.Request, match: re.Match[str]) -> str | None:
         """Apply the faults drawn for this request; returns an LRO failure to plant, if any."""
         for rule in self.emu.faults.draw(operation):
             if rule.kind == "latency":
@@ -173,22 +206,24 @@ class _Handler:
                 raise _Dropped
             elif rule.kind == "429":
                 raise _throttled_error("Microsoft.Compute/InjectedFault", rule.retry_after_s, None)
+            elif rule.kind == "subscription_throttled":
+                kind = operation.split(".", 1)[0]
+                raise _subscription_throttled(match["sub"], request.method, kind, rule.retry_after_s)
             elif rule.kind == "500":
                 raise ArmError(500, "InternalServerError", "Encountered internal server error. Please try again.")
             elif rule.kind == "503":
-                raise ArmError(
-                    503,
-                    "ServiceUnavailable",
-                    "The service is temporarily unavailable. Please try again later.",
-                    headers={"Retry-After": str(rule.retry_after_s)},
-                )
+                raise _server_timeout(match["sub"], self.emu.clock.now().strftime("%Y%m%dT%H%M%SZ"))
             else:
                 return rule.kind
         return None
 
     def _location(self, operation: str, match: re.Match[str], body: Any) -> str:
         groups = match.groupdict()
-        if operation == "snapshots.put" and isinstance(body, dict) and isinstance(body.get("location"), str):
+        if (
+            operation in ("snapshots.put", "disks.put")
+            and isinstance(body, dict)
+            and isinstance(body.get("location"), str)
+        ):
             return str(body["location"]).replace(" ", "").lower()
         if operation == "operations.get":
             return str(groups["loc"]).lower()
@@ -202,27 +237,23 @@ class _Handler:
 
     # ---- snapshots ---------------------------------------------------------------------------------------------
 
-    def _lro_headers(self, request: web.Request, op: Operation) -> dict[str, str]:
-        base = f"{request.url.origin()}/subscriptions/{op.subscription_id}/providers/Microsoft.Compute/locations/{op.location}/operations/{op.id}"
-        headers = {
-            "Azure-AsyncOperation": f"{base}?api-version={API_VERSION}",
-            "Location": f"{base}?monitor=true&api-version={API_VERSION}",
-        }
-        if self.emu.config.poll_retry_after_s > 0:
-            headers["Retry-After"] = str(self.emu.config.poll_retry_after_s)
-        return headers
+    def _accepted(self, request: web.Request, op: Operation, body: Any = None) -> web.Response:
+        """202 with Azure's operation headers; the body is the request's echo (PUT) or nothing (DELETE, POST)."""
+        headers = lro_headers(str(request.url.origin()), op, API_VERSION, self.emu.config.poll_retry_after_s)
+        if body is None:
+            return web.Response(status=202, headers=headers)
+        return json_response(202, body, headers)
 
     async def _snapshots_put(self, request: web.Request, m: re.Match[str], body: Any, fail: str | None) -> web.Response:
         now = self.emu.clock.now()
         planted = fail if fail in ("lro_failed", "failed_after_limit") else None
-        record, op = self.emu.store.create_snapshot(now, m["sub"], m["rg"], m["name"], body, fail=planted)  # type: ignore[arg-type]
-        if op is None:
-            return _json(200, record.to_json(now))
-        return _json(202, record.to_json(now), self._lro_headers(request, op))
+        _, op = self.emu.store.put_snapshot(now, m["sub"], m["rg"], m["name"], body, fail=planted)  # type: ignore[arg-type]
+        assert op is not None  # put_snapshot always starts an operation
+        return self._accepted(request, op, echo("snapshots", m["sub"], m["rg"], m["name"], body))
 
     async def _snapshots_get(self, request: web.Request, m: re.Match[str], body: Any, fail: str | None) -> web.Response:
         now = self.emu.clock.now()
-        return _json(200, self.emu.store.get_snapshot(m["sub"], m["rg"], m["name"]).to_json(now))
+        return json_response(200, self.emu.store.get_snapshot(m["sub"], m["rg"], m["name"]).to_json(now))
 
     async def _snapshots_delete(
         self, request: web.Request, m: re.Match[str], body: Any, fail: str | None
@@ -232,7 +263,15 @@ class _Handler:
         )
         if op is None:
             return web.Response(status=204)
-        return web.Response(status=202, headers=self._lro_headers(request, op))
+        return self._accepted(request, op)
+
+    async def _snapshots_access(
+        self, request: web.Request, m: re.Match[str], body: Any, fail: str | None
+    ) -> web.Response:
+        now = self.emu.clock.now()
+        action = "beginGetAccess" if m["action"].lower() == "begingetaccess" else "endGetAccess"
+        op = self.emu.store.snapshot_access(now, m["sub"], m["rg"], m["name"], action, body)
+        return self._accepted(request, op)
 
     async def _snapshots_list(
         self, request: web.Request, m: re.Match[str], body: Any, fail: str | None
@@ -244,7 +283,15 @@ class _Handler:
     # ---- disks -------------------------------------------------------------------------------------------------
 
     async def _disks_get(self, request: web.Request, m: re.Match[str], body: Any, fail: str | None) -> web.Response:
-        return _json(200, self.emu.store.get_disk(m["sub"], m["rg"], m["name"]).to_json())
+        return json_response(200, self.emu.store.get_disk(m["sub"], m["rg"], m["name"]).to_json())
+
+    async def _disks_put(self, request: web.Request, m: re.Match[str], body: Any, fail: str | None) -> web.Response:
+        _, op = self.emu.store.put_disk(self.emu.clock.now(), m["sub"], m["rg"], m["name"], body)
+        return self._accepted(request, op, echo("disks", m["sub"], m["rg"], m["name"], body))
+
+    async def _disks_delete(self, request: web.Request, m: re.Match[str], body: Any, fail: str | None) -> web.Response:
+        op = self.emu.store.start_disk_delete(self.emu.clock.now(), m["sub"], m["rg"], m["name"])
+        return web.Response(status=204) if op is None else self._accepted(request, op)
 
     async def _disks_list(self, request: web.Request, m: re.Match[str], body: Any, fail: str | None) -> web.Response:
         return self._page(request, [d.to_json() for d in self.emu.store.list_disks(m["sub"], m.groupdict().get("rg"))])
@@ -259,33 +306,15 @@ class _Handler:
             page["nextLink"] = (
                 f"{request.url.origin()}{request.path}?api-version={API_VERSION}&$skiptoken={start + size}"
             )
-        return _json(200, page)
+        return json_response(200, page)
 
     # ---- operations --------------------------------------------------------------------------------------------
 
     async def _operations_get(
         self, request: web.Request, m: re.Match[str], body: Any, fail: str | None
     ) -> web.Response:
-        now = self.emu.clock.now()
         op = self.emu.store.operation(m["sub"], m["op"])
-        in_progress = op.status == "InProgress"
-        retry = (
-            {"Retry-After": str(self.emu.config.poll_retry_after_s)}
-            if in_progress and self.emu.config.poll_retry_after_s > 0
-            else {}
-        )
-        if request.query.get("monitor", "").lower() == "true":
-            if in_progress:
-                return web.Response(status=202, headers={**retry, "Location": str(request.url)})
-            if op.status == "Failed" and op.error is not None:
-                raise ArmError(409 if op.keep_failed else 500, str(op.error["code"]), str(op.error["message"]))
-            result = self.emu.store.operation_result(op, now)
-            return _json(200, result) if result is not None else web.Response(status=200)
-        answer = op.to_json()
-        result = self.emu.store.operation_result(op, now) if op.status == "Succeeded" else None
-        if result is not None:
-            answer["properties"] = {"output": result}
-        return _json(200, answer, retry)
+        return poll_answer(self.emu.store, op, request, self.emu.clock.now(), self.emu.config.poll_retry_after_s)
 
 
 def make_app(emulator: Emulator) -> web.Application:

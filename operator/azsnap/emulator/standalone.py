@@ -27,6 +27,8 @@ class StandaloneOptions:
     premium_v2_disks: int = 0
     throttling: bool = True
     state: Path | None = None
+    #: The emulator's named timing (`azure`, `gentle`, `instant`).
+    timing: str = "azure"
 
 
 def seed_demo(emulator: Emulator, disks: int, premium_v2_disks: int) -> None:
@@ -48,7 +50,7 @@ async def run_standalone(
 ) -> Emulator:
     """Serve until SIGINT/SIGTERM (or `stop` is set); with `options.state`, load it first and save it at the end."""
     clock = clock or WallClock()
-    config = EmulatorConfig(throttling=options.throttling)
+    config = EmulatorConfig.named(options.timing, throttling=options.throttling)
     if options.state is not None and options.state.exists():
         emulator = Emulator.load(options.state, clock, config)
     else:

@@ -11,7 +11,7 @@ from typing import Final
 from azsnap.clock import Clock
 from azsnap.emulator.config import BucketSize
 
-__all__ = ["ARM_HEADERS", "POLICIES", "Bucket", "Throttled", "Throttler"]
+__all__ = ["ARM_HEADERS", "POLICIES", "UNREPORTED", "Bucket", "Throttled", "Throttler"]
 
 _CREATE: Final = (
     "Microsoft.Compute/HighCostSnapshotCreateHydrate3Min",
@@ -20,17 +20,27 @@ _CREATE: Final = (
 _LIST: Final = ("Microsoft.Compute/HighCostGet3Min", "Microsoft.Compute/HighCostGet30Min")
 _GET: Final = ("Microsoft.Compute/LowCostGet3Min", "Microsoft.Compute/LowCostGet30Min")
 _DELETE: Final = ("Microsoft.Compute/DeleteDisks3Min", "Microsoft.Compute/DeleteDisks30Min")
+_DISK_PUT: Final = ("Microsoft.Compute/CreateUpdateDisks3Min", "Microsoft.Compute/CreateUpdateDisks30Min")
+_POLL: Final = ("Microsoft.Compute/GetOperation3Min", "Microsoft.Compute/GetOperation30Min")
 
-#: The Compute RP policies each operation is charged against (per subscription and region).
+#: The Compute RP policies each operation is charged against (per subscription and region), as the recorded
+#: answers name them: snapshot PUT and begin/endGetAccess share the create policy; snapshot and disk DELETE share
+#: DeleteDisks; operation polls are charged to GetOperation.
 POLICIES: Final[Mapping[str, tuple[str, ...]]] = {
     "snapshots.put": _CREATE,
+    "snapshots.access": _CREATE,
     "snapshots.get": _GET,
     "snapshots.delete": _DELETE,
     "snapshots.list": _LIST,
     "disks.get": _GET,
+    "disks.put": _DISK_PUT,
+    "disks.delete": _DELETE,
     "disks.list": _LIST,
-    "operations.get": (),
+    "operations.get": _POLL,
 }
+
+#: ARM buckets that are charged but never reported: Azure's answers carry no `…-subscription-reads` header.
+UNREPORTED: Final = frozenset({"subscription-reads"})
 
 #: The ARM subscription bucket (and its response header) each HTTP method is charged against.
 ARM_HEADERS: Final[Mapping[str, str]] = {
@@ -136,6 +146,6 @@ class Throttler:
         if resource:
             headers["x-ms-ratelimit-remaining-resource"] = ",".join(resource)
         for kind, policy, bucket in buckets:
-            if kind == "arm":
+            if kind == "arm" and policy not in UNREPORTED:
                 headers[f"x-ms-ratelimit-remaining-{policy}"] = str(bucket.remaining)
         return headers, refused

@@ -24,6 +24,7 @@ from azsnap.domain.models import (
 )
 from azsnap.domain.validation import format_errors, validate_manifest
 from azsnap.handlers.runtime import MEMO_KEY, Runtime
+from azsnap.handlers.startup import FINALIZER
 from azsnap.handlers.status import record_metrics, verdict
 from azsnap.reconciler import StatusReport
 
@@ -126,9 +127,17 @@ async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
 
 @kopf.timer(**_RESOURCE, interval=TICK_SECONDS)
 async def tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Reconcile when the plan's wake-up time has come; otherwise do nothing (no API call)."""
+    """Reconcile when the plan's wake-up time has come; otherwise do nothing (no API call).
+
+    kopf starts a timer as soon as it sees a new object, before it has put the finalizer on it and before the
+    create (or resume) handler ran. The timer waits for both: an Azure write made before the finalizer could be
+    left behind by a deletion, and a first reconcile here would only repeat the create handler's.
+    """
     runtime: Runtime = memo[MEMO_KEY]
-    if _due(runtime, body.metadata.uid or ""):
+    uid = body.metadata.uid or ""
+    if FINALIZER not in (body.metadata.get("finalizers") or []) or uid not in runtime.wakeups:
+        return
+    if _due(runtime, uid):
         await _reconcile(body, patch, runtime, only_if_due=True)
 
 

@@ -39,6 +39,8 @@ class Outcome:
     failed: list[str] = field(default_factory=list)
     #: Names created that Azure already reports `Succeeded` (not still creating or copying in the background).
     usable: set[str] = field(default_factory=set)
+    #: Names created that are still copying in the background (Premium SSD v2, Ultra).
+    copying: set[str] = field(default_factory=set)
     events: list[Event] = field(default_factory=list)
     error: CloudError | None = None
 
@@ -92,6 +94,8 @@ class Actor:
             out.created.append(made.name)
             if made.state is SnapshotState.SUCCEEDED:
                 out.usable.add(made.name)
+            elif made.state is SnapshotState.COPYING:
+                out.copying.add(made.name)
             what = "on-demand snapshot" if action.on_demand else f"snapshot for slot {iso(action.slot)}"
             out.events.append(Event("Normal", "SnapshotCreated", f"Created {what} {made.name} of disk {disk.name}"))
         return None

@@ -15,7 +15,7 @@ from azsnap.domain import naming, retention, schedule
 from azsnap.domain.conditions import Health, HealthState
 from azsnap.domain.models import DeletionPolicy, Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
-from azsnap.domain.planner import Plan, plan
+from azsnap.domain.planner import COPY_RECHECK, CREATE_RECHECK, Plan, plan
 from azsnap.domain.scope import ScopeCheck
 from azsnap.reconciler.accounting import (
     accounted_until,
@@ -63,6 +63,23 @@ def _waiting_for_finalize(policy: Policy, listed: Sequence[Snapshot]) -> list[Sn
         and not naming.is_held(s)
         and s.state in {SnapshotState.CREATING, SnapshotState.COPYING, SnapshotState.UNKNOWN}
     ]
+
+
+def _all_succeeded(the_plan: Plan, outcome: Outcome) -> bool:
+    """True when every create of the plan gave a snapshot Azure reports `Succeeded`."""
+    return all(c.name in outcome.usable for c in the_plan.creates)
+
+
+def _wake(the_plan: Plan, outcome: Outcome, now: datetime) -> datetime:
+    """The plan's wake-up (made for its creates succeeding), sooner when one did not: look at it again."""
+    wake = the_plan.next_time
+    if outcome.copying:
+        wake = min(wake, now + COPY_RECHECK)
+    if outcome.failed or any(
+        c.name in outcome.created and c.name not in outcome.usable | outcome.copying for c in the_plan.creates
+    ):
+        wake = min(wake, now + CREATE_RECHECK)
+    return wake
 
 
 class Reconciler:
@@ -169,15 +186,10 @@ class Reconciler:
             error = await actor.creates(the_plan.creates) or await actor.deletes(the_plan.deletes)
         outcome = actor.outcome
         outcome.error = error
-        if error is None and outcome.created:
+        if error is None and the_plan.deletes_after_creates and _all_succeeded(the_plan, outcome):
             # A new snapshot can make an older one unnecessary at once (keepLast, hourly): delete it now rather
-            # than at the next slot. Planned on the cached observation: no extra list call.
-            after = await self._known(disk, groups)
-            follow = self._plan(
-                policy, disk, after, now, accounted_until=the_plan.accounted_until, last_on_demand_token=on_demand_token
-            )
-            if follow.deletes and not follow.creates:
-                outcome.error = await actor.deletes(follow.deletes)
+            # than at the next slot. The plan looked ahead for this; no second plan, no extra list call.
+            outcome.error = await actor.deletes(the_plan.deletes_after_creates)
         return await self._report(policy, status, on_demand_token, disk, groups, the_plan, previous, outcome, base, now)
 
     async def _report(
@@ -194,26 +206,13 @@ class Reconciler:
         now: datetime,
     ) -> StatusReport:
         spec = policy.spec
-        error, created = outcome.error, outcome.created
+        created = outcome.created
         after = await self._known(disk, groups)
         watermark = watermark_after(the_plan, outcome, previous)
-        missed = list(the_plan.missed)
-        settled = the_plan
         on_demand_done = any(a.on_demand and a.name in created for a in the_plan.creates)
-        if error is None:
-            # Plan once more on what is there now (no Azure call): the wake-up, the pending deletions and the
-            # watermark then describe the state after acting, not before it.
-            settled = self._plan(
-                policy,
-                disk,
-                after,
-                now,
-                accounted_until=watermark,
-                on_demand_token=on_demand_token,
-                last_on_demand_token=on_demand_token if on_demand_done else status.last_on_demand_token,
-            )
-            missed.extend(settled.missed)
-            watermark = settled.accounted_until
+        planned = len(the_plan.deletes)
+        if the_plan.deletes_after_creates and _all_succeeded(the_plan, outcome):
+            planned += len(the_plan.deletes_after_creates)
         fields: dict[str, Any] = {
             **base,
             **status_fields(
@@ -223,16 +222,14 @@ class Reconciler:
                 after,
                 self.config.limits,
                 next_slot=the_plan.next_slot + schedule.slot_offset(spec.schedule, disk.id),
-                missed=len(missed),
-                pending_deletions=len(settled.deletes)
-                if error is None
-                else len(the_plan.deletes) - len(outcome.deleted),
+                missed=len(the_plan.missed),
+                pending_deletions=max(planned - len(outcome.deleted), 0),
                 watermark=watermark,
                 on_demand_token=on_demand_token,
                 on_demand_done=on_demand_done,
             ),
         }
-        report = self._health(policy, status, the_plan, settled, outcome, fields, now)
+        report = self._health(policy, status, the_plan, outcome, fields, now)
         return StatusReport(
             health=report.health,
             status=report.status,
@@ -241,13 +238,13 @@ class Reconciler:
             created=tuple(created),
             deleted=tuple(outcome.deleted),
             failed=tuple(outcome.failed),
-            missed_slots=tuple(sorted(set(missed))),
+            missed_slots=the_plan.missed,
             failed_seen=tuple(
                 sorted(
                     s.name for s in after if s.state is SnapshotState.FAILED and naming.is_owned(s, policy.ref, disk)
                 )
             ),
-            blocked=tuple(dict.fromkeys(b.reason for b in (*the_plan.blocked, *settled.blocked))),
+            blocked=tuple(dict.fromkeys(b.reason for b in the_plan.blocked)),
         )
 
     def _health(
@@ -255,12 +252,12 @@ class Reconciler:
         policy: Policy,
         status: SnapshotPolicyStatus,
         the_plan: Plan,
-        settled: Plan,
         outcome: Outcome,
         fields: dict[str, Any],
         now: datetime,
     ) -> StatusReport:
         verdicts, events = self.verdicts, outcome.events
+        wake = _wake(the_plan, outcome, now)
         blocked = {b.reason: b for b in the_plan.blocked}
         previous_reason = next((c.reason for c in status.conditions if c.type == "Ready"), None)
         if outcome.error is not None:
@@ -280,7 +277,7 @@ class Reconciler:
                 "Suspended",
                 "Suspended: spec.suspend is true, so azsnap creates and deletes nothing. Set it to false to resume.",
             )
-            return verdicts.report(health, fields, events, verdicts.next_time(settled.next_time, now))
+            return verdicts.report(health, fields, events, verdicts.next_time(wake, now))
         if "RateWindow" in blocked and the_plan.due_slot is not None and not outcome.created:
             b = blocked["RateWindow"]
             events.append(Event("Warning", "RateLimited", b.message))
@@ -291,11 +288,11 @@ class Reconciler:
         message = f"{fields['snapshotCount']} snapshot(s) held; next snapshot at {fields['nextSnapshotTime']}."
         if waiting:
             message += " Waiting: " + "; ".join(waiting)
-        doubts = [b.message for b in settled.blocked if b.reason in {"Unverified", "UnknownState", "RetriesExhausted"}]
+        doubts = [b.message for b in the_plan.blocked if b.reason in {"Unverified", "UnknownState", "RetriesExhausted"}]
         if doubts:
             message += " Not done: " + "; ".join(doubts)
         health = Health(HealthState.READY, "Succeeded", message)
-        return verdicts.report(health, fields, events, verdicts.next_time(settled.next_time, now))
+        return verdicts.report(health, fields, events, verdicts.next_time(wake, now))
 
     async def _known(self, disk: Disk, groups: Sequence[str]) -> list[Snapshot]:
         # After acting, a paced write may have waited past the list's freshness: the cache (with our own writes

@@ -1,22 +1,33 @@
 """An in-process Kubernetes API server (kmock's emulator, extended) for kopf, kubectl, the e2e tests and the demo.
 
-kmock 0.8 serves discovery and a simple object store. kopf and kubectl need more of the real API server's
-contract, so this package keeps its own store behind kmock's request routing and implements:
+kmock 0.8 serves discovery and a simple object store. kopf and kubectl need the real API server's contract, and
+azsnap's tests must fail where a real cluster would, so this package keeps its own store behind kmock's request
+routing and implements, checked against answers recorded from a real kube-apiserver (`tests/e2e/test_kube_answers.py`):
 
-- a global `resourceVersion` bumped on every write; lists and watch events carry it; a watch resumes from it
-  (or gets `410 Gone` when the version is older than the retained history);
-- `uid`, `creationTimestamp`, `generation` (bumped on spec changes and on deletion, never on status or
-  metadata) and `generateName`; 201 for create, 409 on a name clash or a stale `resourceVersion`;
-- merge patch, JSON patch (422 when a `test` op fails: kopf adds finalizers that way), strategic merge patch
-  for built-in kinds (as a merge patch; custom resources refuse it with 415 as the API server does),
-  server-side apply (`application/apply-patch+yaml`, as a merge patch that creates the object if missing:
-  no field ownership) and PUT;
+- CRD registration with the server's rules (`crd_rules`): structural schemas (a type on every node, root
+  `metadata` only constraining name/generateName, `additionalProperties` beside `properties`,
+  `x-kubernetes-*` consistency, defaults valid and not pruned, RE2 patterns, CEL rules compiled against the schema
+  and a cost check), printer columns, scale paths, names, one storage version, an immutable scope;
+- custom resources written as the server writes them (`admission`, `schema`, `cel`): kind checked, unknown fields
+  pruned with a `Warning` (or a 400 under `fieldValidation=Strict`), defaults applied, schema and CEL violations
+  refused with a 422 and the server's causes (including the `<nil>` cause when CEL rules were skipped);
+- a global `resourceVersion` (starting at 1000, so `resourceVersion=1` is too old) bumped on every write; lists
+  in key order; watches resume from a version, answer a too-old one with 200 and an `ERROR` event (410 Expired),
+  and send a `BOOKMARK` shortly before `timeoutSeconds` once the store moved past the last event;
+- `uid`, `creationTimestamp`, `generation` (custom resources and CRDs; bumped on spec changes and on deletion)
+  and `generateName`; 201 for create, 404 in a namespace that does not exist, 409 on a name clash or a stale
+  `resourceVersion`, 422 for a PUT of a custom resource without one;
+- merge patch, JSON patch (a failed `test` op is the server's bare 422), strategic merge patch for built-in kinds
+  (custom resources refuse it with 415), server-side apply (`application/apply-patch+yaml`, as a merge patch that
+  creates the object if missing: no field ownership) and PUT;
 - the status subresource: the main endpoint ignores `.status`, `/status` changes only `.status`;
-- deletion with finalizers: `deletionTimestamp` is set and the object goes once its finalizers are gone;
-- label and field selectors on list and watch, `timeoutSeconds` and `sendInitialEvents` on watch;
-- discovery for the built-ins kopf needs (`v1/namespaces`, `v1/events`, `v1/configmaps`, CRDs), kopf's
+- deletion with finalizers: `deletionTimestamp` is set, no finalizer may be added, the object goes once its
+  finalizers are gone; a deletion without finalizers answers a `Status`;
+- Tables for `kubectl get` (`tables`): printer columns rendered as the server renders them (`date` as an age,
+  `<invalid>` in the future, `null` when missing), `PartialObjectMetadata` rows, v1 and v1beta1;
+- core and `events.k8s.io` Events; label and field selectors; discovery for the built-ins kopf needs, kopf's
   peering resources on request, and every CRD created through the API (or `install_crd`);
-- `GET /api/v1/namespaces`, on which kmock's own path parser crashes.
+- `audit`: every resource request counted in RBAC terms (verb, group, resource), for checking the chart's Roles.
 
 Behaviour of kmock kept: user reactions (`kube['patch', kube.resource('azsnap.io/v1alpha1/snapshotpolicies')]
 << 500`) take priority over the emulated API, and recent requests stay available for assertions (only the last

@@ -14,7 +14,7 @@ from azsnap.emulator.kubernetes.protocol import _error, _Target
 
 __all__ = ["ApiDiscovery"]
 
-_ALL_VERBS: Final = ("create", "delete", "get", "list", "patch", "update", "watch")
+_ALL_VERBS: Final = ("delete", "deletecollection", "get", "list", "patch", "create", "update", "watch")
 _STATUS_VERBS: Final = ("get", "patch", "update")
 
 
@@ -164,12 +164,11 @@ class ApiDiscovery(kmock.KubernetesEmulator):
             if (group, version) != (target.group, target.version):
                 continue
             entry = {"name": plural, "singularName": info.singular, "namespaced": info.namespaced,
-                     "kind": info.kind, "verbs": sorted(info.verbs), "shortNames": sorted(info.shortnames),
-                     "categories": sorted(info.categories)}  # fmt: skip
+                     "kind": info.kind, "verbs": [v for v in _ALL_VERBS if v in info.verbs],
+                     "shortNames": sorted(info.shortnames), "categories": sorted(info.categories)}  # fmt: skip
             resources.append(entry)
             for sub in sorted(info.subresources):
-                resources.append(
-                    dict(entry, name=f"{plural}/{sub}", verbs=list(_STATUS_VERBS), shortNames=[], categories=[])
-                )
+                resources.append({"name": f"{plural}/{sub}", "singularName": "", "namespaced": info.namespaced,
+                                  "kind": info.kind, "verbs": list(_STATUS_VERBS)})  # fmt: skip
         group_version = f"{target.group}/{target.version}" if target.group else target.version
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}

@@ -1,4 +1,4 @@
-"""The emulated API's shared vocabulary: resource constants, Kubernetes errors, request paths and watches."""
+"""The emulated API's shared vocabulary: resource constants, errors, request paths and RBAC verbs, write options, watches."""
 
 from __future__ import annotations
 
@@ -89,3 +89,26 @@ class _Watch:
 
 
 _Key = tuple[str, str, str | None, str]  # group, plural, namespace, name
+
+
+@dataclasses.dataclass(frozen=True)
+class _Writing:
+    """How a write is checked: `fieldValidation` (Strict, Warn, Ignore) and where its warnings go."""
+
+    field_validation: str
+    warnings: list[str]
+
+    def options(self) -> dict[str, Any]:
+        return {"field_validation": self.field_validation, "warnings": self.warnings}
+
+
+def _rbac_verb(method: str, target: _Target, query: Mapping[str, str]) -> str:
+    """The verb RBAC checks for a request (`kubectl auth can-i` terms)."""
+    if method == "GET":
+        if query.get("watch") in ("true", "1"):
+            return "watch"
+        return "get" if target.name else "list"
+    named = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+    if method == "DELETE" and not target.name:
+        return "deletecollection"
+    return named.get(method, method.lower())

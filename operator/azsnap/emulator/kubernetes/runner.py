@@ -18,7 +18,7 @@ from azsnap.emulator.kubernetes.emulator import KubeEmulator
 
 __all__ = ["INACTIVITY_TIMEOUT", "OperatorRun", "kopf_settings_for_emulator", "run_operator"]
 
-#: kopf re-lists a watch after this long without an event; the emulator sends no bookmarks.
+#: kopf re-lists a watch after this long without an event; the emulator sends bookmarks only before a timeout.
 INACTIVITY_TIMEOUT: Final = 10 * 365 * 24 * 3600.0
 _SERVER_URL: contextvars.ContextVar[str] = contextvars.ContextVar("azsnap_kube_emulator_url")
 _LOGIN_ID: Final = "azsnap-kube-emulator-login"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
@@ -18,9 +19,22 @@ import yaml
 from kmock._internal.rendering import Response, StreamingError  # kmock is pinned; not exported for typing
 
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL
+from azsnap.emulator.kubernetes.admission import invalid
 from azsnap.emulator.kubernetes.patching import json_patch, merge_patch
-from azsnap.emulator.kubernetes.protocol import CRD_GROUP, CRD_PLURAL, _action, _error, _parse_path, _Target, _Watch
+from azsnap.emulator.kubernetes.protocol import (
+    CRD_GROUP,
+    CRD_PLURAL,
+    _action,
+    _error,
+    _parse_path,
+    _rbac_verb,
+    _Target,
+    _Watch,
+    _Writing,
+)
+from azsnap.emulator.kubernetes.schema import Cause
 from azsnap.emulator.kubernetes.storage import ApiStorage
+from azsnap.emulator.kubernetes.tables import render_table, table_version
 
 __all__ = ["SNAPSHOT_POLICY_SHORT_NAMES", "KubeApiServer"]
 
@@ -29,11 +43,21 @@ logger = logging.getLogger(__name__)
 #: The SnapshotPolicy short name, as in the CRD; replaced by the CRD's own names once a CRD is installed.
 SNAPSHOT_POLICY_SHORT_NAMES: Final = ("snappol",)
 _CLOSE: Final = object()
+#: The `Warning`s of the request being served (unknown fields, unrecognized formats).
+_WARNINGS: contextvars.ContextVar[list[str]] = contextvars.ContextVar("azsnap_kube_warnings")
+#: A watch that allows bookmarks gets one this long before its `timeoutSeconds` end, as a real server sends it.
+_BOOKMARK_LEAD: Final = 2.0
+_JSON_PATCH_FAILED: Final = "the server rejected our request due to an error in our request"
+_PATCH_TYPES: Final = "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
 
 
 @attrs.define(kw_only=True)
 class KubeApiServer(ApiStorage):
     """kmock's Kubernetes emulator with the API server's contract (see the package docstring); an aiohttp handler."""
+
+    #: Every resource request by its RBAC terms, (verb, API group, resource or resource/subresource), counted:
+    #: what a Role must grant for the traffic seen (discovery, a non-resource URL, is not counted).
+    audit: Counter[tuple[str, str, str]] = attrs.field(factory=Counter, init=False)
 
     def __attrs_post_init__(self) -> None:
         # kmock's own store and discovery are replaced, so its fallbacks are not registered: one fallback
@@ -45,6 +69,7 @@ class KubeApiServer(ApiStorage):
             "", "v1", "namespaces", "Namespace", namespaced=False, short_names=("ns",), subresources=("status",)
         )
         self.declare("", "v1", "events", "Event", namespaced=True, short_names=("ev",))
+        self.declare("events.k8s.io", "v1", "events", "Event", namespaced=True, short_names=("ev",))
         self.declare("", "v1", "configmaps", "ConfigMap", namespaced=True, short_names=("cm",))
         self.declare(CRD_GROUP, "v1", CRD_PLURAL, "CustomResourceDefinition", namespaced=False, short_names=("crd",))
         self.declare(
@@ -75,6 +100,9 @@ class KubeApiServer(ApiStorage):
         body = await raw_request.read()
         target = _parse_path(raw_request.path)
         query = dict(raw_request.query)
+        if target is not None and target.plural is not None:
+            resource = f"{target.plural}/{target.subresource}" if target.subresource else target.plural
+            self.audit[(_rbac_verb(raw_request.method, target, query), target.group, resource)] += 1
         try:
             data = self._decode(raw_request.content_type, body)
         except ValueError as exc:
@@ -99,13 +127,21 @@ class KubeApiServer(ApiStorage):
         self._requests.append(request)
         if len(self._requests) > self.history:
             del self._requests[: len(self._requests) - self.history]
+        warnings: list[str] = []
+        token = _WARNINGS.set(warnings)
         try:
-            return await kmock.RawHandler._handle(self, request)  # kmock's routing, without its store
-        except StreamingError as exc:  # the stream already started: its status cannot change any more
-            response: aiohttp.web.StreamResponse = exc.args[0]
-            with contextlib.suppress(ConnectionError):
-                await response.write_eof()
+            response = await kmock.RawHandler._handle(self, request)  # kmock's routing, without its store
+            if not response.prepared:
+                # kmock keeps headers on its reaction from one answer to the next: set them for this one.
+                response.headers.popall("Warning", None)
+                for text in warnings:
+                    response.headers.add("Warning", f"299 - {json.dumps(text)}")
             return response
+        except StreamingError as exc:  # the stream already started: its status cannot change any more
+            started: aiohttp.web.StreamResponse = exc.args[0]
+            with contextlib.suppress(ConnectionError):
+                await started.write_eof()
+            return started
         except kmock.KubernetesError as exc:
             return self._status_response(exc)
         except Exception as exc:
@@ -113,6 +149,8 @@ class KubeApiServer(ApiStorage):
             if self._errors:
                 self._errors[-1].append(exc)
             return self._status_response(_error(500, "InternalError", f"{type(exc).__name__}: {exc}"))
+        finally:
+            _WARNINGS.reset(token)
 
     @staticmethod
     def _decode(content_type: str, body: bytes) -> Any:
@@ -164,50 +202,91 @@ class KubeApiServer(ApiStorage):
         namespace = target.namespace if info.namespaced else None
         query = request.params
         dry_run = "dryRun" in query
+        writing = _Writing(query.get("fieldValidation", "Warn"), _WARNINGS.get())
+        table = table_version(request.headers.get("Accept", "")) if method == "GET" else None
         if method == "GET" and query.get("watch") in ("true", "1"):
             return Response(
                 status=200, headers={"Content-Type": "application/json"},
                 payload=self._watch(group, version, plural, namespace, name, query),
             )  # fmt: skip
         if method == "GET" and name is None:
-            items = [
-                self._out(obj, group, version)
-                for obj in self._select(group, plural, namespace, None, query.get("labelSelector", ""), query.get("fieldSelector", ""))
-            ]  # fmt: skip
+            # A real server lists in key order (namespace, then name), not in creation order.
+            selected = sorted(
+                self._select(group, plural, namespace, None, query.get("labelSelector", ""), query.get("fieldSelector", "")),
+                key=lambda obj: (obj["metadata"].get("namespace") or "", obj["metadata"]["name"]),
+            )  # fmt: skip
+            items = [self._out(obj, group, version) for obj in selected]
+            if table:
+                return self._table(group, version, plural, items, str(self._rv), table, query)
             return {"kind": f"{info.kind}List", "apiVersion": f"{group}/{version}" if group else version,
                     "metadata": {"resourceVersion": str(self._rv)}, "items": items}  # fmt: skip
         if method == "GET":
             found = self._stored(group, plural, namespace, str(name))
             if found is None or (target.subresource not in (None, *info.subresources)):
                 raise _error(404, "NotFound", f'{plural}.{group or "core"} "{name}" not found', name=name, kind=plural)
+            if table:
+                return self._table(group, version, plural, [self._out(found, group, version)],
+                                   str(found["metadata"]["resourceVersion"]), table, query)  # fmt: skip
             return self._out(found, group, version)
         if method == "POST" and name is None:
-            return Response(
-                status=201, payload=self._create(group, version, plural, namespace, request.data, dry_run=dry_run)
+            created = self._create(
+                group, version, plural, namespace, request.data, dry_run=dry_run, **writing.options()
             )
+            return Response(status=201, payload=created)
+        if method == "DELETE" and name is None:
+            return self._delete_collection(group, version, plural, namespace, query, dry_run=dry_run)
         if method == "DELETE" and name is not None:
-            return self._delete(group, version, plural, namespace, name, request.data, dry_run=dry_run)
+            gone = self._delete(group, version, plural, namespace, name, request.data, dry_run=dry_run)
+            if gone["metadata"].get("deletionTimestamp") or dry_run:
+                return gone  # held by finalizers: the object, with its deletionTimestamp
+            return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                    "details": {"name": name, "group": group, "kind": plural, "uid": gone["metadata"]["uid"]}}  # fmt: skip
         if method == "PUT" and name is not None:
             body = request.data
             if not isinstance(body, dict):
                 raise _error(400, "BadRequest", "the object must be a JSON object")
-            return self._update(
-                group,
-                version,
-                plural,
-                namespace,
-                name,
-                lambda old: body,
-                subresource=target.subresource,
-                dry_run=dry_run,
-            )
+            if self._crd_for(group, plural) is not None and not (body.get("metadata") or {}).get("resourceVersion"):
+                # Custom resources refuse unconditional updates.
+                cause = Cause(
+                    "FieldValueInvalid", "Invalid value: 0: must be specified for an update", "metadata.resourceVersion"
+                )
+                raise invalid(plural, group, name, [cause])
+            updated = self._update(
+                group, version, plural, namespace, name, lambda old: body,
+                subresource=target.subresource, dry_run=dry_run, **writing.options(),
+            )  # fmt: skip
+            return Response(status=200, payload=updated)
         if method == "PATCH" and name is not None:
-            return self._patch(request, info, group, version, plural, namespace, name, target.subresource, dry_run)
+            patched = self._patch(
+                request, info, group, version, plural, namespace, name, target.subresource, dry_run, writing
+            )
+            return patched
         raise _error(405, "MethodNotAllowed", f"{method} is not allowed on {request.url.path}")
+
+    def _table(
+        self, group: str, version: str, plural: str, objects: list[dict[str, Any]], rv: str, table: str,
+        query: Mapping[str, str],
+    ) -> dict[str, Any]:  # fmt: skip
+        return render_table(
+            objects, crd=self._crd_for(group, plural), version=version, table_api=table, resource_version=rv,
+            now=self.clock.now(), include=query.get("includeObject", "Metadata"),
+        )  # fmt: skip
+
+    def _delete_collection(
+        self, group: str, version: str, plural: str, namespace: str | None, query: Mapping[str, str], *, dry_run: bool
+    ) -> dict[str, Any]:
+        info = self._info(group, version, plural)
+        chosen = self._select(
+            group, plural, namespace, None, query.get("labelSelector", ""), query.get("fieldSelector", "")
+        )
+        names = [(obj["metadata"].get("namespace"), obj["metadata"]["name"]) for obj in chosen]
+        items = [self._delete(group, version, plural, ns, n, None, dry_run=dry_run) for ns, n in names]
+        return {"kind": f"{info.kind}List", "apiVersion": f"{group}/{version}" if group else version,
+                "metadata": {"resourceVersion": str(self._rv)}, "items": items}  # fmt: skip
 
     def _patch(
         self, request: kmock.Request, info: kmock.ResourceInfo, group: str, version: str, plural: str,
-        namespace: str | None, name: str, subresource: str | None, dry_run: bool,
+        namespace: str | None, name: str, subresource: str | None, dry_run: bool, writing: _Writing,
     ) -> Any:  # fmt: skip
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
         patch = request.data
@@ -215,16 +294,22 @@ class KubeApiServer(ApiStorage):
         merging = content_type in ("application/merge-patch+json", "application/apply-patch+yaml") or (
             content_type == "application/strategic-merge-patch+json" and builtin
         )
+        change: Callable[[Any], Any]
         if content_type == "application/json-patch+json":
-            change: Callable[[Any], Any] = lambda old: json_patch(old, patch)  # noqa: E731
+
+            def change(old: Any) -> Any:
+                try:
+                    return json_patch(old, patch)
+                except ValueError as exc:  # a failed `test` op or a missing path: the server says no more
+                    raise _error(422, "Invalid", _JSON_PATCH_FAILED) from exc
+
         elif merging:
             change = lambda old: merge_patch(old, patch)  # noqa: E731
         else:
             raise _error(
-                415,
-                "UnsupportedMediaType",
-                f"the body of the request was in an unknown format: {content_type or 'none'}",
-            )
+                415, "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types include: {_PATCH_TYPES}",
+            )  # fmt: skip
         if (
             content_type == "application/apply-patch+yaml"
             and subresource is None
@@ -232,8 +317,20 @@ class KubeApiServer(ApiStorage):
         ):
             # Server-side apply of a missing object creates it (no field ownership is kept).
             body = merge_patch({"metadata": {"name": name}}, patch)
-            return Response(status=201, payload=self._create(group, version, plural, namespace, body, dry_run=dry_run))
-        return self._update(group, version, plural, namespace, name, change, subresource=subresource, dry_run=dry_run)
+            created = self._create(group, version, plural, namespace, body, dry_run=dry_run, **writing.options())
+            return Response(status=201, payload=created)
+        updated = self._update(
+            group,
+            version,
+            plural,
+            namespace,
+            name,
+            change,
+            subresource=subresource,
+            dry_run=dry_run,
+            **writing.options(),
+        )
+        return Response(status=200, payload=updated)
 
     async def _watch(
         self, group: str, version: str, plural: str, namespace: str | None, name: str | None, query: Mapping[str, str]
@@ -243,12 +340,14 @@ class KubeApiServer(ApiStorage):
         watch = _Watch(group, plural, namespace, name, query.get("labelSelector", ""), query.get("fieldSelector", ""))
         backlog: list[tuple[str, dict[str, Any]]]
         if since in ("", "0") or initial:
-            backlog = [
-                ("ADDED", obj) for obj in self._select(group, plural, namespace, name, watch.labels, watch.fields)
-            ]
+            selected = self._select(group, plural, namespace, name, watch.labels, watch.fields)
+            selected.sort(key=lambda obj: (obj["metadata"].get("namespace") or "", obj["metadata"]["name"]))
+            backlog = [("ADDED", obj) for obj in selected]
         elif not since.isdigit() or int(since) < self._log_floor:
-            backlog = [("ERROR", {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410,
-                                  "reason": "Expired", "message": f"too old resource version: {since}"})]  # fmt: skip
+            # A real server answers 200 and streams one ERROR event: the HTTP status is already sent.
+            backlog = [("ERROR", {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                  "message": f"too old resource version: {since} ({self._log_floor})",
+                                  "reason": "Expired", "code": 410})]  # fmt: skip
         else:
             backlog = [(kind, obj) for rv, kind, g, p, obj in self._log if rv > int(since) and watch.wants(g, p, obj)]
         if initial:
@@ -259,21 +358,38 @@ class KubeApiServer(ApiStorage):
         loop = asyncio.get_running_loop()
         timeout = query.get("timeoutSeconds", "")
         deadline = loop.time() + float(timeout) if timeout.replace(".", "", 1).isdigit() else None
+        # Bookmarks only come once the store moved past the last event sent, shortly before the watch ends.
+        bookmark_at = None
+        if query.get("allowWatchBookmarks") in ("true", "1") and deadline is not None:
+            bookmark_at = deadline - _BOOKMARK_LEAD
+        last = int(since) if since.isdigit() else self._rv
         try:
             yield b""  # send the headers now: the client waits for them before anything happens
             for kind, obj in backlog:
                 yield {"type": kind, "object": obj if kind in ("ERROR", "BOOKMARK") else self._out(obj, group, version)}
                 if kind == "ERROR":
                     return
+                last = max(last, int(obj["metadata"].get("resourceVersion") or 0))
             while True:
+                wake = bookmark_at if bookmark_at is not None else deadline
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with asyncio.timeout_at(wake):
                         item = await watch.queue.get()
                 except TimeoutError:
-                    return
+                    if bookmark_at is None:
+                        return
+                    bookmark_at = None
+                    if self._rv > last:
+                        last = self._rv
+                        api_version = f"{group}/{version}" if group else version
+                        kind_name = self._info(group, version, plural).kind
+                        yield {"type": "BOOKMARK", "object": {"apiVersion": api_version, "kind": kind_name,
+                                                              "metadata": {"resourceVersion": str(last)}}}  # fmt: skip
+                    continue
                 if item is _CLOSE:
                     return
                 kind, obj = item
+                last = max(last, int(obj["metadata"]["resourceVersion"]))
                 yield {"type": kind, "object": self._out(obj, group, version)}
         finally:
             self._watches.discard(watch)

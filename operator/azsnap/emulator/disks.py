@@ -1,0 +1,145 @@
+"""Disk rules of the emulated Disk RP: a disk PUT (Empty, or Copy of a snapshot or disk), its update, and DELETE."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from azsnap.emulator.arm import ArmError, check_snapshot_name, check_tags, normalize_location, parse_source_id
+from azsnap.emulator.records import CARRIED, DISK_SKUS, DiskRecord, Operation, key
+from azsnap.emulator.snapshots import kept_properties, source_missing
+
+if TYPE_CHECKING:
+    from azsnap.emulator.state import Store
+
+__all__ = ["delete_disk", "finish", "put_disk"]
+
+
+def _disk_sku(raw: object) -> str:
+    name = raw.get("name") if isinstance(raw, dict) else None
+    if name is None:
+        return "Standard_LRS"
+    if name not in DISK_SKUS:
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"The value '{name}' of parameter 'sku.name' is invalid; use one of {', '.join(sorted(DISK_SKUS))}.",
+            target="sku.name",
+        )
+    return str(name)
+
+
+def put_disk(
+    store: Store, now: datetime, subscription_id: str, resource_group: str, name: str, body: object
+) -> tuple[DiskRecord, Operation]:
+    """Validate a disk PUT and start it: a new disk is `Creating` until its operation ends."""
+    check_snapshot_name(name)
+    store.require_group(subscription_id, resource_group)
+    if not isinstance(body, dict):
+        raise ArmError(400, "InvalidRequestContent", "The request content was invalid and could not be deserialized.")
+    location = body.get("location")
+    if not isinstance(location, str) or not location.strip():
+        raise ArmError(400, "LocationRequired", "The location property is required for this definition.")
+    location = normalize_location(location)
+    tags = check_tags(body.get("tags"))
+    props = body.get("properties")
+    creation = props.get("creationData") if isinstance(props, dict) else None
+    if not isinstance(props, dict) or not isinstance(creation, dict):
+        raise ArmError(
+            400, "InvalidParameter", "Required parameter 'creationData' is missing (null).", target="creationData"
+        )
+    k = key(subscription_id, resource_group, name)
+    existing = store.disks.get(k)
+    if existing is not None:
+        operation = store.start(now, subscription_id, existing.location, "update", k, target_kind="disks")
+        operation.changes = {"tags": tags}
+        return existing, operation
+    sku = _disk_sku(body.get("sku"))
+    option = creation.get("createOption")
+    carried = {k2: v for k2, v in props.items() if k2 in CARRIED}
+    creation_out: dict[str, Any] = dict(creation)
+    if option == "Empty":
+        size = props.get("diskSizeGB")
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise ArmError(
+                400,
+                "InvalidParameter",
+                "Required parameter 'diskSizeGB' is missing (null) or not a positive integer.",
+                target="diskSizeGB",
+            )
+        size_gb, written = size, 0.0
+    elif option == "Copy":
+        source = parse_source_id(creation.get("sourceResourceId"))
+        src_key = key(source.subscription_id, source.resource_group, source.name)
+        if source.kind == "snapshots":
+            # Azure accepts a disk from a snapshot that is still Creating (provisioning-states recording).
+            snap = store.snapshots.get(src_key)
+            if snap is None or snap.location != location:
+                raise source_missing(source.name)
+            src_props = snap.body["properties"]
+            size_gb, written = int(src_props["diskSizeGB"]), float(src_props["diskSizeGB"])
+            carried = {**{k2: v for k2, v in src_props.items() if k2 in CARRIED}, **carried}
+            creation_out["sourceUniqueId"] = src_props["uniqueId"]
+        else:
+            disk = store.disks.get(src_key)
+            if disk is None or disk.location != location:
+                raise source_missing(source.name)
+            size_gb, written = disk.size_gb, disk.written_gb
+            carried = {**disk.carried, **carried}
+            creation_out["sourceUniqueId"] = disk.unique_id
+    else:
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"The value '{option}' of parameter 'creationData.createOption' is not supported for disks by this "
+            "emulator: use Empty or Copy.",
+            target="creationData.createOption",
+        )
+    encryption = props.get("encryption")
+    record = DiskRecord(
+        subscription_id,
+        resource_group,
+        name,
+        location,
+        sku,
+        size_gb,
+        written,
+        store.new_id(),
+        store.new_id(),
+        now,
+        state="Creating",
+        creation=creation_out,
+        tags=tags,
+        carried=carried,
+    )
+    if isinstance(encryption, dict):
+        record.encryption = dict(kept_properties({"encryption": encryption})["encryption"])
+    store.disks[k] = record
+    store.groups.setdefault(k[:2], location)
+    return record, store.start(now, subscription_id, location, "create", k, target_kind="disks")
+
+
+def delete_disk(store: Store, now: datetime, subscription_id: str, resource_group: str, name: str) -> Operation | None:
+    """Start deleting a disk; None when it does not exist (204). Its snapshots stay, as in Azure."""
+    store.require_group(subscription_id, resource_group)
+    k = key(subscription_id, resource_group, name)
+    disk = store.disks.get(k)
+    if disk is None:
+        return None
+    return store.start(now, subscription_id, disk.location, "delete", k, target_kind="disks")
+
+
+def finish(store: Store, operation: Operation) -> None:
+    """Apply a disk operation's effect when it ends."""
+    disk = store.disks.get(operation.target)
+    if disk is None:
+        return
+    if operation.kind == "delete":
+        if operation.error is None:
+            del store.disks[operation.target]
+    elif operation.kind == "update":
+        disk.tags = dict((operation.changes or {}).get("tags", disk.tags))
+    elif operation.error is None:
+        disk.state = "Succeeded"
+    else:
+        del store.disks[operation.target]
