@@ -14,7 +14,7 @@ from typing import Any, Final
 import attrs
 
 from azsnap.clock import Clock, WallClock
-from azsnap.emulator.kubernetes.admission import admit_crd, admit_custom, admit_event, invalid
+from azsnap.emulator.kubernetes.admission import admit_crd, admit_custom, admit_event, invalid, metadata_causes
 from azsnap.emulator.kubernetes.discovery import ApiDiscovery
 from azsnap.emulator.kubernetes.patching import _matches_fields, _matches_labels
 from azsnap.emulator.kubernetes.protocol import CRD_GROUP, CRD_PLURAL, _error, _Key, _Watch
@@ -63,6 +63,10 @@ class ApiStorage(ApiDiscovery):
         field_validation: str, warnings: list[str],
     ) -> dict[str, Any]:  # fmt: skip
         """The object as the server would store it, after the checks its kind gets (CRD rules, schema, Events)."""
+        causes = metadata_causes(obj.get("metadata") or {})
+        if causes:
+            meta = obj.get("metadata") or {}
+            raise invalid(str(obj.get("kind", "")), group, str(meta.get("name", "")), causes)
         if (group, plural) == (CRD_GROUP, CRD_PLURAL):
             return admit_crd(obj, old, warnings)
         if plural == "events" and group in ("", "events.k8s.io"):
