@@ -23,6 +23,7 @@ from azsnap.domain import naming, schedule
 from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk
 from azsnap.emulator import Emulator, EmulatorConfig
+from azsnap.emulator.config import scaled_buckets
 from azsnap.reconciler import StatusReport
 
 SUBSCRIPTION: Final = "5e1f0000-0000-4000-8000-00000000be9c"
@@ -89,14 +90,18 @@ class Tally:
 
     answers: Counter[tuple[str, int]] = field(default_factory=Counter)
     accepted: dict[str, datetime] = field(default_factory=dict)  # snapshot name (lower case) → first accepted
+    last_sent: dict[str, datetime] = field(default_factory=dict)  # snapshot name (lower case) → latest PUT answered
 
     def attach(self, emulator: Emulator) -> None:
         clock = emulator.clock
 
         def record(method: str, path: str, status: int, operation: str) -> None:
             self.answers[(operation, status)] += 1
-            if operation == "snapshots.put" and 200 <= status < 300:
-                self.accepted.setdefault(path.rsplit("/", 1)[-1].lower(), clock.now())
+            if operation == "snapshots.put":
+                name = path.rsplit("/", 1)[-1].lower()
+                self.last_sent[name] = clock.now()
+                if 200 <= status < 300:
+                    self.accepted.setdefault(name, clock.now())
 
         emulator.record = record  # type: ignore[method-assign]  # the recorder keeps every request; we keep counts
 
@@ -138,9 +143,21 @@ def fold(status: SnapshotPolicyStatus, report: StatusReport) -> SnapshotPolicySt
     return SnapshotPolicyStatus.model_validate({k: v for k, v in merged.items() if v is not None})
 
 
-def bench_emulator_config(timing: str = "azure") -> EmulatorConfig:
-    """Azure's budgets switched on (the emulator's defaults), pages of 100, and the named timing (default Azure's)."""
-    return EmulatorConfig.named(timing, throttling=True)
+def bench_emulator_config(
+    timing: str = "azure", budget_scale: float = 1.0, retry_after_s: int | None = None
+) -> EmulatorConfig:
+    """Azure's budgets switched on (the emulator's defaults), pages of 100, and the named timing (default Azure's).
+
+    `budget_scale` multiplies every Compute budget (the pacer is not told); `retry_after_s` switches the emulator to
+    fixed windows whose 429s carry `Retry-After: retry_after_s`.
+    """
+    return EmulatorConfig.named(
+        timing,
+        throttling=True,
+        buckets=scaled_buckets(budget_scale),
+        throttle_mode="token" if retry_after_s is None else "window",
+        throttle_retry_after_s=retry_after_s,
+    )
 
 
 @asynccontextmanager
@@ -204,7 +221,7 @@ def slot_figures(members: Sequence[Member], tally: Tally, hours: int) -> dict[st
     """Slots due, taken, late and missed, and lateness against the ideal, from the emulator's accepted creates."""
     lateness: list[float] = []
     dues: list[float] = []
-    late = missed = 0
+    late = missed = sent_late = 0
     for member in members:
         sched = member.policy.spec.schedule
         offset = schedule.slot_offset(sched, member.disk.id)
@@ -213,6 +230,9 @@ def slot_figures(members: Sequence[Member], tally: Tally, hours: int) -> dict[st
             due = slot + offset
             dues.append((due - EPOCH).total_seconds())
             name = naming.snapshot_name(member.disk.name, member.policy.ref.uid, slot).lower()
+            sent = tally.last_sent.get(name)
+            if sent is not None and sent >= due + sched.starting_deadline:
+                sent_late += 1
             taken = tally.accepted.get(name)
             if taken is None:
                 missed += 1
@@ -228,6 +248,7 @@ def slot_figures(members: Sequence[Member], tally: Tally, hours: int) -> dict[st
         "slots_due": len(dues),
         "slots_taken": len(lateness),
         "slots_taken_late": late,
+        "slots_late": sent_late,
         "slots_missed": missed,
         "lateness_p50_s": _round(percentile(lateness, 50)),
         "lateness_p99_s": _round(p99),

@@ -1,6 +1,7 @@
 """Scale benchmark: N disks on hourly policies against the throttling emulator, on emulated time; one JSON line out.
 
     python -m bench.scale --disks 1000 --hours 24 [--strategy azsnap|naive] [--rgs 10] [--keep-last 3] [--jitter 30m]
+                          [--budget-scale 0.25] [--retry-after-s 1200]
 
 The reconciler (not kopf) runs against the Azure emulator over HTTPS through the real SDK, both in one process on
 a `looptime` event loop: the emulator's clock, the reconciler's clock and the pacer all read the loop's time, which
@@ -47,26 +48,42 @@ from bench.common import (
 )
 
 
-async def drive_azsnap(reconciler: Reconciler, clock: Clock, members: Sequence[Member], end: datetime) -> None:
-    """Every policy as the operator runs it: reconcile, write the status, sleep until the report's next time."""
+async def drive_azsnap(
+    reconciler: Reconciler, clock: Clock, members: Sequence[Member], end: datetime
+) -> dict[str, SnapshotPolicyStatus]:
+    """Every policy as the operator runs it: reconcile, write the status, sleep until the report's next time.
+
+    Returns each policy's last status (by name).
+    """
+    final: dict[str, SnapshotPolicyStatus] = {}
 
     async def one(member: Member) -> None:
         status = SnapshotPolicyStatus()
         while clock.now() < end:
             report = await reconciler.reconcile(member.policy, status)
             status = fold(status, report)
+            final[member.policy.ref.name] = status
             if report.next_time >= end:
                 return
             await asyncio.sleep(max(0.0, (report.next_time - clock.now()).total_seconds()))
 
     await asyncio.gather(*(one(member) for member in members))
+    return final
 
 
 async def run(
-    disks: int, hours: int, strategy: str, rgs: int, keep_last: int, jitter: str | None, timing: str = "azure"
+    disks: int,
+    hours: int,
+    strategy: str,
+    rgs: int,
+    keep_last: int,
+    jitter: str | None,
+    timing: str = "azure",
+    budget_scale: float = 1.0,
+    retry_after_s: int | None = None,
 ) -> dict[str, Any]:
     clock = LoopClock(EPOCH)
-    emulator = Emulator(clock, bench_emulator_config(timing))
+    emulator = Emulator(clock, bench_emulator_config(timing, budget_scale, retry_after_s))
     tally = Tally()
     tally.attach(emulator)
     members = make_fleet(emulator, disks, rgs, keep_last, jitter)
@@ -76,13 +93,14 @@ async def run(
     cpu = CpuSplit()
     pacer = Pacer(PacerConfig(), clock=clock) if strategy == "azsnap" else None
     started = time.perf_counter()
+    statuses: dict[str, SnapshotPolicyStatus] = {}
     async with serving(emulator) as (base_url, ca_bundle):
         cloud = make_cloud(base_url, ca_bundle, pacer)
         cpu.install()
         try:
             if strategy == "azsnap":
                 reconciler = Reconciler(cloud, clock, ReconcilerConfig())
-                await drive_azsnap(reconciler, clock, members, end)
+                statuses = await drive_azsnap(reconciler, clock, members, end)
             else:
                 await asyncio.gather(*(naive.run_policy(cloud, clock, member, end) for member in members))
         finally:
@@ -99,7 +117,11 @@ async def run(
         "keep_last": keep_last,
         "jitter": jitter,
         "emulator_timing": timing,
+        "budget_scale": budget_scale,
+        "retry_after_s": retry_after_s,
         **slots,
+        "slots_missed_reported": sum(status.missed_slots or 0 for status in statuses.values()),
+        "longest_call_s": round(cloud.stats.longest_call_s, 1),
         **call_figures(tally, cloud, slots["slots_taken"], needed, hours),
         **resource_figures(cpu, disks, hours, rss_before),
         "wall_s": round(wall, 1),
@@ -110,6 +132,8 @@ async def run(
         snap = pacer.snapshot()
         figures["pacer"] = {
             "throttled_seen": snap.throttled,
+            "missed": snap.missed,
+            "backoffs": snap.backoffs,
             "corrections": snap.corrections,
             "waits": {kind: stats.waits for kind, stats in snap.kinds.items()},
             "grants": {kind: stats.grants for kind, stats in snap.kinds.items()},
@@ -131,11 +155,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="azure",
         help="the emulator's named timing: azure (its default, as Azure answered) or a gentler one",
     )
+    parser.add_argument(
+        "--budget-scale", type=float, default=1.0, help="the emulator's budgets times this (the pacer is not told)"
+    )
+    parser.add_argument(
+        "--retry-after-s",
+        type=int,
+        default=None,
+        help="throttle in fixed windows and answer 429 with this Retry-After (default: token buckets)",
+    )
     args = parser.parse_args(argv)
     loop = looptime.new_event_loop(start=0)
     try:
         result = loop.run_until_complete(
-            run(args.disks, args.hours, args.strategy, args.rgs, args.keep_last, args.jitter, args.emulator_timing)
+            run(
+                args.disks,
+                args.hours,
+                args.strategy,
+                args.rgs,
+                args.keep_last,
+                args.jitter,
+                args.emulator_timing,
+                args.budget_scale,
+                args.retry_after_s,
+            )
         )
     finally:
         loop.close()

@@ -12,7 +12,8 @@ from typing import Any, Final
 import yaml
 from pydantic import ValidationError
 
-from azsnap.cloud.buckets import BucketUse, PacerConfig, capacity_needed, theoretical_best_lateness
+from azsnap.cloud.buckets import PacerConfig
+from azsnap.cloud.budget import BucketUse, capacity_needed, theoretical_best_lateness
 from azsnap.domain import schedule
 from azsnap.domain.models import API_GROUP, KIND, Policy, PolicyRef, SnapshotPolicySpec
 
@@ -210,7 +211,9 @@ def assess(
         burst = instants.get(peak_at, 0) if peak_at is not None else 0
         last_wait = theoretical_best_lateness(burst, config)[-1] if burst else 0.0
         tightest = deadline_at[peak_at] if peak_at is not None else math.inf
-        report = capacity_needed(per_hour, per_hour, lists, config, gets_per_hour=gets)
+        # The polls among those reads draw on Microsoft.Compute/GetOperation (all but the create's final GET).
+        polls = (READS_PER_CREATE - 1) * per_hour + READS_PER_DELETE * per_hour
+        report = capacity_needed(per_hour, per_hour, lists, config, gets_per_hour=gets - polls, polls_per_hour=polls)
         results.append(
             SubscriptionCapacity(
                 subscription_id=sub,

@@ -342,3 +342,53 @@ async def test_transient_faults_are_retried_by_the_sdk(kind: str) -> None:
     assert names == []
     expected_first = 0 if kind == "drop" else int(kind)
     assert env.statuses("snapshots.list") == [expected_first, 200]
+
+
+async def test_azures_recorded_429_and_503_shapes_reach_the_sdk_as_recorded() -> None:
+    seen: list[tuple[int, str | None, str | None]] = []
+
+    def hook(response: Any) -> None:
+        http = response.http_response
+        seen.append(
+            (http.status_code, http.headers.get("Retry-After"), http.headers.get("x-ms-ratelimit-remaining-resource"))
+        )
+
+    async with environment(raw_response_hook=hook) as env:
+        env.emu.add_fault(FaultRule(operation="snapshots.put", kind="subscription_throttled", count=1, retry_after_s=6))
+        env.emu.add_fault(FaultRule(operation="operations.get", kind="503", count=1))
+        created = await env.create("snap-1")
+    assert created.provisioning_state == "Succeeded"  # azure-core retried both with its own backoff
+    assert env.statuses("snapshots.put") == [429, 202]
+    assert env.statuses("operations.get")[0] == 503
+    throttled = next(s for s in seen if s[0] == 429)
+    timed_out = next(s for s in seen if s[0] == 503)
+    assert throttled == (429, None, None) and timed_out == (503, None, None)  # no Retry-After, no budgets
+
+
+async def test_the_default_timing_through_the_sdk_creating_then_succeeded() -> None:
+    answers: list[Any] = []
+    clock = SteppingClock(START, timedelta(seconds=1))
+    async with environment(EmulatorConfig(), clock, raw_response_hook=lambda r: answers.append(r.http_response)) as env:
+        poller = await env.client.snapshots.begin_create_or_update(
+            RG,
+            "snap-1",
+            Snapshot(
+                location="westeurope",
+                properties=SnapshotProperties(
+                    creation_data=CreationData(create_option="Copy", source_resource_id=env.disk["id"]),
+                    incremental=True,
+                ),
+            ),
+        )
+        during = await env.client.snapshots.get(RG, "snap-1")
+        result = await poller.result()
+    first = answers[0]  # the 202 as Azure sends it
+    assert first.status_code == 202 and "Retry-After" not in first.headers
+    assert "/DiskOperations/" in first.headers["Azure-AsyncOperation"]
+    assert first.json()["properties"] == {
+        "creationData": {"createOption": "Copy", "sourceResourceId": env.disk["id"]},
+        "incremental": True,
+        "provisioningState": "Updating",
+    }
+    assert during.provisioning_state == "Creating" and during.disk_size_gb is None
+    assert result.provisioning_state == "Succeeded" and result.disk_size_gb == 128

@@ -263,3 +263,35 @@ async def test_discovery_namespaces_and_selectors(kube: KubeEmulator) -> None:
     assert {r["name"] for r in ours["resources"]} == {PLURAL, f"{PLURAL}/status"}
     assert [item["metadata"]["name"] for item in gold["items"]] == ["p1"]
     assert [item["metadata"]["name"] for item in named["items"]] == ["p2"]
+
+
+async def test_a_name_that_is_no_dns_subdomain_is_refused(kube: KubeEmulator) -> None:
+    async with aiohttp.ClientSession(kube.url) as http:
+        response = await http.post(COLLECTION, json=policy_manifest("Bad_Name"))
+        body = await response.json()
+    assert response.status == 422
+    assert [(c["field"], c["reason"]) for c in body["details"]["causes"]] == [("metadata.name", "FieldValueInvalid")]
+    assert kube.get(*SNAPSHOT_POLICY, "default", "Bad_Name") is None
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field"),
+    [
+        ({"labels": {"tier": "gold plated"}}, "metadata.labels"),
+        ({"labels": {"Bad Key": "x"}}, "metadata.labels"),
+        ({"annotations": {"azsnap.io/" + "n" * 64: "x"}}, "metadata.annotations"),
+        ({"annotations": {"Not_A.Domain/key": "x"}}, "metadata.annotations"),
+        ({"annotations": {"big": "x" * (256 * 1024)}}, "metadata.annotations"),
+    ],
+)
+async def test_labels_and_annotations_a_real_server_refuses(
+    kube: KubeEmulator, metadata: dict[str, Any], field: str
+) -> None:
+    manifest = policy_manifest("p1")
+    manifest["metadata"].update(metadata)
+    async with aiohttp.ClientSession(kube.url) as http:
+        response = await http.post(COLLECTION, json=manifest)
+        body = await response.json()
+    assert response.status == 422
+    assert {c["field"] for c in body["details"]["causes"]} == {field}
+    assert kube.get(*SNAPSHOT_POLICY, "default", "p1") is None

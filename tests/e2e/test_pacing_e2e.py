@@ -107,3 +107,99 @@ async def test_the_same_burst_unpaced_meets_429s() -> None:
     throttled = [r for r in reports if r.health.reason == "Throttled"]
     assert len(throttled) == DISKS - 20
     assert len(rig.emulator.snapshots(SUB)) == 20
+
+
+# -- Azure as hard as it gets: fixed windows, Retry-After up to 1,200 s, budgets the pacer is not told
+
+
+@asynccontextmanager
+async def windowed_rig(sizes: dict[str, BucketSize], retry_after_s: int | None = None) -> AsyncIterator[Rig]:
+    clock = LoopClock(EPOCH)
+    config = EmulatorConfig(
+        throttling=True,
+        buckets={**DEFAULT_BUCKETS, **sizes},
+        lro_duration=timedelta(seconds=1),
+        throttle_mode="window",
+        throttle_retry_after_s=retry_after_s,
+        ratelimit_header_lines=True,
+    )
+    emulator = Emulator(clock, config)
+    async with emulator.serve(host="127.0.0.1", port=0) as server:
+        yield Rig(emulator, clock, server.base_url, server.ca_bundle)
+
+
+def policies_with(rig: Rig, count: int, deadline: str, location: str = LOCATION, prefix: str = "") -> list[Policy]:
+    found = []
+    for i in range(count):
+        raw = rig.emulator.seed_disk(SUB, f"rg-{prefix}{i % 2}", f"disk-{prefix}{i:02d}", location=location)
+        disk = disk_from_azure(raw)
+        spec = SnapshotPolicySpec.model_validate(
+            {
+                "disk": {"id": disk.id},
+                "schedule": {"cron": "0 * * * *", "startingDeadline": deadline},
+                "retention": {"keepLast": 2},
+            }
+        )
+        found.append(Policy(PolicyRef("e2e", f"p-{prefix}{i:02d}", f"uid-{prefix}{i:02d}"), spec))
+    return found
+
+
+async def test_a_1200s_retry_after_never_holds_a_call_past_its_deadline() -> None:
+    # Azure allows 6 creates per 3-minute window and answers a 429 with Retry-After: 1200; the pacer assumes 240.
+    async with windowed_rig({CREATE_3MIN: BucketSize(6, timedelta(minutes=3))}, retry_after_s=1200) as rig:
+        load = policies_with(rig, 12, "10m")
+        pacer = Pacer(PacerConfig(), clock=rig.clock)
+        async with rig.cloud(pacer) as cloud:
+            reports = await reconcile_all(Reconciler(cloud, rig.clock), load)
+            longest = cloud.stats.longest_call_s
+    deadline = EPOCH + timedelta(minutes=10)
+    puts = [r for r in rig.emulator.requests if r.operation == "snapshots.put"]
+    assert puts and all(r.time < deadline for r in puts)  # nothing was sent after the slot's deadline
+    assert rig.clock.now() <= deadline + timedelta(seconds=5)  # no reconcile was held for the 1,200 s
+    assert longest <= AzureOptions().call_timeout
+    assert rig.answers(429) <= 2
+    missed = [r for r in reports if r.missed_slots]
+    taken = [r for r in reports if r.created]
+    refused = [r for r in reports if r.health.reason == "Throttled"]  # their 429 came back at once
+    assert len(refused) == rig.answers(429)
+    assert len(missed) + len(taken) + len(refused) == 12 and missed
+    assert all("over Azure's budget" in r.over_budget and CREATE_3MIN in r.over_budget for r in missed)
+    assert all(r.status["missedSlots"] == 1 for r in missed)
+
+
+async def test_the_pacer_converges_on_a_window_budget_it_was_not_told() -> None:
+    # 12 creates per 3-minute window, fixed windows; the pacer assumes 240 and 1,920 and learns from the headers.
+    async with windowed_rig({CREATE_3MIN: BucketSize(12, timedelta(minutes=3))}) as rig:
+        load = policies_with(rig, 40, "1h")
+        pacer = Pacer(PacerConfig(), clock=rig.clock)
+        async with rig.cloud(pacer) as cloud:
+            reconciler = Reconciler(cloud, rig.clock)
+            reports = await reconcile_all(reconciler, load)
+            # A policy whose create met the 429 comes back after its Retry-After, as the operator would.
+            again = [p for p, r in zip(load, reports, strict=True) if r.health.reason == "Throttled"]
+            comeback = [r.next_time for r in reports if r.health.reason == "Throttled"]
+            await asyncio.sleep(max([0.0, *((when - rig.clock.now()).total_seconds() for when in comeback)]))
+            retried = await reconcile_all(reconciler, again)
+    assert rig.answers(429) <= 1  # at most the one that shows the windows are fixed
+    assert sum(len(r.created) for r in (*reports, *retried)) == 40  # every slot taken...
+    puts = [r.time for r in rig.emulator.requests if r.operation == "snapshots.put" and r.status == 202]
+    assert max(puts) < EPOCH + timedelta(hours=1)  # ...in time
+    (create_3min,) = [b for b in pacer.snapshot().buckets if b.policy == CREATE_3MIN]
+    assert create_3min.azure_capacity == 12 and create_3min.location == LOCATION
+
+
+async def test_two_regions_throttle_apart() -> None:
+    # Two creates per window in each region: a 429 in one region must not hold the other's calls.
+    async with windowed_rig({CREATE_3MIN: BucketSize(2, timedelta(minutes=3))}, retry_after_s=1200) as rig:
+        west = policies_with(rig, 4, "30m", LOCATION, "w")
+        north = policies_with(rig, 2, "30m", "northeurope", "n")
+        pacer = Pacer(PacerConfig(), clock=rig.clock)
+        async with rig.cloud(pacer) as cloud:
+            reconciler = Reconciler(cloud, rig.clock)
+            await reconcile_all(reconciler, west)  # spends westeurope's window (and maybe meets its 429)
+            north_reports = await reconcile_all(reconciler, north)
+    assert all(len(report.created) == 1 for report in north_reports)
+    north_puts = [r for r in rig.emulator.requests if r.operation == "snapshots.put" and "rg-n" in r.path]
+    assert all(r.status == 202 for r in north_puts)
+    buckets = {(b.policy, b.location) for b in pacer.snapshot().buckets}
+    assert (CREATE_3MIN, LOCATION) in buckets and (CREATE_3MIN, "northeurope") in buckets

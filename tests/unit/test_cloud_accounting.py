@@ -7,7 +7,7 @@ from azure.core.rest import HttpRequest
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, WorkloadIdentityCredential
 
 from azsnap.cloud.accounting import AccountingPolicy, RequestStats, operation_of, parse_remaining_resource
-from azsnap.cloud.credentials import StaticTokenCredential, arm_scope, make_credential
+from azsnap.cloud.credentials import StaticTokenCredential, arm_scope, authority_host, make_credential
 from azsnap.settings import CredentialMode, Settings, SettingsError
 
 BASE = "https://management.azure.com/subscriptions/s1"
@@ -156,3 +156,23 @@ def test_workload_identity_without_its_environment_is_a_settings_error(monkeypat
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(SettingsError, match="workload identity"):
         make_credential(Settings(credential=CredentialMode.WORKLOAD_IDENTITY))
+
+
+def test_the_authority_follows_azure_authority_host_unless_azsnap_says_otherwise(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    china = "https://login.chinacloudapi.cn"
+    assert authority_host(Settings(), {}) == "https://login.microsoftonline.com"
+    assert authority_host(Settings(), {"AZURE_AUTHORITY_HOST": china}) == china  # set by the AKS webhook
+    assert authority_host(Settings(cloud="china"), {}) == china
+    with caplog.at_level("WARNING", logger="azsnap.cloud.credentials"):
+        chosen = authority_host(
+            Settings(authority_host="https://login.microsoftonline.us"), {"AZURE_AUTHORITY_HOST": china}
+        )
+    assert chosen == "https://login.microsoftonline.us"
+    (record,) = caplog.records
+    assert record.__dict__["environment_authority_host"] == china
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="azsnap.cloud.credentials"):
+        assert authority_host(Settings(cloud="china"), {"AZURE_AUTHORITY_HOST": china + "/"}) == china
+    assert not caplog.records  # the same host written twice is no disagreement

@@ -11,6 +11,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.identity import CredentialUnavailableError
 from azure.mgmt.compute.models import Disk as SdkDisk
 from azure.mgmt.compute.models import Snapshot as SdkSnapshot
 from azure.mgmt.core.exceptions import ARMErrorFormat
@@ -272,10 +273,36 @@ def test_per_disk_window_409_is_transient_not_permanent() -> None:
     assert outcome_of(err) == "transient"
 
 
-def test_other_operation_not_allowed_409_is_permanent() -> None:
-    err = map_error(arm_error(409, "OperationNotAllowed", "Disk is attached to a VM that is being deallocated."))
-    assert isinstance(err, PermanentError)
-    assert err.code == "OperationNotAllowed"
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Disk is attached to a VM that is being deallocated.",
+        "Only 7 incremental snapshots of a disk can be created within 5 minutes.",
+        "Ein Vorgang ist nicht zulässig.",  # no English words to match: the code decides
+    ],
+)
+def test_a_409_is_judged_by_its_code_not_its_words(message: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="azsnap.cloud.mapping"):
+        err = map_error(arm_error(409, "OperationNotAllowed", message), default_retry_after=30)
+    assert type(err) is TransientError and err.code == "OperationNotAllowed" and err.retry_after == 30
+    assert err.message == message
+    (record,) = caplog.records
+    assert record.__dict__["code"] == "OperationNotAllowed" and record.__dict__["azure_message"] == message
+
+
+def test_identity_errors_without_an_answer_or_with_a_5xx_are_transient() -> None:
+    def fetch_token() -> None:
+        try:
+            raise ServiceRequestError("Connection reset by peer")
+        except ServiceRequestError as network:
+            raise ClientAuthenticationError("the token request failed") from network
+
+    with pytest.raises(ClientAuthenticationError) as failed:
+        fetch_token()
+    blip = map_error(failed.value)
+    assert type(blip) is TransientError and blip.code == "IdentityUnavailable"
+    unconfigured = map_error(CredentialUnavailableError("no federated token file"))
+    assert isinstance(unconfigured, PermanentError) and unconfigured.code == "AuthenticationFailed"
 
 
 @pytest.mark.parametrize(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from azsnap.clock import ManualClock
 from azsnap.emulator import BucketSize, FaultRule
-from azsnap.emulator.config import DEFAULT_BUCKETS
+from azsnap.emulator.config import DEFAULT_BUCKETS, scaled_buckets
 from azsnap.emulator.faults import FaultInjector
-from azsnap.emulator.throttling import Throttler
+from azsnap.emulator.throttling import Throttler, throttled_error
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -95,3 +96,96 @@ def test_lro_faults_only_apply_to_writes() -> None:
 def test_bad_fault_rules_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         FaultRule(**kwargs)  # type: ignore[arg-type]
+
+
+# -- fixed windows, Azure's 429 shapes, polls charged, one header line per policy
+
+
+def _window_throttler(clock: ManualClock, **kwargs: object) -> Throttler:
+    sizes = {
+        "Microsoft.Compute/HighCostSnapshotCreateHydrate3Min": BucketSize(3, timedelta(minutes=3)),
+        "Microsoft.Compute/HighCostSnapshotCreateHydrate30Min": BucketSize(5, timedelta(minutes=30)),
+    }
+    return Throttler(clock, sizes, mode="window", **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_fixed_window_refuses_until_its_end_then_gives_the_whole_budget_back() -> None:
+    clock = ManualClock(T0 + timedelta(seconds=30))
+    throttler = _window_throttler(clock)
+    for _ in range(3):
+        assert throttler.charge("snapshots.put", "PUT", "s", "l")[1] is None
+    clock.advance(timedelta(seconds=100))  # a token bucket would have refilled more than one call by now
+    headers, refused = throttler.charge("snapshots.put", "PUT", "s", "l")
+    assert refused is not None and refused.policy.endswith("Hydrate3Min")
+    assert refused.retry_after_s == 50  # the 3-minute window began at T0 and ends at T0 + 180 s
+    assert refused.start == T0 and refused.end == T0 + timedelta(minutes=3)
+    assert refused.allowed == 3 and refused.measured == 4
+    assert "HighCostSnapshotCreateHydrate3Min;0" in headers["x-ms-ratelimit-remaining-resource"]
+    clock.advance(timedelta(seconds=50))
+    assert throttler.charge("snapshots.put", "PUT", "s", "l")[1] is None
+    assert throttler.charge("snapshots.put", "PUT", "s", "l")[1] is None
+    _, refused = throttler.charge("snapshots.put", "PUT", "s", "l")  # the 30-minute window is spent: 5 calls
+    assert refused is not None and refused.policy.endswith("Hydrate30Min")
+    assert refused.retry_after_s == 1200  # Azure's longest Retry-After, though the window runs longer
+
+
+def test_a_fixed_retry_after_is_sent_whatever_the_window() -> None:
+    throttler = _window_throttler(ManualClock(T0), retry_after_s=1200)
+    for _ in range(3):
+        throttler.charge("snapshots.put", "PUT", "s", "l")
+    _, refused = throttler.charge("snapshots.put", "PUT", "s", "l")
+    assert refused is not None and refused.retry_after_s == 1200
+    error = throttled_error(refused)
+    assert error.status == 429 and error.code == "OperationNotAllowed" and error.headers == {"Retry-After": "1200"}
+    assert error.details is not None
+    detail = json.loads(error.details[0]["message"])
+    assert detail == {
+        "operationGroup": "HighCostSnapshotCreateHydrate3Min",
+        "startTime": "2026-03-02T00:00:00+00:00",
+        "endTime": "2026-03-02T00:03:00+00:00",
+        "allowedRequestCount": 3,
+        "measuredRequestCount": 4,
+    }
+
+
+def test_the_front_door_shape_has_no_retry_after_and_no_rate_limit_headers() -> None:
+    clock = ManualClock(T0)
+    throttler = _window_throttler(clock, shape="subscription")
+    for _ in range(3):
+        throttler.charge("snapshots.put", "PUT", "sub-1", "l")
+    headers, refused = throttler.charge("snapshots.put", "PUT", "sub-1", "l")
+    assert refused is not None and not headers
+    error = throttled_error(refused)
+    assert error.code == "SubscriptionRequestsThrottled" and error.headers == {} and error.details is None
+    assert error.message == (
+        "Number of requests for subscription 'sub-1' and operation "
+        "'PUT/SUBSCRIPTIONS/RESOURCEGROUPS/PROVIDERS/MICROSOFT.COMPUTE/SNAPSHOTS/' exceeded the backend storage "
+        "limit. Please try again after '180' seconds."
+    )
+
+
+def test_operation_polls_are_charged_to_get_operation() -> None:
+    throttler = Throttler(ManualClock(T0), DEFAULT_BUCKETS)
+    headers, refused = throttler.charge("operations.get", "GET", "sub", "westeurope")
+    assert refused is None
+    assert headers["x-ms-ratelimit-remaining-resource"] == (
+        "Microsoft.Compute/GetOperation3Min;49999,Microsoft.Compute/GetOperation30Min;399999"
+    )
+
+
+def test_each_policy_can_come_in_its_own_header_line() -> None:
+    throttler = Throttler(ManualClock(T0), DEFAULT_BUCKETS, header_lines=True)
+    headers, _ = throttler.charge("snapshots.list", "GET", "sub", "westeurope")
+    assert headers.getall("x-ms-ratelimit-remaining-resource") == [
+        "Microsoft.Compute/HighCostGet3Min;159",
+        "Microsoft.Compute/HighCostGet30Min;799",
+    ]
+
+
+def test_budgets_scale_per_policy_and_never_below_one_call() -> None:
+    scaled = scaled_buckets(0.25)
+    assert scaled["Microsoft.Compute/HighCostSnapshotCreateHydrate3Min"].capacity == 60
+    assert scaled["subscription-writes"] == DEFAULT_BUCKETS["subscription-writes"]  # ARM's are the same everywhere
+    assert scaled_buckets(1e-9)["Microsoft.Compute/HighCostGet3Min"].capacity == 1
+    with pytest.raises(ValueError):
+        scaled_buckets(0)

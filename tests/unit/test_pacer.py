@@ -16,13 +16,12 @@ from azsnap.cloud.buckets import (
     BucketSpec,
     PacerConfig,
     TokenBucket,
-    capacity_needed,
     parse_remaining,
     period_from_policy,
     retry_after_seconds,
-    theoretical_best_lateness,
 )
-from azsnap.cloud.errors import Throttled
+from azsnap.cloud.budget import capacity_needed, theoretical_best_lateness
+from azsnap.cloud.errors import SlotMissed, Throttled
 from azsnap.cloud.pacer import Grant, Pacer, PacerHooks, pacing
 
 SUB = "00000000-0000-0000-0000-000000000001"
@@ -30,13 +29,15 @@ LOC = "westeurope"
 CREATE_3MIN = SNAPSHOT_CREATE_3MIN.policy
 CREATE_30MIN = SNAPSHOT_CREATE_30MIN.policy
 RESOURCE = "x-ms-ratelimit-remaining-resource"
+GET_OPERATION_3MIN = "Microsoft.Compute/GetOperation3Min"
+GET_OPERATION_30MIN = "Microsoft.Compute/GetOperation30Min"
 
 #: Azure's two snapshot-create buckets, used in full (no margin, no ARM bucket): the shape of the budget alone.
-COMPUTE_ONLY = PacerConfig(create=(SNAPSHOT_CREATE_3MIN, SNAPSHOT_CREATE_30MIN), margin=1.0)
+COMPUTE_ONLY = PacerConfig(probe_first=False, create=(SNAPSHOT_CREATE_3MIN, SNAPSHOT_CREATE_30MIN), margin=1.0)
 #: One token every 10 s: ordering is easy to read.
 SLOW = BucketSpec("test/Slow", 1, 10)
 SLOW_DELETE = BucketSpec("test/SlowDelete", 1, 10)
-ORDERING = PacerConfig(create=(SLOW,), delete=(SLOW_DELETE,), margin=1.0)
+ORDERING = PacerConfig(probe_first=False, create=(SLOW,), delete=(SLOW_DELETE,), margin=1.0)
 
 
 def tokens(pacer: Pacer, policy: str, location: str = LOC) -> float:
@@ -91,7 +92,7 @@ async def test_an_overflow_goes_at_the_refill_rate_and_no_later() -> None:
 
 @pytest.mark.looptime
 async def test_default_budget_keeps_the_margin_and_the_arm_write_bucket() -> None:
-    config = PacerConfig()
+    config = PacerConfig(probe_first=False)
     pacer = Pacer(config)
     times = sorted(g.granted_at for g in await creates(pacer, 300))
     assert times.count(0.0) == 194  # ARM writes: 200 × 0.97
@@ -114,7 +115,7 @@ async def test_regions_and_subscriptions_have_their_own_compute_buckets() -> Non
 
 @pytest.mark.looptime
 async def test_arm_buckets_span_the_regions_of_a_subscription() -> None:
-    config = PacerConfig(create=(ARM_WRITES,), margin=1.0)
+    config = PacerConfig(probe_first=False, create=(ARM_WRITES,), margin=1.0)
     pacer = Pacer(config)
     await asyncio.gather(*(pacer.acquire("create", SUB, f"region-{i % 4}") for i in range(200)))
     late = await pacer.acquire("create", SUB, "region-9")
@@ -147,7 +148,11 @@ def test_buckets_never_go_negative_and_grants_stay_inside_the_budget(
     create_small = BucketSpec("test/Create", 20, 60)
     shared = BucketSpec("test/Shared", 15, 30)
     config = PacerConfig(
-        create=(create_small, shared), delete=(shared,), list=(BucketSpec("test/List", 5, 20),), margin=margin
+        probe_first=False,
+        create=(create_small, shared),
+        delete=(shared,),
+        list=(BucketSpec("test/List", 5, 20),),
+        margin=margin,
     )
     loop = looptime.new_event_loop(start=0)
     granted: dict[str, list[float]] = {"create": [], "delete": [], "list": []}
@@ -178,9 +183,9 @@ def test_buckets_never_go_negative_and_grants_stay_inside_the_budget(
 
 def test_a_token_bucket_clamps_at_zero_and_at_capacity() -> None:
     bucket = TokenBucket(BucketSpec("test/B", 2, 10), 1.0, now=0.0)
-    bucket.take()
-    bucket.take()
-    bucket.take()  # the pacer never does this; the bucket still never goes negative
+    bucket.take(0.0, probing=False)
+    bucket.take(0.0, probing=False)
+    bucket.take(0.0, probing=False)  # the pacer never does this; the bucket still never goes negative
     assert bucket.tokens == 0.0
     bucket.refill(1000.0)
     assert bucket.tokens == 2.0
@@ -222,14 +227,14 @@ async def test_retry_after_as_an_http_date_without_date_uses_the_clock() -> None
 
 @pytest.mark.looptime
 async def test_a_429_without_retry_after_blocks_for_the_default() -> None:
-    pacer = Pacer(PacerConfig(create=COMPUTE_ONLY.create, margin=1.0, default_retry_after_s=45))
+    pacer = Pacer(PacerConfig(probe_first=False, create=COMPUTE_ONLY.create, margin=1.0, default_retry_after_s=45))
     pacer.observe("create", SUB, LOC, 429, {})
     assert (await pacer.acquire("create", SUB, LOC)).granted_at == pytest.approx(45, abs=2e-3)
 
 
 @pytest.mark.looptime
 async def test_a_429_blocks_only_the_policy_azure_reports_exhausted() -> None:
-    pacer = Pacer(PacerConfig(margin=1.0))
+    pacer = Pacer(PacerConfig(probe_first=False, margin=1.0))
     headers = {RESOURCE: f"{CREATE_3MIN};0,{CREATE_30MIN};1500", "Retry-After": "30"}
     pacer.observe("create", SUB, LOC, 429, headers)
     blocked = {b.policy: b.blocked_until for b in pacer.snapshot().buckets}
@@ -281,7 +286,8 @@ async def test_a_correction_discounts_the_calls_granted_after_the_answered_one()
 
 @pytest.mark.looptime
 async def test_a_correction_keeps_the_margin_in_reserve() -> None:
-    pacer = Pacer(PacerConfig())  # margin 0.97: 6 of ARM's 200 writes stay unused
+    pacer = Pacer(PacerConfig(probe_first=False))  # margin 0.97: 6 of ARM's 200 writes stay unused
+    pacer.observe("create", SUB, LOC, 201, {"x-ms-ratelimit-remaining-subscription-writes": "199"})  # sized: 200
     pacer.observe("create", SUB, LOC, 201, {"x-ms-ratelimit-remaining-subscription-writes": "50"})
     assert tokens(pacer, "ARM/subscription-writes") == pytest.approx(44)
 
@@ -289,6 +295,7 @@ async def test_a_correction_keeps_the_margin_in_reserve() -> None:
 @pytest.mark.looptime
 async def test_a_corrected_bucket_paces_from_the_corrected_level() -> None:
     pacer = Pacer(COMPUTE_ONLY)
+    pacer.observe("create", SUB, LOC, 200, {RESOURCE: f"{CREATE_3MIN};239"})  # the first answer sizes it: 240
     pacer.observe("create", SUB, LOC, 200, {RESOURCE: f"{CREATE_3MIN};2"})
     times = sorted(g.granted_at for g in await creates(pacer, 4))
     assert times[:2] == [0.0, 0.0]
@@ -306,7 +313,7 @@ async def test_a_policy_azure_charges_to_another_kind_is_attached_to_it() -> Non
 
 @pytest.mark.looptime
 async def test_an_unknown_policy_is_learned_from_its_name_and_count() -> None:
-    pacer = Pacer(PacerConfig(margin=1.0))
+    pacer = Pacer(PacerConfig(probe_first=False, margin=1.0))
     pacer.observe("delete", SUB, LOC, 200, {RESOURCE: "Microsoft.Compute/DeleteSnapshot3Min;1"})
     (learned,) = [b for b in pacer.snapshot().buckets if b.policy == "Microsoft.Compute/DeleteSnapshot3Min"]
     assert (learned.azure_capacity, learned.tokens) == (2, 1)
@@ -320,10 +327,14 @@ async def test_an_unknown_policy_is_learned_from_its_name_and_count() -> None:
 
 @pytest.mark.looptime
 async def test_learning_can_be_switched_off() -> None:
-    pacer = Pacer(PacerConfig(learn_policies=False))
+    pacer = Pacer(PacerConfig(probe_first=False, learn_policies=False))
     pacer.observe("delete", SUB, LOC, 200, {RESOURCE: f"{CREATE_3MIN};0,Microsoft.Compute/X3Min;0"})
     assert (await pacer.acquire("delete", SUB, LOC)).granted_at == 0.0
-    assert {b.policy for b in pacer.snapshot().buckets} == {"ARM/subscription-deletes"}
+    assert {b.policy for b in pacer.snapshot().buckets} == {
+        "ARM/subscription-deletes",
+        "Microsoft.Compute/DeleteDisks3Min",
+        "Microsoft.Compute/DeleteDisks30Min",
+    }
 
 
 # -- ordering
@@ -414,7 +425,11 @@ async def test_deletes_do_not_yield_to_creates_elsewhere_or_when_told_not_to() -
     waiting = asyncio.create_task(pacer.acquire("create", SUB, LOC))
     assert (await pacer.acquire("delete", SUB, "northeurope")).granted_at == 0.0
     await waiting
-    free = Pacer(PacerConfig(create=(SLOW,), delete=(SLOW_DELETE,), margin=1.0, deletes_yield_to_creates=False))
+    free = Pacer(
+        PacerConfig(
+            probe_first=False, create=(SLOW,), delete=(SLOW_DELETE,), margin=1.0, deletes_yield_to_creates=False
+        )
+    )
     await exhaust(free)
     waiting = asyncio.create_task(free.acquire("create", SUB, LOC))
     assert (await free.acquire("delete", SUB, LOC)).waited_s == 0.0
@@ -423,7 +438,7 @@ async def test_deletes_do_not_yield_to_creates_elsewhere_or_when_told_not_to() -
 
 @pytest.mark.looptime
 async def test_a_delete_stops_yielding_after_its_longest_wait() -> None:
-    config = PacerConfig(create=(SLOW,), delete=(SLOW_DELETE,), margin=1.0, delete_max_yield_s=45)
+    config = PacerConfig(probe_first=False, create=(SLOW,), delete=(SLOW_DELETE,), margin=1.0, delete_max_yield_s=45)
     pacer = Pacer(config)
     await exhaust(pacer)
     flood = [asyncio.create_task(pacer.acquire("create", SUB, LOC, key=f"d{i}")) for i in range(20)]
@@ -434,7 +449,7 @@ async def test_a_delete_stops_yielding_after_its_longest_wait() -> None:
 
 @pytest.mark.looptime
 async def test_an_overdue_delete_sharing_the_create_bucket_is_served_in_deadline_order() -> None:
-    shared = PacerConfig(create=(SLOW,), delete=(SLOW,), margin=1.0, delete_max_yield_s=45)
+    shared = PacerConfig(probe_first=False, create=(SLOW,), delete=(SLOW,), margin=1.0, delete_max_yield_s=45)
     pacer = Pacer(shared)
     await exhaust(pacer)
     flood = [asyncio.create_task(pacer.acquire("create", SUB, LOC, deadline=3600.0)) for _ in range(20)]
@@ -477,9 +492,9 @@ async def test_the_snapshot_reports_waiters_per_bucket() -> None:
 
 def test_unknown_kinds_and_bad_margins_are_refused() -> None:
     with pytest.raises(ValueError, match="kind"):
-        PacerConfig().specs("resize")  # type: ignore[arg-type]
+        PacerConfig(probe_first=False).specs("resize")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="margin"):
-        PacerConfig(margin=0)
+        PacerConfig(probe_first=False, margin=0)
     with pytest.raises(ValueError, match="positive"):
         BucketSpec("x", 0, 10)
 
@@ -539,7 +554,7 @@ def test_period_from_policy() -> None:
 
 
 def test_capacity_report_for_three_thousand_hourly_disks() -> None:
-    report = capacity_needed(3000, 3000, 10, PacerConfig())
+    report = capacity_needed(3000, 3000, 10, PacerConfig(probe_first=False))
     use = {u.policy: u for u in report.buckets}
     assert use[CREATE_3MIN].utilisation == pytest.approx(3000 / 4800)
     assert use[CREATE_30MIN].utilisation == pytest.approx(3000 / 3840)
@@ -549,14 +564,16 @@ def test_capacity_report_for_three_thousand_hourly_disks() -> None:
 
 
 def test_capacity_report_warns_when_creates_do_not_fit() -> None:
-    report = capacity_needed(3800, 0, 0, PacerConfig())  # under Azure's 3840, over the 97% the pacer uses
+    report = capacity_needed(
+        3800, 0, 0, PacerConfig(probe_first=False)
+    )  # under Azure's 3840, over the 97% the pacer uses
     assert not report.fits
     assert report.worst is not None and report.worst.utilisation == pytest.approx(3800 / 3840)
-    assert capacity_needed(3800, 0, 0, PacerConfig(margin=1.0)).fits
+    assert capacity_needed(3800, 0, 0, PacerConfig(probe_first=False, margin=1.0)).fits
 
 
 def test_capacity_report_sums_kinds_that_share_a_policy() -> None:
-    report = capacity_needed(0, 0, 100, PacerConfig(), gets_per_hour=50)
+    report = capacity_needed(0, 0, 100, PacerConfig(probe_first=False), gets_per_hour=50)
     use = {u.policy: u for u in report.buckets}
     assert use["ARM/subscription-reads"].needed_per_hour == 150
 
@@ -564,7 +581,125 @@ def test_capacity_report_sums_kinds_that_share_a_policy() -> None:
 def test_theoretical_best_lateness() -> None:
     assert theoretical_best_lateness(240, COMPUTE_ONLY) == [0.0] * 240
     assert theoretical_best_lateness(242, COMPUTE_ONLY)[-2:] == pytest.approx([0.75, 1.5])
-    assert theoretical_best_lateness(201, PacerConfig())[-1] == pytest.approx(0.1)  # ARM writes: 200, then 10/s
+    assert theoretical_best_lateness(201, PacerConfig(probe_first=False))[-1] == pytest.approx(
+        0.1
+    )  # ARM writes: 200, then 10/s
     # 3000 at once: the 3-minute bucket binds for the whole hour (the 30-minute one only after 6300 s).
     assert theoretical_best_lateness(3000, COMPUTE_ONLY)[-1] == pytest.approx((3000 - 240) * 0.75)
     assert theoretical_best_lateness(0, COMPUTE_ONLY) == []
+
+
+# -- learning Azure's budgets, bounded backoff, hard deadlines
+
+PROBING = PacerConfig(create=(SNAPSHOT_CREATE_3MIN, SNAPSHOT_CREATE_30MIN), margin=1.0)
+
+
+def azure_size(pacer: Pacer, policy: str) -> float:
+    (state,) = [b for b in pacer.snapshot().buckets if b.policy == policy]
+    return state.azure_capacity
+
+
+@pytest.mark.looptime
+async def test_until_azure_answers_one_call_at_a_time_draws_on_a_bucket() -> None:
+    pacer = Pacer(PROBING)
+    first = await pacer.acquire("create", SUB, LOC)
+    second = asyncio.ensure_future(pacer.acquire("create", SUB, LOC))
+    await asyncio.sleep(5)
+    assert not second.done()  # the configured 240 is a guess: no burst on it
+    pacer.observe("create", SUB, LOC, 202, {RESOURCE: f"{CREATE_3MIN};11,{CREATE_30MIN};99"}, grant=first)
+    assert (await second).granted_at == pytest.approx(5)
+    assert azure_size(pacer, CREATE_3MIN) == 12 and azure_size(pacer, CREATE_30MIN) == 100
+
+
+@pytest.mark.looptime
+async def test_the_pacer_converges_on_a_smaller_budget_it_was_not_told() -> None:
+    pacer = Pacer(PROBING)
+    azure_left = 12.0  # Azure's real 3-minute budget, refilled at 12 per 180 s; the pacer assumes 240
+    granted: list[float] = []
+
+    async def call(i: int) -> None:
+        nonlocal azure_left
+        grant = await pacer.acquire("create", SUB, LOC, key=f"disk-{i}")
+        azure_left -= 1
+        assert azure_left >= 0, "Azure would have refused this call"
+        granted.append(grant.granted_at)
+        pacer.observe("create", SUB, LOC, 202, {RESOURCE: f"{CREATE_3MIN};{int(azure_left)}"}, grant=grant)
+
+    async def refill() -> None:
+        nonlocal azure_left
+        while True:
+            await asyncio.sleep(15)
+            azure_left = min(12.0, azure_left + 1)
+
+    refiller = asyncio.ensure_future(refill())
+    await asyncio.gather(*(call(i) for i in range(30)))
+    refiller.cancel()
+    assert azure_size(pacer, CREATE_3MIN) == 12
+    assert pacer.snapshot().throttled == 0
+
+
+@pytest.mark.looptime
+async def test_a_429_without_retry_after_is_a_bounded_doubling_backoff_for_that_budget() -> None:
+    pacer = Pacer(PacerConfig(probe_first=False, margin=1.0, default_retry_after_s=30, max_backoff_s=100))
+    waits = []
+    for _ in range(4):
+        pacer.observe("create", SUB, LOC, 429, {})  # Azure's SubscriptionRequestsThrottled: no header at all
+        started = asyncio.get_running_loop().time()
+        grant = await pacer.acquire("create", SUB, LOC)
+        waits.append(round(grant.granted_at - started, 3))
+    assert waits == [30, 60, 100, 100]
+    assert pacer.snapshot().backoffs == 4 and pacer.snapshot().throttled == 4
+    assert (await pacer.acquire("list", SUB, LOC)).waited_s == 0  # only the refused kind's budget is held
+    pacer.observe("create", SUB, LOC, 202, {RESOURCE: f"{CREATE_3MIN};100"}, grant=grant)
+    pacer.observe("create", SUB, LOC, 429, {})
+    started = asyncio.get_running_loop().time()
+    assert (await pacer.acquire("create", SUB, LOC)).granted_at - started == pytest.approx(30)  # streak reset
+
+
+@pytest.mark.looptime
+async def test_a_429_makes_the_bucket_window_safe_then_smaller() -> None:
+    pacer = Pacer(PacerConfig(probe_first=False, create=(BucketSpec("Microsoft.Compute/C3Min", 100, 180),)))
+    pacer.observe("create", SUB, LOC, 429, {"Retry-After": "10", RESOURCE: "Microsoft.Compute/C3Min;0"})
+    (state,) = pacer.snapshot().buckets
+    assert state.capacity == pytest.approx(100 * 0.97 / 2)  # half burst and half refill: never over a window of 100
+    pacer.observe("create", SUB, LOC, 429, {"Retry-After": "10", RESOURCE: "Microsoft.Compute/C3Min;0"})
+    (state,) = pacer.snapshot().buckets
+    assert state.azure_capacity == pytest.approx(80)
+
+
+@pytest.mark.looptime
+async def test_a_create_is_never_granted_after_its_hard_deadline() -> None:
+    pacer = Pacer(PacerConfig(probe_first=False, create=(SLOW,), margin=1.0))
+    await pacer.acquire("create", SUB, LOC)  # the only token: the next one comes 10 s later
+    with pytest.raises(SlotMissed) as info:
+        await pacer.acquire("create", SUB, LOC, deadline=4.0, hard=True)
+    assert asyncio.get_running_loop().time() == pytest.approx(4.0)
+    assert info.value.policy == "test/Slow" and info.value.capacity == 1
+    assert "over Azure's budget: test/Slow allows about 1 calls per 10 s in westeurope" in info.value.reason
+    assert pacer.snapshot().missed == 1
+    # A soft deadline only orders the queue: the same wait is granted late.
+    assert (await pacer.acquire("create", SUB, LOC, deadline=12.0)).granted_at == pytest.approx(10)
+
+
+@pytest.mark.looptime
+async def test_a_call_without_deadline_is_refused_while_azure_blocks_its_budget_for_long() -> None:
+    pacer = Pacer(PacerConfig(probe_first=False, max_blocked_wait_s=120))
+    pacer.observe("list", SUB, LOC, 429, {"Retry-After": "1200"})
+    with pytest.raises(Throttled) as info:
+        await pacer.acquire("list", SUB, LOC)
+    assert info.value.retry_after == pytest.approx(1200)
+    assert asyncio.get_running_loop().time() == 0  # refused at once, not held for twenty minutes
+
+
+@pytest.mark.looptime
+async def test_operation_polls_learn_the_get_operation_budget_and_regions_stay_apart() -> None:
+    pacer = Pacer(PacerConfig())
+    hooks = PacerHooks(pacer)
+    await hooks.before_request("operations.get", SUB, LOC)
+    hooks.on_response("operations.get", 200, {RESOURCE: f"{GET_OPERATION_3MIN};49,{GET_OPERATION_30MIN};399"})
+    assert azure_size(pacer, GET_OPERATION_3MIN) == 50 and azure_size(pacer, GET_OPERATION_30MIN) == 400
+    await hooks.before_request("snapshots.list", SUB, LOC)
+    hooks.on_response("snapshots.list", 429, {"Retry-After": "60"})
+    other = await pacer.acquire("list", SUB, "northeurope")
+    assert other.waited_s == 0  # a 429 in westeurope holds nothing in northeurope
+    assert (await pacer.acquire("list", SUB, LOC)).granted_at == pytest.approx(60, abs=2e-3)

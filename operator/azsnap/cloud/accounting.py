@@ -82,6 +82,11 @@ class RequestStats:
     connection_errors: Counter[str] = field(default_factory=Counter)
     remaining_resource: dict[str, int] = field(default_factory=dict)
     remaining_subscription: dict[str, int] = field(default_factory=dict)
+    #: The longest single call, from its first request to its return (retries, pages and LRO polls included).
+    longest_call_s: float = 0.0
+
+    def record_duration(self, seconds: float) -> None:
+        self.longest_call_s = max(self.longest_call_s, seconds)
 
     def record_call(self, operation: str, outcome: str) -> None:
         self.calls[(operation, outcome)] += 1
@@ -118,6 +123,7 @@ class RequestStats:
             "connection_errors": dict(self.connection_errors),
             "remaining_resource": dict(self.remaining_resource),
             "remaining_subscription": dict(self.remaining_subscription),
+            "longest_call_s": round(self.longest_call_s, 3),
         }
 
 

@@ -13,7 +13,7 @@ from typing import Any, Final, TypeVar
 import aiohttp
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.pipeline import PipelineRequest, PipelineResponse
-from azure.core.pipeline.policies import AsyncHTTPPolicy
+from azure.core.pipeline.policies import AsyncHTTPPolicy, AsyncRetryPolicy
 from azure.core.pipeline.transport import AioHttpTransport, AsyncHttpResponse, HttpRequest
 from azure.mgmt.compute.aio import ComputeManagementClient
 from azure.mgmt.compute.models import CreationData, SnapshotProperties, SnapshotSku
@@ -45,7 +45,7 @@ PUBLIC_ARM: Final = "https://management.azure.com"
 
 @dataclass(frozen=True)
 class AzureOptions:
-    """How `AzureCloud` talks to ARM. Retries are azure-core's own; azsnap adds no second retry loop."""
+    """How `AzureCloud` talks to ARM. Retries of 5xx and dropped connections are azure-core's; 429s are the pacer's."""
 
     base_url: str = PUBLIC_ARM
     #: Extra CA bundle to trust (the emulator's throwaway CA); None trusts the system store only.
@@ -54,6 +54,9 @@ class AzureOptions:
     polling_interval: float = 5.0
     #: How long one create or delete waits for its long-running operation before returning.
     lro_timeout: float = 60.0
+    #: The most one call may take from its first request on: retries, pages and LRO polls included (the wait for
+    #: the first request's budget is the pacer's, bounded by the caller's deadline).
+    call_timeout: float = 120.0
     #: azure-core retry policy: attempts after the first, and exponential backoff (Retry-After wins when sent).
     retry_total: int = 3
     retry_backoff_factor: float = 0.8
@@ -81,6 +84,36 @@ async def _no_wait(operation: str, subscription_id: str, location: str) -> None:
 _SCOPE: ContextVar[tuple[str, str] | None] = ContextVar("azsnap_call_scope", default=None)
 
 
+@dataclass
+class _CallClock:
+    """One call's overall deadline: armed when its first request is granted, then held whatever is retried."""
+
+    limit: float
+    timeout: asyncio.Timeout | None = None
+    started: float | None = None
+
+    def first_request(self) -> None:
+        if self.started is None and self.timeout is not None:
+            self.started = asyncio.get_running_loop().time()
+            self.timeout.reschedule(self.started + self.limit)
+
+
+_CALL: ContextVar[_CallClock | None] = ContextVar("azsnap_call_clock", default=None)
+
+
+class _NoThrottleRetry(AsyncRetryPolicy):  # type: ignore[type-arg]  # its type parameters add nothing here
+    """azure-core's retry, except for 429: a throttled call returns at once, and the pacer holds its budget.
+
+    azure-core would sleep the whole `Retry-After` (Azure sends up to 1,200 s) inside the call, blind to the
+    call's deadline and to every other call waiting on the same budget.
+    """
+
+    def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
+        if response.http_response.status_code == 429:
+            return False
+        return bool(super().is_retry(settings, response))
+
+
 class _WaitPolicy(AsyncHTTPPolicy[HttpRequest, AsyncHttpResponse]):
     """Awaits `before_request` for every attempt azure-core sends: first tries, retries, pages and LRO polls."""
 
@@ -92,6 +125,9 @@ class _WaitPolicy(AsyncHTTPPolicy[HttpRequest, AsyncHttpResponse]):
         http = request.http_request
         subscription_id, location = _SCOPE.get() or ("", "")
         await self._before_request(operation_of(http.method, http.url), subscription_id, location)
+        clock = _CALL.get()
+        if clock is not None:
+            clock.first_request()
         return await self.next.send(request)
 
 
@@ -125,6 +161,8 @@ class AzureCloud(CloudClient):
         self._clients: dict[str, ComputeManagementClient] = {}
         self._ssl_context: ssl.SSLContext | None = None
         self._closed = False
+        #: Region of each (subscription, resource group) seen, so gets, lists and deletes draw on that region's budget.
+        self._regions: dict[tuple[str, str], str] = {}
 
     @classmethod
     def from_settings(
@@ -159,9 +197,11 @@ class AzureCloud(CloudClient):
                 "base_url": opts.base_url,
                 "credential_scopes": [arm_scope(opts.base_url)],
                 "polling_interval": opts.polling_interval,
-                "retry_total": opts.retry_total,
-                "retry_backoff_factor": opts.retry_backoff_factor,
-                "retry_backoff_max": opts.retry_backoff_max,
+                "retry_policy": _NoThrottleRetry(
+                    retry_total=opts.retry_total,
+                    retry_backoff_factor=opts.retry_backoff_factor,
+                    retry_backoff_max=opts.retry_backoff_max,
+                ),
                 "read_timeout": opts.read_timeout,
                 "per_retry_policies": [_WaitPolicy(self._before_request), self._policy],
                 **self._client_kwargs,
@@ -189,9 +229,18 @@ class AzureCloud(CloudClient):
         outcome: Callable[[T], str] = lambda _: "ok",
     ) -> T:
         token = _SCOPE.set((subscription_id, location))
+        clock = _CallClock(self.options.call_timeout)
+        clock_token = _CALL.set(clock)
         try:
-            result = await call()
+            async with asyncio.timeout(None) as clock.timeout:
+                result = await call()
         except Exception as exc:
+            if isinstance(exc, TimeoutError) and clock.timeout is not None and clock.timeout.expired():
+                exc = TransientError(
+                    f"the {operation} call ran past its {self.options.call_timeout:.0f}s deadline "
+                    "(retries and long-running operation included)",
+                    code="CallDeadline",
+                )
             error = map_error(exc, default_retry_after=self.options.default_retry_after)
             self.stats.record_call(operation, outcome_of(error))
             if error is exc:
@@ -199,8 +248,18 @@ class AzureCloud(CloudClient):
             raise error from exc
         finally:
             _SCOPE.reset(token)
+            _CALL.reset(clock_token)
+            if clock.started is not None:
+                self.stats.record_duration(asyncio.get_running_loop().time() - clock.started)
         self.stats.record_call(operation, outcome(result))
         return result
+
+    def _region(self, subscription_id: str, resource_group: str) -> str:
+        return self._regions.get((subscription_id.lower(), resource_group.lower()), "")
+
+    def _saw_region(self, subscription_id: str, resource_group: str, location: str) -> None:
+        if location:
+            self._regions[(subscription_id.lower(), resource_group.lower())] = location.replace(" ", "").lower()
 
     async def get_disk(self, disk_id: str) -> Disk | None:
         rid = parse_resource_id(disk_id)
@@ -209,11 +268,16 @@ class AzureCloud(CloudClient):
         client = self._client(rid.subscription_id)
         try:
             raw = await self._call(
-                "disks.get", rid.subscription_id, "", lambda: client.disks.get(rid.resource_group, rid.name)
+                "disks.get",
+                rid.subscription_id,
+                self._region(rid.subscription_id, rid.resource_group),
+                lambda: client.disks.get(rid.resource_group, rid.name),
             )
         except NotFound:
             return None
-        return disk_from_azure(raw)
+        disk = disk_from_azure(raw)
+        self._saw_region(rid.subscription_id, rid.resource_group, disk.location)
+        return disk
 
     async def list_snapshots(self, subscription_id: str, resource_group: str | None) -> list[Snapshot]:
         client = self._client(subscription_id)
@@ -227,16 +291,24 @@ class AzureCloud(CloudClient):
             return [snapshot_from_azure(s) async for s in pages]
 
         try:
-            return await self._call("snapshots.list", subscription_id, "", every_page)
+            # A subscription-wide list spans regions: it draws on no one region's budget.
+            region = self._region(subscription_id, resource_group) if resource_group else ""
+            found = await self._call("snapshots.list", subscription_id, region, every_page)
         except NotFound:
             return []
+        if found and resource_group:
+            self._saw_region(subscription_id, resource_group, found[0].location)
+        return found
 
     async def get_snapshot(self, subscription_id: str, resource_group: str, name: str) -> Snapshot | None:
         """One snapshot by name, or None."""
         client = self._client(subscription_id)
         try:
             raw = await self._call(
-                "snapshots.get", subscription_id, "", lambda: client.snapshots.get(resource_group, name)
+                "snapshots.get",
+                subscription_id,
+                self._region(subscription_id, resource_group),
+                lambda: client.snapshots.get(resource_group, name),
             )
         except NotFound:
             return None
@@ -244,6 +316,7 @@ class AzureCloud(CloudClient):
 
     async def create_snapshot(self, request: SnapshotRequest) -> Snapshot:
         client = self._client(request.subscription_id)
+        self._saw_region(request.subscription_id, request.resource_group, request.location)
         body = SdkSnapshot(
             location=request.location,
             tags=dict(request.tags),
@@ -254,21 +327,29 @@ class AzureCloud(CloudClient):
             ),
         )
 
+        accepted: list[bool] = []
+
         async def create() -> Snapshot | None:
             poller = await client.snapshots.begin_create_or_update(request.resource_group, request.name, body)
+            accepted.append(True)
             try:
                 result = await asyncio.wait_for(poller.result(), timeout=self.options.lro_timeout)
             except TimeoutError:
                 return None  # the operation goes on in Azure; never cancelled from here
             return snapshot_from_azure(result)
 
-        created = await self._call(
-            "snapshots.create",
-            request.subscription_id,
-            request.location,
-            create,
-            outcome=lambda s: "ok" if s is not None else "pending",
-        )
+        try:
+            created = await self._call(
+                "snapshots.create",
+                request.subscription_id,
+                request.location,
+                create,
+                outcome=lambda s: "ok" if s is not None else "pending",
+            )
+        except TransientError as exc:
+            if exc.code != "CallDeadline" or not accepted:
+                raise
+            created = None  # accepted, then the call's deadline came: the operation goes on in Azure
         if created is not None:
             return created
         log.info(
@@ -297,7 +378,11 @@ class AzureCloud(CloudClient):
 
         try:
             await self._call(
-                "snapshots.delete", subscription_id, "", delete, outcome=lambda done: "ok" if done else "pending"
+                "snapshots.delete",
+                subscription_id,
+                self._region(subscription_id, resource_group),
+                delete,
+                outcome=lambda done: "ok" if done else "pending",
             )
         except NotFound:
             return

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Final
 
@@ -9,9 +12,14 @@ from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOpt
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, WorkloadIdentityCredential
 
-from azsnap.settings import CredentialMode, Settings, SettingsError
+from azsnap.settings import CLOUDS, CredentialMode, Settings, SettingsError
 
-__all__ = ["StaticTokenCredential", "arm_scope", "make_credential"]
+__all__ = ["StaticTokenCredential", "arm_scope", "authority_host", "make_credential"]
+
+log = logging.getLogger(__name__)
+
+#: Set by the AKS workload-identity webhook (sovereign clouds included) and read by azure-identity.
+AUTHORITY_ENV: Final = "AZURE_AUTHORITY_HOST"
 
 #: 2100-01-01T00:00:00Z: far enough that azure-core never asks for a fresh token.
 _FAR_EXPIRY: Final = 4_102_444_800
@@ -59,13 +67,32 @@ class StaticTokenCredential:
         return None
 
 
+def authority_host(settings: Settings, environ: Mapping[str, str] = os.environ) -> str:
+    """The Entra authority: azsnap's own setting (an authority host, or a cloud other than public) when it has one,
+    else `AZURE_AUTHORITY_HOST` as the environment sets it, else the public cloud's. A warning when they disagree."""
+    env = environ.get(AUTHORITY_ENV, "").strip()
+    own = settings.authority_host or (None if settings.cloud == "public" else CLOUDS[settings.cloud][1])
+    if own is None:
+        return env or settings.resolved_authority_host
+    if env and _host(env) != _host(own):
+        log.warning(
+            "azsnap's authority setting and AZURE_AUTHORITY_HOST disagree; azsnap's own setting is used",
+            extra={"authority_host": own, "environment_authority_host": env},
+        )
+    return own
+
+
+def _host(url: str) -> str:
+    return url.strip().rstrip("/").lower().removeprefix("https://")
+
+
 def make_credential(settings: Settings) -> AsyncTokenCredential:
     """The credential `settings.credential` names; the caller closes it.
 
     Workload identity reads `AZURE_CLIENT_ID`, `AZURE_TENANT_ID` and `AZURE_FEDERATED_TOKEN_FILE` (injected by AKS);
     `settings.client_id` overrides the client ID there and picks a user-assigned managed identity.
     """
-    authority = settings.resolved_authority_host
+    authority = authority_host(settings)
     if settings.credential is CredentialMode.WORKLOAD_IDENTITY:
         try:
             return WorkloadIdentityCredential(client_id=settings.client_id, authority=authority)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CloudError", "NotFound", "PermanentError", "Throttled", "TransientError"]
+__all__ = ["CloudError", "NotFound", "PermanentError", "SlotMissed", "Throttled", "TransientError"]
 
 
 class CloudError(Exception):
@@ -40,3 +40,18 @@ class Throttled(TransientError):
 
 class PermanentError(CloudError):
     """A 4xx that will not fix itself (AuthorizationFailed, SnapshotsLimitReached, InvalidParameter, ...)."""
+
+
+class SlotMissed(CloudError):
+    """A create was not sent: its slot's deadline passed while it waited for Azure's budget (nothing reached Azure).
+
+    `reason` says why in words a person reads, with the figure (the policy, its size, the region).
+    """
+
+    def __init__(self, message: str, *, policy: str, capacity: float, period_s: float, location: str) -> None:
+        super().__init__(message, code="OverBudget")
+        self.reason = message
+        self.policy = policy
+        self.capacity = capacity
+        self.period_s = period_s
+        self.location = location

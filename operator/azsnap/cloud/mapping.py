@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -19,9 +20,12 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.identity import CredentialUnavailableError
 
 from azsnap.cloud.errors import CloudError, NotFound, PermanentError, Throttled, TransientError
 from azsnap.domain.observed import Disk, Snapshot
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_RETRY_AFTER",
@@ -59,10 +63,10 @@ _ID_RE: Final = re.compile(
     re.IGNORECASE,
 )
 
-#: The per-disk window ("at most N incremental snapshots in M minutes") is refused with a 409
-#: `OperationNotAllowed` whose message names the window; Azure uses the same code for refusals that
-#: will never pass (a disk attached in the wrong state, ...), so the message decides.
-_WINDOW_RE: Final = re.compile(r"\b(minutes?|per \d+ ?min|too many|rate)\b", re.IGNORECASE)
+#: 409 codes about one resource's state right now (the per-disk snapshot window, a disk busy in another operation):
+#: worth trying again. Azure documents no wording for them, so only the code decides, never the message; azsnap's own
+#: per-disk ledger keeps it from sending a create its window cannot take, so such a 409 is someone else's doing.
+_CONFLICT_CODES: Final = frozenset({"operationnotallowed", "conflict", "conflictingoperation", "operationinprogress"})
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,11 @@ def map_error(exc: BaseException, *, default_retry_after: float = DEFAULT_RETRY_
         return NotFound(message, code=code or "NotFound", status=404)
     if isinstance(exc, HttpResponseError) and exc.status_code is not None:
         return _map_http(exc, exc.status_code, default_retry_after)
+    if isinstance(exc, ClientAuthenticationError) and _identity_unreachable(exc):
+        return TransientError(
+            f"Entra ID could not be reached for a token: {exc.message}; azsnap tries again",
+            code="IdentityUnavailable",
+        )
     if isinstance(exc, ClientAuthenticationError):
         return PermanentError(
             f"could not get an Azure token: {exc.message}. Check the operator's identity configuration.",
@@ -268,15 +277,26 @@ def _map_http(exc: HttpResponseError, status: int, default_retry_after: float) -
         return PermanentError(message, code=code)
     if status == 408 or status >= 500:
         return TransientError(message, retry_after=said, code=code, status=status)
-    if (
-        status == 409
-        and lowered == "operationnotallowed"
-        and ("TooManyRequests" in details or _WINDOW_RE.search(message))
-    ):
-        return TransientError(message, retry_after=retry_after, code=code, status=status)
+    if status == 409:
+        log.warning("Azure refused with a conflict", extra={"status": status, "code": code, "azure_message": message})
+        if lowered in _CONFLICT_CODES or "TooManyRequests" in details:
+            return TransientError(message, retry_after=retry_after, code=code, status=status)
     if lowered in _TRANSIENT_CODES:
         return TransientError(message, retry_after=retry_after, code=code, status=status)
     return PermanentError(message, code=code or f"HTTP{status}", status=status)
+
+
+def _identity_unreachable(exc: ClientAuthenticationError) -> bool:
+    """A token request that failed on the way (no answer, or Entra's 5xx or 429), not one Entra refused."""
+    if isinstance(exc, CredentialUnavailableError):
+        return False  # not configured here (no federated token file, no managed identity): a person must act
+    status = getattr(exc.response, "status_code", None) if exc.response is not None else None
+    if status is None:
+        # No answer from Entra: transient when the request itself failed on the network, not when no credential
+        # could even be tried (DefaultAzureCredential raises the same type for both).
+        causes = (exc.inner_exception, exc.__cause__, exc.__context__)
+        return any(isinstance(c, ServiceRequestError | ServiceResponseError | OSError | TimeoutError) for c in causes)
+    return status >= 500 or status in (408, 429)
 
 
 def outcome_of(error: CloudError) -> str:

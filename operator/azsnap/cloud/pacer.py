@@ -1,15 +1,16 @@
-"""The budget-aware pacer: calls to Azure wait for a token instead of meeting a 429, in deadline-fair order."""
+"""The budget-aware pacer: calls to Azure wait for a token instead of meeting a 429, in deadline-fair order.
+
+The buckets and what they learn from Azure's answers are in `azsnap.cloud.buckets`; the adapter's hooks and the
+per-task deadline in `azsnap.cloud.hooks` (re-exported here).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
 import math
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Final
 
 from azsnap.clock import Clock
@@ -23,7 +24,10 @@ from azsnap.cloud.buckets import (
     period_from_policy,
     retry_after_seconds,
 )
-from azsnap.cloud.errors import Throttled
+from azsnap.cloud.errors import SlotMissed, Throttled
+from azsnap.cloud.grants import BucketState, Grant, KindStats, PacerSnapshot, Waiter, bucket_states, missed_error
+from azsnap.cloud.headers import RETRY_HEADERS
+from azsnap.cloud.hooks import OPERATION_KINDS, PacerHooks, pacing, pacing_until
 
 __all__ = [
     "OPERATION_KINDS",
@@ -37,17 +41,6 @@ __all__ = [
     "pacing_until",
 ]
 
-#: The budget each operation (as `azsnap.cloud.accounting.operation_of` names it) draws on.
-OPERATION_KINDS: Final[Mapping[str, Kind]] = {
-    "snapshots.create": "create",
-    "snapshots.delete": "delete",
-    "snapshots.list": "list",
-    "disks.list": "list",
-    "snapshots.get": "get",
-    "disks.get": "get",
-    "operations.get": "get",  # a long-running operation's status poll
-}
-
 #: The shortest wait the pacer schedules: keeps a float rounding from spinning the loop at one instant.
 _MIN_STEP: Final = 1e-3
 _ROUND_TABLE_LIMIT: Final = 4096
@@ -56,91 +49,14 @@ _BucketKey = tuple[str, str, str]  # policy, subscription, location ("" for subs
 _GroupKey = tuple[Kind, str, str]  # kind, subscription, location
 
 
-@dataclass(frozen=True)
-class Grant:
-    """Permission for one call: which budget it drew on, when, and how long it waited for it."""
-
-    kind: Kind
-    subscription_id: str
-    location: str
-    granted_at: float
-    waited_s: float
-    #: Per policy, the bucket's grant count when this call took its token (for `Pacer.observe(..., grant=)`).
-    sequence: Mapping[str, int]
-    buckets: tuple[TokenBucket, ...] = field(repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class BucketState:
-    """One bucket as the pacer sees it now."""
-
-    policy: str
-    subscription_id: str
-    location: str
-    tokens: float
-    capacity: float  # usable: Azure's size times the margin
-    azure_capacity: float
-    blocked_until: float | None
-    waiters: int
-
-
-@dataclass(frozen=True)
-class KindStats:
-    """Grants of one kind: how many, how many had to wait, and the seconds waited in total."""
-
-    grants: int = 0
-    waits: int = 0
-    waited_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class PacerSnapshot:
-    """The pacer's buckets and counters at one loop time (for metrics and benchmarks)."""
-
-    at: float
-    buckets: tuple[BucketState, ...]
-    kinds: Mapping[Kind, KindStats]
-    waiting: int
-    throttled: int  # throttling answers observed: each is a pacing miss
-    corrections: int  # times a header lowered a bucket below our estimate
-
-    @property
-    def waits(self) -> int:
-        return sum(stats.waits for stats in self.kinds.values())
-
-    @property
-    def waited_s(self) -> float:
-        return sum(stats.waited_s for stats in self.kinds.values())
-
-
-class _Waiter:
-    __slots__ = ("enqueued_at", "future", "group", "priority", "round")
-
-    def __init__(
-        self,
-        group: _GroupKey,
-        priority: tuple[int, float, int, int],
-        rnd: int,
-        now: float,
-        future: asyncio.Future[Grant],
-    ) -> None:
-        self.group = group
-        self.priority = priority
-        self.round = rnd
-        self.enqueued_at = now
-        self.future = future
-
-    def __lt__(self, other: _Waiter) -> bool:
-        return self.priority < other.priority
-
-
 class Pacer:
     """Token buckets per subscription, region and kind of call, shared by the whole operator.
 
     Time is the running loop's (`loop.time()`), so an emulated loop fast-forwards it. Waiters are served
     earliest `deadline` first (loop time), round-robin by `key` among equal deadlines, those without a
-    deadline last; deletes wait while creates for the same subscription and region wait. `clock` is only
-    used to read a `Retry-After` given as an HTTP date when the answer carries no `Date`.
+    deadline last; deletes wait while creates for the same subscription and region wait. A waiter with a
+    hard deadline is never granted after it: it gets `SlotMissed`, naming the budget that ran out. `clock` is
+    only used to read a `Retry-After` given as an HTTP date when the answer carries no `Date`.
     """
 
     def __init__(self, config: PacerConfig | None = None, *, clock: Clock | None = None) -> None:
@@ -150,26 +66,49 @@ class Pacer:
         self._buckets: dict[_BucketKey, TokenBucket] = {}
         self._attached: dict[Kind, list[BucketSpec]] = {kind: [] for kind in KINDS}
         self._learned: dict[str, BucketSpec] = {}
-        self._groups: dict[_GroupKey, list[_Waiter]] = {}
+        self._groups: dict[_GroupKey, list[Waiter]] = {}
         self._next_round: dict[str, int] = {}
         self._vround = 0
         self._seq = 0
         self._stats: dict[Kind, KindStats] = {kind: KindStats() for kind in KINDS}
         self._throttled = 0
         self._corrections = 0
+        self._missed = 0
+        self._backoffs = 0
         self._dispatch_soon: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     # -- the callers' side
 
     async def acquire(
-        self, kind: Kind, subscription_id: str, location: str, *, deadline: float | None = None, key: str = ""
+        self,
+        kind: Kind,
+        subscription_id: str,
+        location: str,
+        *,
+        deadline: float | None = None,
+        key: str = "",
+        hard: bool = False,
     ) -> Grant:
-        """Wait until every bucket of this kind has a token for the call, take them, and return the grant."""
+        """Wait until every bucket of this kind has a token for the call, take them, and return the grant.
+
+        With `hard`, raise `SlotMissed` at `deadline` instead of granting late. Without a deadline, raise
+        `Throttled` at once when Azure blocked one of the buckets for longer than `max_blocked_wait_s`.
+        """
         self.config.specs(kind)  # rejects an unknown kind before anything waits
         loop = self._bind()
         now = loop.time()
         group: _GroupKey = (kind, subscription_id, location)
+        if hard and deadline is not None and now >= deadline:
+            raise self._missed_error(kind, subscription_id, location, now)
+        if not hard:
+            blocked = max((b.blocked_until for b in self._buckets_for(kind, subscription_id, location, now)), default=0)
+            if blocked - now > self.config.max_blocked_wait_s:
+                raise Throttled(
+                    f"Azure blocked the {kind} budget for {blocked - now:.0f}s more (Retry-After)",
+                    retry_after=blocked - now,
+                    code="PacerBlocked",
+                )
         if kind == "delete" and self.config.deletes_yield_to_creates:
             yield_limit = now + self.config.delete_max_yield_s
             deadline = yield_limit if deadline is None else min(deadline, yield_limit)
@@ -177,18 +116,38 @@ class Pacer:
         self._next_round[key] = rnd + 1
         self._seq += 1
         priority = (0, deadline, rnd, self._seq) if deadline is not None else (1, 0.0, rnd, self._seq)
-        waiter = _Waiter(group, priority, rnd, now, loop.create_future())
+        waiter = Waiter(group, priority, rnd, now, loop.create_future())
         heapq.heappush(self._groups.setdefault(group, []), waiter)
+        if hard and deadline is not None:
+            waiter.expiry = loop.call_at(deadline, self._expire, waiter)
         self._wake_soon()
         try:
             return await waiter.future
         except asyncio.CancelledError:
-            if waiter.future.done() and not waiter.future.cancelled():
+            if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
                 for bucket in waiter.future.result().buckets:
                     bucket.refund()
             waiter.future.cancel()
             self._wake_soon()
             raise
+        finally:
+            if waiter.expiry is not None:
+                waiter.expiry.cancel()
+
+    def _expire(self, waiter: Waiter) -> None:
+        """A hard deadline passed before the waiter was granted: it is missed, never sent."""
+        if waiter.future.done():
+            return
+        kind, sub, loc = waiter.group
+        waiter.future.set_exception(self._missed_error(kind, sub, loc, self._bind().time()))
+        self._wake_soon()
+
+    def _missed_error(self, kind: Kind, subscription_id: str, location: str, now: float) -> SlotMissed:
+        self._missed += 1
+        buckets = self._buckets_for(kind, subscription_id, location, now)
+        lacking = [b for b in buckets if not b.available(now)] or buckets
+        worst = max(lacking, key=lambda b: (b.ready_at(now), -b.spec.capacity / b.spec.period_s))
+        return missed_error(kind, worst, location, now)
 
     @asynccontextmanager
     async def slot(
@@ -201,10 +160,6 @@ class Pacer:
         except Throttled as exc:
             self.block(kind, subscription_id, location, exc.retry_after)
             raise
-
-    def loop_deadline(self, when: datetime, now: datetime) -> float:
-        """The loop time of `when`, given the clock's `now` (to turn slot + startingDeadline into a deadline)."""
-        return self._bind().time() + (when - now).total_seconds()
 
     # -- what Azure tells us
 
@@ -225,31 +180,45 @@ class Pacer:
         409s (the per-disk snapshot window, a busy disk) are about one resource, not the budget.
         """
         now = self._bind().time()
-        remaining = parse_remaining(headers)
         reported: list[tuple[TokenBucket, int]] = []
-        for policy, count in remaining.items():
+        for policy, count in parse_remaining(headers).items():
             spec = self._spec_for(kind, policy, count)
             if spec is None:
                 continue
             bucket = self._bucket(spec, subscription_id, location, now)
-            if policy in self._learned:
-                bucket.learn_capacity(count)
-            since = 0
+            counted = max(1, bucket.taken_total)  # without a grant: at least the answered call was counted
             if grant is not None and policy in grant.sequence:
-                since = max(0, bucket.taken_total - grant.sequence[policy])
-            if bucket.correct(count, since):
+                counted = grant.sequence[policy]
+            # A refusal says the budget is spent, not how big it is: only answers that went through size it.
+            bucket.learn(count, counted, learnable=status < 400)
+            if bucket.correct(count, max(0, bucket.taken_total - counted)):
                 self._corrections += 1
             reported.append((bucket, count))
+        if grant is not None:
+            answered = {id(bucket) for bucket, _ in reported}
+            for bucket in grant.buckets:
+                if id(bucket) not in answered and not bucket.answered:
+                    bucket.unreported()
+        if status < 400 and grant is not None:
+            for bucket in grant.buckets:
+                bucket.backoff_streak = 0  # the budget let a call through: the next refusal backs off afresh
         exhausted = [bucket for bucket, count in reported if count <= 0]
-        has_retry_after = any(k.lower() in _RETRY_HEADERS for k in headers)
+        has_retry_after = any(k.lower() in RETRY_HEADERS for k in headers)
         if status == 429 or (status == 409 and has_retry_after and exhausted):
             self._throttled += 1
             delay = retry_after_seconds(headers, self._clock.now() if self._clock else None)
+            every = self._buckets_for(kind, subscription_id, location, now)
+            targets = exhausted or [b for b in every if not b.spec.per_subscription] or every
             if delay is None:
-                delay = self.config.default_retry_after_s
-            targets = exhausted or self._buckets_for(kind, subscription_id, location, now)
+                # No Retry-After (Azure's front door says the wait only in words): back off, doubling per answer
+                # in a row, never longer than max_backoff_s; only this budget is held.
+                self._backoffs += 1
+                streak = max(bucket.backoff_streak for bucket in targets)
+                delay = min(self.config.max_backoff_s, self.config.default_retry_after_s * 2**streak)
+                for bucket in targets:
+                    bucket.backoff_streak = streak + 1
             for bucket in targets:
-                bucket.block(now + delay)
+                bucket.throttled(now + delay)
         self._wake_soon()
 
     def block(self, kind: Kind, subscription_id: str, location: str, retry_after: float | None) -> None:
@@ -273,23 +242,9 @@ class Pacer:
                 for bucket in self._buckets_for(kind, sub, loc, now):
                     key = self._key(bucket.spec, sub, loc)
                     waiting[key] = waiting.get(key, 0) + count
-        states = []
-        for key, bucket in sorted(self._buckets.items()):
-            bucket.refill(now)
-            blocked = bucket.blocked_until if bucket.blocked_until > now else None
-            states.append(
-                BucketState(
-                    key[0],
-                    key[1],
-                    key[2],
-                    bucket.tokens,
-                    bucket.capacity,
-                    bucket.spec.capacity,
-                    blocked,
-                    waiting.get(key, 0),
-                )
-            )
-        return PacerSnapshot(now, tuple(states), dict(self._stats), total, self._throttled, self._corrections)
+        states = bucket_states(self._buckets, waiting, now)
+        counters = (self._throttled, self._corrections, self._missed, self._backoffs)
+        return PacerSnapshot(now, states, dict(self._stats), total, *counters)
 
     # -- buckets
 
@@ -395,7 +350,7 @@ class Pacer:
         self._arm_timer(wake, now)
         self._forget_rounds()
 
-    def _delete_held(self, waiter: _Waiter, now: float) -> bool:
+    def _delete_held(self, waiter: Waiter, now: float) -> bool:
         config = self.config
         overdue = now >= waiter.enqueued_at + config.delete_max_yield_s
         return config.deletes_yield_to_creates and not overdue
@@ -408,13 +363,16 @@ class Pacer:
             if heap and kind == "create" and sub == subscription_id and (loc == location or not location)
         )
 
-    def _try_grant(self, waiter: _Waiter, buckets: list[TokenBucket], reserved: set[int], now: float) -> bool:
+    def _try_grant(self, waiter: Waiter, buckets: list[TokenBucket], reserved: set[int], now: float) -> bool:
+        if waiter.expiry is not None and now >= waiter.priority[1]:
+            self._expire(waiter)  # a hard deadline is due: never granted late, whatever the buckets hold
+            return True
         lacking = [bucket for bucket in buckets if id(bucket) in reserved or not bucket.available(now)]
         if lacking:
             reserved.update(id(bucket) for bucket in lacking)
             return False
         kind, sub, loc = waiter.group
-        sequence = {bucket.spec.policy: bucket.take() for bucket in buckets}
+        sequence = {bucket.spec.policy: bucket.take(now, self.config.probe_first) for bucket in buckets}
         waited = max(0.0, now - waiter.enqueued_at)
         stats = self._stats[kind]
         self._stats[kind] = KindStats(stats.grants + 1, stats.waits + (waited > 0), stats.waited_s + waited)
@@ -444,55 +402,3 @@ class Pacer:
         """Keys at or behind the current round carry no credit: drop them so the table stays small."""
         if len(self._next_round) > _ROUND_TABLE_LIMIT:
             self._next_round = {key: rnd for key, rnd in self._next_round.items() if rnd > self._vround}
-
-
-_RETRY_HEADERS: Final = frozenset({"retry-after", "retry-after-ms", "x-ms-retry-after-ms"})
-
-#: The deadline and fairness key of the calls the current task makes (see `pacing`).
-_PRIORITY: ContextVar[tuple[float | None, str]] = ContextVar("azsnap_pacing_priority", default=(None, ""))
-#: The grant of the current task's latest call, so its answers correct the right buckets.
-_LAST_GRANT: ContextVar[Grant | None] = ContextVar("azsnap_pacing_grant", default=None)
-
-
-@contextmanager
-def pacing(deadline: float | None = None, key: str = "") -> Iterator[None]:
-    """Calls made inside (through `PacerHooks`) wait with this loop-time deadline and fairness key (the disk)."""
-    token = _PRIORITY.set((deadline, key))
-    try:
-        yield
-    finally:
-        _PRIORITY.reset(token)
-
-
-@contextmanager
-def pacing_until(deadline: datetime, now: datetime, key: str = "") -> Iterator[None]:
-    """`pacing` with the deadline as a datetime: `now` is the caller's clock reading, turned into loop time here."""
-    loop_deadline = asyncio.get_running_loop().time() + (deadline - now).total_seconds()
-    with pacing(loop_deadline, key):
-        yield
-
-
-class PacerHooks:
-    """The Azure adapter's `before_request` and `on_response` hooks, backed by one shared `Pacer`.
-
-    `before_request` waits for a token for the operation's kind (operations outside `OPERATION_KINDS` pass);
-    `on_response` feeds every answer of the same task (retries, pages and polls included) to `Pacer.observe`.
-    """
-
-    def __init__(self, pacer: Pacer) -> None:
-        self.pacer = pacer
-
-    async def before_request(self, operation: str, subscription_id: str, location: str) -> None:
-        kind = OPERATION_KINDS.get(operation)
-        if kind is None:
-            return
-        deadline, key = _PRIORITY.get()
-        _LAST_GRANT.set(await self.pacer.acquire(kind, subscription_id, location, deadline=deadline, key=key))
-
-    def on_response(self, operation: str, status: int, headers: Mapping[str, str]) -> None:
-        kind = OPERATION_KINDS.get(operation)
-        grant = _LAST_GRANT.get()
-        if kind is None or grant is None:
-            return
-        own = grant if grant.kind == kind else None
-        self.pacer.observe(kind, grant.subscription_id, grant.location, status, headers, grant=own)

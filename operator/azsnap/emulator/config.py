@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, get_args
 
+from azsnap.cloud.priors import ARM_PREFIX, PRIORS
+
 __all__ = [
     "API_VERSION",
     "AZURE_DURATIONS",
@@ -20,6 +22,7 @@ __all__ = [
     "FaultKind",
     "FaultRule",
     "RecordedRequest",
+    "scaled_buckets",
 ]
 
 #: The Disk RP api-version the emulator speaks (what azure-mgmt-compute 39 sends for disks and snapshots).
@@ -56,28 +59,26 @@ class BucketSize:
     period: timedelta
 
 
-#: Throttling policies by name, as the Compute resource provider and ARM report them; sources in docs/emulator.md.
+#: Throttling policies by name, as the Compute resource provider and ARM report them: azsnap's shared priors
+#: (`azsnap.cloud.priors`, sources in docs/pacing.md); ARM's buckets without the `ARM/` prefix.
 DEFAULT_BUCKETS: Final[dict[str, BucketSize]] = {
-    "Microsoft.Compute/HighCostSnapshotCreateHydrate3Min": BucketSize(240, timedelta(minutes=3)),
-    "Microsoft.Compute/HighCostSnapshotCreateHydrate30Min": BucketSize(1920, timedelta(minutes=30)),
-    "Microsoft.Compute/HighCostGet3Min": BucketSize(160, timedelta(minutes=3)),
-    "Microsoft.Compute/HighCostGet30Min": BucketSize(800, timedelta(minutes=30)),
-    "Microsoft.Compute/LowCostGet3Min": BucketSize(4000, timedelta(minutes=3)),
-    "Microsoft.Compute/LowCostGet30Min": BucketSize(32000, timedelta(minutes=30)),
-    "Microsoft.Compute/DeleteDisks3Min": BucketSize(1000, timedelta(minutes=3)),
-    "Microsoft.Compute/DeleteDisks30Min": BucketSize(8000, timedelta(minutes=30)),
-    # Recorded maxima of the remaining counts (`../shared` recordings: 2999/24999, 999/7991, 49999/399999).
-    "Microsoft.Compute/CreateUpdateDisks3Min": BucketSize(3000, timedelta(minutes=3)),
-    "Microsoft.Compute/CreateUpdateDisks30Min": BucketSize(25000, timedelta(minutes=30)),
-    "Microsoft.Compute/HighCostDiskHydrate3Min": BucketSize(1000, timedelta(minutes=3)),
-    "Microsoft.Compute/HighCostDiskHydrate30Min": BucketSize(8000, timedelta(minutes=30)),
-    "Microsoft.Compute/GetOperation3Min": BucketSize(50000, timedelta(minutes=3)),
-    "Microsoft.Compute/GetOperation30Min": BucketSize(400000, timedelta(minutes=30)),
-    # ARM's own per-subscription buckets (token bucket: 250 reads refilled at 25/s, 200 writes/deletes at 10/s).
-    "subscription-reads": BucketSize(250, timedelta(seconds=10)),
-    "subscription-writes": BucketSize(200, timedelta(seconds=20)),
-    "subscription-deletes": BucketSize(200, timedelta(seconds=20)),
+    name.removeprefix(ARM_PREFIX): BucketSize(p.capacity, timedelta(seconds=p.period_s)) for name, p in PRIORS.items()
 }
+
+
+def scaled_buckets(factor: float, buckets: dict[str, BucketSize] | None = None) -> dict[str, BucketSize]:
+    """Every Compute budget times `factor` (at least one call per period): a subscription poorer than the priors.
+
+    ARM's own buckets keep their documented size: they are the same for every subscription, and Azure's answers
+    do not report the read bucket, so no client could learn a smaller one.
+    """
+    if factor <= 0:
+        raise ValueError("a budget scale must be positive")
+    source = DEFAULT_BUCKETS if buckets is None else buckets
+    return {
+        name: BucketSize(max(1, int(size.capacity * factor)), size.period) if name.startswith("Microsoft.") else size
+        for name, size in source.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,15 @@ class EmulatorConfig:
     #: True: a copy (CopyStart, background copy) is complete when its operation ends (Azure: it runs on after).
     copies_with_operation: bool = False
     buckets: dict[str, BucketSize] = field(default_factory=lambda: dict(DEFAULT_BUCKETS))
+    #: Throttling: "token" buckets refilled continuously, or "window": fixed windows whose 429 waits for the window's end.
+    throttle_mode: Literal["token", "window"] = "token"
+    #: A fixed `Retry-After` on every 429 (None: until a token is back, or the window's end up to 1,200 s).
+    throttle_retry_after_s: int | None = None
+    #: "compute": 429 OperationNotAllowed with Retry-After and details; "subscription": Azure's front-door 429
+    #: SubscriptionRequestsThrottled without Retry-After or rate-limit headers (recorded in 2022).
+    throttle_shape: Literal["compute", "subscription"] = "compute"
+    #: Send each Compute policy in its own `x-ms-ratelimit-remaining-resource` header line, as Azure documents.
+    ratelimit_header_lines: bool = False
     #: Seed of the RNG that draws fault probabilities.
     seed: int = 0
 

@@ -39,7 +39,15 @@ class Emulator:
         self.clock = clock
         self.config = config or EmulatorConfig()
         self.store = Store(self.config)
-        self.throttler = Throttler(clock, self.config.buckets, enabled=self.config.throttling)
+        self.throttler = Throttler(
+            clock,
+            self.config.buckets,
+            enabled=self.config.throttling,
+            mode=self.config.throttle_mode,
+            retry_after_s=self.config.throttle_retry_after_s,
+            shape=self.config.throttle_shape,
+            header_lines=self.config.ratelimit_header_lines,
+        )
         self.faults = FaultInjector(self.config.seed)
         self._requests: list[RecordedRequest] = []
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -18,6 +18,7 @@ from azsnap.emulator.control import add_control_routes
 from azsnap.emulator.lro import json_response, lro_headers, poll_answer
 from azsnap.emulator.records import Operation
 from azsnap.emulator.snapshots import echo
+from azsnap.emulator.throttling import injected_throttle, throttled_error
 
 if TYPE_CHECKING:
     from azsnap.emulator.emulator import Emulator
@@ -66,22 +67,6 @@ class _Dropped(Exception):
     """The connection was cut on purpose (fault `drop`)."""
 
 
-def _throttled_error(policy: str, retry_after_s: int, allowed: int | None) -> ArmError:
-    group = policy.rsplit("/", 1)[-1]
-    detail: dict[str, Any] = {"code": "TooManyRequests", "target": group}
-    if allowed is not None:
-        detail["message"] = json.dumps({"operationGroup": group, "allowedRequestCount": allowed})
-    else:
-        detail["message"] = f"Too many requests for operation group {group}."
-    return ArmError(
-        429,
-        "OperationNotAllowed",
-        "The server rejected the request because too many requests have been received for this subscription.",
-        details=[detail],
-        headers={"Retry-After": str(retry_after_s)},
-    )
-
-
 def _subscription_throttled(subscription_id: str, method: str, kind: str, wait_s: int) -> ArmError:
     """ARM's backend-storage 429 as recorded: the wait only in the message, no Retry-After, no rate-limit headers."""
     operation = f"{method}/SUBSCRIPTIONS/RESOURCEGROUPS/PROVIDERS/MICROSOFT.COMPUTE/{kind.upper()}/"
@@ -124,7 +109,7 @@ class _Handler:
 
     async def _answer(self, request: web.Request, seen: list[str]) -> web.StreamResponse:
         headers = {"x-ms-request-id": str(uuid.uuid4()), "x-ms-correlation-request-id": str(uuid.uuid4())}
-        rate_headers: dict[str, str] = {}
+        rate_headers: Mapping[str, str] = {}
         try:
             match, operation = self._route(request)
             seen[0] = operation
@@ -154,7 +139,7 @@ class _Handler:
             location = self._location(operation, match, body)
             rate_headers, refused = self.emu.throttler.charge(operation, request.method, match["sub"], location)
             if refused is not None:
-                raise _throttled_error(refused.policy, refused.retry_after_s, refused.allowed)
+                raise throttled_error(refused)
             handler = getattr(self, "_" + operation.replace(".", "_"))
             response: web.StreamResponse = await handler(request, match, body, fail)
         except ArmError as exc:
@@ -162,7 +147,7 @@ class _Handler:
             if exc.arm_level:
                 rate_headers = {}
         response.headers.update(headers)
-        response.headers.update(rate_headers)
+        response.headers.extend(rate_headers)  # one line per policy when the throttler sends them so
         return response
 
     def _route(self, request: web.Request) -> tuple[re.Match[str], str]:
@@ -205,7 +190,7 @@ class _Handler:
             elif rule.kind == "drop":
                 raise _Dropped
             elif rule.kind == "429":
-                raise _throttled_error("Microsoft.Compute/InjectedFault", rule.retry_after_s, None)
+                raise injected_throttle(rule.retry_after_s)
             elif rule.kind == "subscription_throttled":
                 kind = operation.split(".", 1)[0]
                 raise _subscription_throttled(match["sub"], request.method, kind, rule.retry_after_s)

@@ -44,7 +44,7 @@ def watermark_after(the_plan: Plan, outcome: Outcome, previous: datetime | None)
     """The plan's watermark, held just below a scheduled slot whose create did not give a usable snapshot."""
     watermark = the_plan.accounted_until
     for action in the_plan.creates:
-        if not action.on_demand and action.name not in outcome.usable:
+        if not action.on_demand and action.name not in outcome.usable and action.slot not in outcome.missed:
             watermark = min(watermark, action.slot - timedelta(seconds=1))
     if previous is not None:
         watermark = max(watermark, previous)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from azsnap.clock import Clock
-from azsnap.cloud.errors import CloudError, NotFound, TransientError
+from azsnap.cloud.errors import CloudError, NotFound, SlotMissed, TransientError
 from azsnap.cloud.interface import CloudClient, SnapshotRequest
 from azsnap.cloud.pacer import pacing, pacing_until
 from azsnap.domain import schedule
@@ -43,6 +43,9 @@ class Outcome:
     copying: set[str] = field(default_factory=set)
     events: list[Event] = field(default_factory=list)
     error: CloudError | None = None
+    #: Slots whose create the pacer never sent (the deadline came first), and why, with the budget's figure.
+    missed: list[datetime] = field(default_factory=list)
+    over_budget: str = ""
 
 
 class Actor:
@@ -76,8 +79,13 @@ class Actor:
             # The pacer serves the creates closest to their startingDeadline first, taking turns by disk.
             due = action.slot + schedule.slot_offset(spec.schedule, disk.id) + spec.schedule.starting_deadline
             try:
-                with pacing_until(due, self.clock.now(), key=disk.id.lower()):
+                with pacing_until(due, self.clock.now(), key=disk.id.lower(), hard=True):
                     made = await self.cloud.create_snapshot(request)
+            except SlotMissed as exc:
+                out.missed.append(action.slot)
+                out.over_budget = exc.reason
+                out.events.append(Event("Warning", "SlotMissed", f"Slot {iso(action.slot)} missed: {exc.reason}"))
+                continue
             except TransientError as exc:
                 # The create may have been accepted before the error: look again next time.
                 self.observer.invalidate(disk.subscription_id)

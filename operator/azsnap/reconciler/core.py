@@ -198,6 +198,7 @@ class Reconciler:
         created = outcome.created
         after = await self._known(disk, groups)
         watermark = watermark_after(the_plan, outcome, previous)
+        missed = tuple(sorted({*the_plan.missed, *outcome.missed}))  # outcome.missed: never sent, over budget
         on_demand_done = any(a.on_demand and a.name in created for a in the_plan.creates)
         planned = len(the_plan.deletes)
         if the_plan.deletes_after_creates and _all_succeeded(the_plan, outcome):
@@ -211,7 +212,7 @@ class Reconciler:
                 after,
                 self.config.limits,
                 next_slot=the_plan.next_slot + schedule.slot_offset(spec.schedule, disk.id),
-                missed=len(the_plan.missed),
+                missed=len(missed),
                 pending_deletions=max(planned - len(outcome.deleted), 0),
                 watermark=watermark,
                 on_demand_token=on_demand_token,
@@ -227,13 +228,14 @@ class Reconciler:
             created=tuple(created),
             deleted=tuple(outcome.deleted),
             failed=tuple(outcome.failed),
-            missed_slots=the_plan.missed,
+            missed_slots=missed,
             failed_seen=tuple(
                 sorted(
                     s.name for s in after if s.state is SnapshotState.FAILED and naming.is_owned(s, policy.ref, disk)
                 )
             ),
             blocked=tuple(dict.fromkeys(b.reason for b in the_plan.blocked)),
+            over_budget=outcome.over_budget,
         )
 
     def _health(

@@ -15,7 +15,7 @@ routing and implements, checked against answers recorded from a real kube-apiser
   in key order; watches resume from a version, answer a too-old one with 200 and an `ERROR` event (410 Expired),
   and send a `BOOKMARK` shortly before `timeoutSeconds` once the store moved past the last event;
 - `uid`, `creationTimestamp`, `generation` (custom resources and CRDs; bumped on spec changes and on deletion)
-  and `generateName`; 201 for create, 404 in a namespace that does not exist, 409 on a name clash or a stale
+  and `generateName`; names, label and annotation keys and values, and the annotations' size checked; 201 for create, 404 in a namespace that does not exist, 409 on a name clash or a stale
   `resourceVersion`, 422 for a PUT of a custom resource without one;
 - merge patch, JSON patch (a failed `test` op is the server's bare 422), strategic merge patch for built-in kinds
   (custom resources refuse it with 415), server-side apply (`application/apply-patch+yaml`, as a merge patch that

@@ -8,6 +8,8 @@ CEL rules. A CRD is checked against the registration rules. Refusals are `Status
 from __future__ import annotations
 
 import copy
+import json
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -26,9 +28,74 @@ from azsnap.emulator.kubernetes.schema import (
     validate_value,
 )
 
-__all__ = ["admit_crd", "admit_custom", "admit_event", "invalid"]
+__all__ = ["admit_crd", "admit_custom", "admit_event", "invalid", "metadata_causes"]
 
 _TYPE_FIELDS: Final = ("apiVersion", "kind", "metadata")
+_NAME_PART: Final = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_PREFIX: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_LABEL_VALUE: Final = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_NAME_PART_MESSAGE: Final = (
+    "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
+    "character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+    "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+)
+_LABEL_VALUE_MESSAGE: Final = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and "
+    "end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is "
+    "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+)
+#: The most all annotations of one object may hold, keys and values together.
+_ANNOTATIONS_LIMIT: Final = 256 * 1024
+
+
+def _key_problems(key: str) -> list[str]:
+    """Why a label or annotation key is not a qualified name (`prefix/name`)."""
+    prefix, slash, name = key.rpartition("/")
+    problems: list[str] = []
+    if slash and (not prefix or len(prefix) > 253 or not _PREFIX.fullmatch(prefix)):
+        problems.append("prefix part must be a lowercase RFC 1123 subdomain of at most 253 characters")
+    if not name:
+        problems.append("name part must be non-empty")
+    elif len(name) > 63:
+        problems.append("name part must be no more than 63 characters")
+    elif not _NAME_PART.fullmatch(name):
+        problems.append(_NAME_PART_MESSAGE)
+    return problems
+
+
+def metadata_causes(meta: Mapping[str, Any]) -> list[Cause]:
+    """Label and annotation keys and values a real server refuses (ObjectMeta validation)."""
+    causes: list[Cause] = []
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    for key, value in labels.items():
+        causes.extend(
+            Cause("FieldValueInvalid", f"Invalid value: {json.dumps(key)}: {p}", "metadata.labels")
+            for p in _key_problems(key)
+        )
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.fullmatch(value):
+            detail = (
+                "must be no more than 63 characters"
+                if isinstance(value, str) and len(value) > 63
+                else _LABEL_VALUE_MESSAGE
+            )
+            causes.append(
+                Cause("FieldValueInvalid", f"Invalid value: {json.dumps(value)}: {detail}", "metadata.labels")
+            )
+    for key in annotations:
+        causes.extend(
+            Cause("FieldValueInvalid", f"Invalid value: {json.dumps(key)}: {p}", "metadata.annotations")
+            for p in _key_problems(key)
+        )
+    size = sum(len(str(k)) + len(str(v)) for k, v in annotations.items())
+    if size > _ANNOTATIONS_LIMIT:
+        causes.append(
+            Cause(
+                "FieldValueTooLong",
+                f"Too long: may not be more than {_ANNOTATIONS_LIMIT} bytes",
+                "metadata.annotations",
+            )
+        )
+    return causes
 
 
 def invalid(

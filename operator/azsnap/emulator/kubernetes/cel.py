@@ -38,10 +38,11 @@ def _parse(rule: str) -> lark.Tree[Any]:
     try:
         tree = env.compile(rule)
     except CELParseError as exc:
-        column = int(getattr(exc, "column", 0) or 0) + 1
-        raise CelCompileError(
-            f"ERROR: <input>:1:{column}: Syntax error: {_first_line(exc)}{_pointer(rule, column)}"
-        ) from exc
+        if rule.count("(") > rule.count(")"):  # the parser ran out of input: CEL names the missing parenthesis
+            column, problem = len(rule) + 1, "missing ')' at '<EOF>'"
+        else:
+            column, problem = int(getattr(exc, "column", 0) or 0) + 1, _first_line(exc)
+        raise CelCompileError(f"ERROR: <input>:1:{column}: Syntax error: {problem}{_pointer(rule, column)}") from exc
     return tree
 
 
@@ -64,7 +65,7 @@ def _self_paths(tree: lark.Tree[Any]) -> Iterator[tuple[list[str], int]]:
             current = current.children[0] if current.children else None
         if isinstance(current, lark.Tree) and current.data == "ident" and str(current.children[0]) == "self":
             token = node.children[1]
-            yield chain, int(getattr(token, "column", 1) or 1)
+            yield chain, int(getattr(token, "column", 2) or 2) - 1  # CEL points at the `.` selecting the field
 
 
 def compile_rule(rule: str, schema: Mapping[str, Any]) -> None:

@@ -112,8 +112,9 @@ class ApiDiscovery(kmock.KubernetesEmulator):
         raise _error(404, "NotFound", f"the server could not find the requested resource: {path}")
 
     def _openapi(self, group_version: str) -> Any:
-        # Just enough OpenAPI v3 for kubectl to see that PATCH takes `fieldValidation` and so to leave validation
-        # to the server (which accepts any fields: there are no schemas here) instead of refusing to apply.
+        # Just enough OpenAPI v3 for kubectl to see that writes take `fieldValidation` and so to leave validation
+        # to the server, which checks custom resources against their CRD's schema (no schemas are published here:
+        # `kubectl explain` is the one thing this serves less of than a real server).
         documents = {
             (f"apis/{group}/{version}" if group else f"api/{version}"): (group, version)
             for group, version, _, _ in self.served()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 import string
 import uuid
 from collections import deque
@@ -13,7 +14,7 @@ from typing import Any, Final
 import attrs
 
 from azsnap.clock import Clock, WallClock
-from azsnap.emulator.kubernetes.admission import admit_crd, admit_custom, admit_event, invalid
+from azsnap.emulator.kubernetes.admission import admit_crd, admit_custom, admit_event, invalid, metadata_causes
 from azsnap.emulator.kubernetes.discovery import ApiDiscovery
 from azsnap.emulator.kubernetes.patching import _matches_fields, _matches_labels
 from azsnap.emulator.kubernetes.protocol import CRD_GROUP, CRD_PLURAL, _error, _Key, _Watch
@@ -23,6 +24,12 @@ __all__ = ["ApiStorage"]
 
 _NAME_ALPHABET: Final = string.ascii_lowercase + string.digits
 _SERVER_MANAGED: Final = ("uid", "creationTimestamp", "generation", "resourceVersion", "deletionTimestamp")
+_DNS1123_SUBDOMAIN: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS1123_MESSAGE: Final = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start "
+    "and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
 #: The first resourceVersion handed out: like a real server's, older ones (`resourceVersion=1`) are too old to watch.
 FIRST_RESOURCE_VERSION: Final = 1000
 
@@ -56,6 +63,10 @@ class ApiStorage(ApiDiscovery):
         field_validation: str, warnings: list[str],
     ) -> dict[str, Any]:  # fmt: skip
         """The object as the server would store it, after the checks its kind gets (CRD rules, schema, Events)."""
+        causes = metadata_causes(obj.get("metadata") or {})
+        if causes:
+            meta = obj.get("metadata") or {}
+            raise invalid(str(obj.get("kind", "")), group, str(meta.get("name", "")), causes)
         if (group, plural) == (CRD_GROUP, CRD_PLURAL):
             return admit_crd(obj, old, warnings)
         if plural == "events" and group in ("", "events.k8s.io"):
@@ -136,6 +147,9 @@ class ApiStorage(ApiDiscovery):
                 name = meta["generateName"] + "".join(self._random.choices(_NAME_ALPHABET, k=5))
         if not name:
             raise _error(422, "Invalid", "metadata.name: Required value: name or generateName is required")
+        if not _DNS1123_SUBDOMAIN.fullmatch(str(name)) or len(str(name)) > 253:
+            cause = Cause("FieldValueInvalid", f'Invalid value: "{name}": {_DNS1123_MESSAGE}', "metadata.name")
+            raise invalid(str(info.kind), group, str(name), [cause])
         if self._stored(group, plural, namespace, name) is not None:
             raise _error(
                 409, "AlreadyExists", f'{plural}.{group or "core"} "{name}" already exists', name=name, kind=plural
