@@ -137,6 +137,27 @@ def make_fleet(emulator: Emulator, disks: int, rgs: int, keep_last: int, jitter:
     return members
 
 
+def seed_foreign_snapshots(emulator: Emulator, members: Sequence[Member], count: int) -> int:
+    """Seed `count` snapshots that are not azsnap's: untagged incremental copies of the fleet's disks, round-robin.
+
+    Each lands in its disk's resource group, made an hour apart per disk (so Azure's per-disk rate limit holds)
+    and finished before the run starts. Returns how many were seeded.
+    """
+    store = emulator.store
+    rounds = math.ceil(count / len(members)) if count else 0
+    for j in range(count):
+        disk = members[j % len(members)].disk
+        made = EPOCH - timedelta(hours=rounds - j // len(members))
+        body = {
+            "location": disk.location,
+            "tags": {"owner": "someone-else"},
+            "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": disk.id}, "incremental": True},
+        }
+        store.create_snapshot(made, SUBSCRIPTION, disk.resource_group, f"manual-{j:06d}", body)
+    store.settle(EPOCH)
+    return count
+
+
 def fold(status: SnapshotPolicyStatus, report: StatusReport) -> SnapshotPolicyStatus:
     """What the kopf handler does with a report: write its fields over the previous status."""
     merged = {**status.model_dump(by_alias=True, exclude_none=True, mode="json"), **report.status}

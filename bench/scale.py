@@ -1,7 +1,7 @@
 """Scale benchmark: N disks on hourly policies against the throttling emulator, on emulated time; one JSON line out.
 
     python -m bench.scale --disks 1000 --hours 24 [--strategy azsnap|naive] [--rgs 10] [--keep-last 3] [--jitter 30m]
-                          [--budget-scale 0.25] [--retry-after-s 1200]
+                          [--budget-scale 0.25] [--retry-after-s 1200] [--foreign-snapshots 24000]
 
 The reconciler (not kopf) runs against the Azure emulator over HTTPS through the real SDK, both in one process on
 a `looptime` event loop: the emulator's clock, the reconciler's clock and the pacer all read the loop's time, which
@@ -43,6 +43,7 @@ from bench.common import (
     make_fleet,
     peak_rss_mb,
     resource_figures,
+    seed_foreign_snapshots,
     serving,
     slot_figures,
 )
@@ -81,12 +82,14 @@ async def run(
     timing: str = "azure",
     budget_scale: float = 1.0,
     retry_after_s: int | None = None,
+    foreign_snapshots: int = 0,
 ) -> dict[str, Any]:
     clock = LoopClock(EPOCH)
     emulator = Emulator(clock, bench_emulator_config(timing, budget_scale, retry_after_s))
     tally = Tally()
     tally.attach(emulator)
     members = make_fleet(emulator, disks, rgs, keep_last, jitter)
+    seed_foreign_snapshots(emulator, members, foreign_snapshots)
     end = EPOCH + timedelta(hours=hours)
     gc.collect()
     rss_before = peak_rss_mb()
@@ -119,6 +122,7 @@ async def run(
         "emulator_timing": timing,
         "budget_scale": budget_scale,
         "retry_after_s": retry_after_s,
+        "foreign_snapshots": foreign_snapshots,
         **slots,
         "slots_missed_reported": sum(status.missed_slots or 0 for status in statuses.values()),
         "longest_call_s": round(cloud.stats.longest_call_s, 1),
@@ -146,7 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--disks", type=int, default=100)
     parser.add_argument("--hours", type=int, default=24)
     parser.add_argument("--strategy", choices=("azsnap", "naive"), default="azsnap")
-    parser.add_argument("--rgs", type=int, default=10, help="resource groups the disks are spread over")
+    parser.add_argument(
+        "--rgs", "--resource-groups", dest="rgs", type=int, default=10, help="resource groups the disks are spread over"
+    )
     parser.add_argument("--keep-last", type=int, default=3, help="retention: keepLast of every policy")
     parser.add_argument("--jitter", default=None, help="schedule.jitter of every policy, e.g. 30m (default: none)")
     parser.add_argument(
@@ -164,7 +170,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="throttle in fixed windows and answer 429 with this Retry-After (default: token buckets)",
     )
+    parser.add_argument(
+        "--foreign-snapshots",
+        type=int,
+        default=0,
+        help="snapshots not azsnap's, seeded round-robin as copies of the fleet's disks in their groups (default 0)",
+    )
     args = parser.parse_args(argv)
+    if args.foreign_snapshots < 0:
+        parser.error("--foreign-snapshots must be 0 or more")
     loop = looptime.new_event_loop(start=0)
     try:
         result = loop.run_until_complete(
@@ -178,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.emulator_timing,
                 args.budget_scale,
                 args.retry_after_s,
+                args.foreign_snapshots,
             )
         )
     finally:
