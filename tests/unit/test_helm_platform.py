@@ -1,9 +1,10 @@
 """The chart on real platforms: alerts and a dashboard on azsnap's own metrics, subchart use, overridable security."""
 
 import json
+import os
 import pathlib
 import re
-import shutil
+import subprocess
 from typing import Any
 
 import kubernetes_validate
@@ -205,18 +206,21 @@ def test_service_monitor_honors_labels_and_takes_relabelings(helm: str, tmp_path
 
 def test_umbrella_chart_with_global_values_renders(helm: str, tmp_path: pathlib.Path) -> None:
     umbrella = tmp_path / "platform"
-    (umbrella / "charts").mkdir(parents=True)
-    shutil.copytree(CHART, umbrella / "charts" / "azsnap")
+    umbrella.mkdir()
+    dependency = {"name": "azsnap", "version": "0.1.0", "repository": f"file://{CHART}", "condition": "azsnap.enabled"}
     (umbrella / "Chart.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v2",
-                "name": "platform",
-                "version": "1.0.0",
-                "dependencies": [{"name": "azsnap", "version": "0.1.0", "condition": "azsnap.enabled"}],
-            }
-        )
+        yaml.safe_dump({"apiVersion": "v2", "name": "platform", "version": "1.0.0", "dependencies": [dependency]})
     )
+    homes = {f"HELM_{kind}_HOME": str(tmp_path / f"helm-{kind.lower()}") for kind in ("CACHE", "CONFIG", "DATA")}
+    built = subprocess.run(
+        [helm, "dependency", "build", str(umbrella)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **homes},
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    assert [p.name for p in (umbrella / "charts").iterdir()] == ["azsnap-0.1.0.tgz"]
     (umbrella / "values.yaml").write_text(
         yaml.safe_dump(
             {
@@ -346,3 +350,29 @@ def test_aggregated_cluster_roles_let_namespace_users_read_or_write_policies(hel
     assert {r["metadata"]["name"] for r in of_kind(off, "ClusterRole")} == {"azsnap"}
     scoped = render(helm, "namespace-scoped")
     assert not of_kind(scoped, "ClusterRole")  # a namespace-scoped install creates nothing cluster-wide
+
+
+# -- memory, from the measurement ----------------------------------------------------------------------------------
+
+_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
+
+
+def _bytes(quantity: str) -> int:
+    match = re.fullmatch(r"(\d+)([KMG]i?)?", quantity)
+    assert match, quantity
+    return int(match.group(1)) * _UNITS.get(match.group(2) or "", 1)
+
+
+def test_default_memory_covers_the_measured_3000_policies_with_headroom(helm: str) -> None:
+    doc = (ROOT / "docs" / "performance.md").read_text()
+    section = doc[doc.index("## Operator memory") :]
+    runs = {
+        figures["policies"]: figures
+        for figures in (json.loads(line) for line in section.splitlines() if line.startswith('{"policies"'))
+    }
+    assert {100, 1000, 3000} <= set(runs)
+    peak = runs[3000]["operator_rss_peak_mb"] * 2**20
+    resources = container(render(helm))["resources"]
+    assert _bytes(resources["requests"]["memory"]) >= peak
+    assert _bytes(resources["limits"]["memory"]) >= 1.5 * peak
+    assert "bench.operator_rss --policies 3000" in section
