@@ -5,12 +5,21 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-__all__ = ["AZURE_HTTP_LOGGER", "KOPF_OBJECTS_LOGGER", "LOG_LEVELS", "RoutineKopfLines", "configure_logging"]
+__all__ = [
+    "ACCESS_LOGGER",
+    "AZURE_HTTP_LOGGER",
+    "KOPF_OBJECTS_LOGGER",
+    "LOG_LEVELS",
+    "RoutineKopfLines",
+    "configure_logging",
+]
 
 #: The levels `AZSNAP_LOG_LEVEL` accepts.
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: The Azure SDK logs every request and answer here at INFO.
 AZURE_HTTP_LOGGER: Final = "azure.core.pipeline.policies.http_logging_policy"
+#: aiohttp logs every request to kopf's liveness endpoint here (a line per kubelet probe).
+ACCESS_LOGGER: Final = "aiohttp.access"
 #: kopf's per-object logger (handler outcomes, "Creation is processed", ...).
 KOPF_OBJECTS_LOGGER: Final = "kopf.objects"
 
@@ -34,7 +43,7 @@ class RoutineKopfLines(logging.Filter):
 
 
 def configure_logging(level: str, log_format: str) -> None:
-    """Root handler and format (kopf's), then `level` for azsnap and kopf; the Azure SDK's HTTP lines only at DEBUG."""
+    """Root handler and format (kopf's), then `level`; the Azure SDK's HTTP lines and probe access lines only at DEBUG."""
     import kopf
 
     debug = level == "DEBUG"
@@ -43,4 +52,5 @@ def configure_logging(level: str, log_format: str) -> None:
     objects = logging.getLogger(KOPF_OBJECTS_LOGGER)
     if not any(isinstance(f, RoutineKopfLines) for f in objects.filters):
         objects.addFilter(RoutineKopfLines())
-    logging.getLogger(AZURE_HTTP_LOGGER).setLevel(logging.DEBUG if debug else logging.WARNING)
+    for chatty in (AZURE_HTTP_LOGGER, ACCESS_LOGGER):
+        logging.getLogger(chatty).setLevel(logging.DEBUG if debug else logging.WARNING)

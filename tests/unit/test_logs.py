@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from azsnap.logs import AZURE_HTTP_LOGGER, KOPF_OBJECTS_LOGGER, RoutineKopfLines, configure_logging
+from azsnap.logs import ACCESS_LOGGER, AZURE_HTTP_LOGGER, KOPF_OBJECTS_LOGGER, RoutineKopfLines, configure_logging
 from azsnap.settings import Settings, SettingsError
 
 
@@ -15,7 +15,7 @@ from azsnap.settings import Settings, SettingsError
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     saved = (root.level, list(root.handlers))
-    names = (KOPF_OBJECTS_LOGGER, AZURE_HTTP_LOGGER)
+    names = (KOPF_OBJECTS_LOGGER, AZURE_HTTP_LOGGER, ACCESS_LOGGER)
     levels = {name: (logging.getLogger(name).level, list(logging.getLogger(name).filters)) for name in names}
     yield
     root.setLevel(saved[0])
@@ -60,6 +60,7 @@ def test_info_level_hides_the_sdk_http_lines(restore_logging: None) -> None:
     assert logging.getLogger().level == logging.INFO
     assert not logging.getLogger(AZURE_HTTP_LOGGER).isEnabledFor(logging.INFO)
     assert logging.getLogger(AZURE_HTTP_LOGGER).isEnabledFor(logging.WARNING)
+    assert not logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO), "no line per liveness probe"
     configure_logging("INFO", "json")
     assert sum(isinstance(f, RoutineKopfLines) for f in logging.getLogger(KOPF_OBJECTS_LOGGER).filters) == 1
 
