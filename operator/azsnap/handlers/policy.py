@@ -100,10 +100,6 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, runtime: Runtime, *, on
         written = runtime.written[uid] = {**current, **new_status}
         runtime.wakeups[uid] = report.next_time
         runtime.nudge(uid).set()
-        if health.state is HealthState.READY:
-            runtime.failures.pop(uid, None)
-        else:
-            runtime.failures[uid] = runtime.failures.get(uid, 0) + 1
 
         for event in report.events:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)

@@ -33,8 +33,6 @@ class Runtime:
     wakeups: dict[str, datetime] = field(default_factory=dict)
     #: The status azsnap last wrote per policy UID: newer than a body that has not caught up yet.
     written: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Consecutive failed reconciles per policy UID (for metrics).
-    failures: dict[str, int] = field(default_factory=dict)
     #: One reconcile at a time per policy (the timer and change handlers run in separate tasks).
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     #: Set when a policy's wake-up time was written, so its sleeping timer looks at the new one.
@@ -49,5 +47,5 @@ class Runtime:
         return self.nudges.setdefault(uid, asyncio.Event())
 
     def forget(self, uid: str) -> None:
-        for table in (self.wakeups, self.written, self.failures, self.locks, self.nudges):
+        for table in (self.wakeups, self.written, self.locks, self.nudges):
             table.pop(uid, None)
