@@ -101,7 +101,7 @@ def test_over_budget_names_the_figure_and_stays_until_a_good_snapshot() -> None:
     why = "The 11:00 slot's create could not be sent before its deadline: 4,200 creates due, the budget holds 3,725."
     verdict = assess(OK, facts(over_budget=why, missed_now=(T0 + timedelta(hours=1),)), [], at)
     assert (verdict.state, verdict.reason) == (HealthState.STALLED, "OverBudget")
-    assert verdict.message.startswith(why)
+    assert verdict.message.startswith(f"Slot missed, {why[:-1]}; the newest good snapshot is from")
     assert "Spread the policies' schedules" in verdict.message
     conditions = conditions_for(verdict, [], now=at, generation=1)
     still = assess(OK, facts(), conditions, at + timedelta(minutes=10))

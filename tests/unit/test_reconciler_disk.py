@@ -131,3 +131,18 @@ async def test_finalize_deletes_the_policys_snapshots_in_an_older_snapshot_group
     assert result.done
     assert len(result.deleted) == 2
     assert [s.name for s in cloud.snapshots] == [foreign.name]
+
+
+async def test_a_large_subscription_list_is_reused_longer(clock, cloud) -> None:
+    disks = [cloud.add_disk(SUB, "rg-demo", f"disk-{i}") for i in range(3)]
+    for i in range(1995):  # with the new snapshots, 20 pages: reused for 60 s instead of 30 s
+        cloud.seed_snapshot(disks[0], f"other-{i:04d}", created_at=START - timedelta(days=3))
+    reconciler = Reconciler(cloud, clock)
+    policies = [make_policy(d, PolicyRef("default", f"p{i}", f"u{i}", 1)) for i, d in enumerate(disks)]
+    await reconciler.reconcile(policies[0], SnapshotPolicyStatus())
+    clock.advance(timedelta(seconds=45))
+    await reconciler.reconcile(policies[1], SnapshotPolicyStatus())
+    assert cloud.calls["snapshots.list"] == 1
+    clock.advance(timedelta(seconds=16))
+    await reconciler.reconcile(policies[2], SnapshotPolicyStatus())
+    assert cloud.calls["snapshots.list"] == 2

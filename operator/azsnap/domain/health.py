@@ -151,9 +151,9 @@ def assess(
         if not facts.over_budget:
             return Health(HealthState.STALLED, "OverBudget", why)
         message = (
-            f"{why} {_ago(now, facts.last_success)}. Spread the policies' schedules (jitter, other minutes), "
-            "lower their number per subscription and region, or ask Azure for a higher limit; Ready returns "
-            "by itself after the next good snapshot."
+            f"Slot missed, {why.rstrip('.')}; {_ago(now, facts.last_success)}. Spread the policies' schedules "
+            "(jitter, other minutes), lower their number per subscription and region, or ask Azure for a higher "
+            "limit; Ready returns by itself after the next good snapshot."
         )
         return Health(HealthState.STALLED, "OverBudget", message + retry)
 

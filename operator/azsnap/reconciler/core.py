@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from azsnap.clock import Clock
-from azsnap.cloud.errors import CloudError, NotFound
+from azsnap.cloud.errors import CloudError
 from azsnap.cloud.interface import CloudClient
-from azsnap.domain import naming, retention, schedule
+from azsnap.domain import naming, schedule
 from azsnap.domain.conditions import Health, HealthState
-from azsnap.domain.models import DeletionPolicy, Policy, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
 from azsnap.domain.planner import COPY_RECHECK, CREATE_RECHECK, Plan, plan
 from azsnap.domain.scope import ScopeCheck
@@ -24,7 +24,8 @@ from azsnap.reconciler.accounting import (
     status_fields,
     watermark_after,
 )
-from azsnap.reconciler.act import Actor, Outcome, iso, subscription_of
+from azsnap.reconciler.act import Actor, Outcome, iso
+from azsnap.reconciler.finalize import finalize
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, FinalizeReport, StatusReport
 from azsnap.reconciler.verdicts import Verdicts
@@ -51,18 +52,6 @@ class ReconcilerConfig:
     def from_settings(cls, settings: Settings) -> ReconcilerConfig:
         """The limits and freshness an operator process was configured with."""
         return cls(limits=settings.limits, list_freshness=timedelta(seconds=settings.list_freshness_seconds))
-
-
-def _waiting_for_finalize(policy: Policy, listed: Sequence[Snapshot]) -> list[Snapshot]:
-    """The policy's own snapshots still in progress: deletion waits for them."""
-    return [
-        s
-        for s in listed
-        if s.tags.get(naming.TAG_MANAGED_BY) == naming.MANAGED_BY_VALUE
-        and s.tags.get(naming.TAG_POLICY_UID) == policy.ref.uid
-        and not naming.is_held(s)
-        and s.state in {SnapshotState.CREATING, SnapshotState.COPYING, SnapshotState.UNKNOWN}
-    ]
 
 
 def _all_succeeded(the_plan: Plan, outcome: Outcome) -> bool:
@@ -308,57 +297,15 @@ class Reconciler:
 
     async def finalize(self, policy: Policy) -> FinalizeReport:
         """Handle the policy's deletion: keep (Retain) or delete (Delete) its own snapshots, resumably."""
-        spec = policy.spec
-        if spec.deletion_policy is DeletionPolicy.RETAIN:
-            return FinalizeReport(True, "deletionPolicy is Retain: the snapshots stay, with their ownership tags")
-        if self.scope is not None and self.scope.check(policy) is not None:
-            return FinalizeReport(True, "the policy is outside its namespace's Azure scope: nothing was deleted")
-        coords = spec.disk.coordinates
-        groups = (coords.resource_group, spec.snapshot.resource_group or coords.resource_group)
-        retry = self.verdicts.retry_delay
-        try:
-            disk = await self.observer.disk(spec.disk.id)
-            listed = await self.observer.in_subscription(coords.subscription_id, groups)
-        except CloudError as exc:
-            return FinalizeReport(False, f"Azure answered {exc.message}; retrying", retry_after=retry(exc))
-        doomed = retention.plan_finalize(policy, disk, listed, self.clock.now())
-        deleted: list[str] = []
-        events: list[Event] = []
-        for action in doomed:
-            snap = action.snapshot
-            sub = subscription_of(snap.id) or coords.subscription_id
-            try:
-                await self.cloud.delete_snapshot(sub, snap.resource_group, snap.name)
-            except NotFound:
-                pass
-            except CloudError as exc:
-                return FinalizeReport(
-                    False,
-                    f"deleting {snap.name} failed: {exc.message}; {len(doomed) - len(deleted)} left, retrying",
-                    deleted=tuple(deleted),
-                    remaining=len(doomed) - len(deleted),
-                    retry_after=retry(exc),
-                    events=tuple(events),
-                )
-            self.observer.record_deleted(sub, snap.resource_group, snap.name)
-            deleted.append(snap.name)
-            events.append(Event("Normal", "SnapshotDeleted", f"Deleted {snap.name}: the policy is being deleted"))
-        try:
-            still = await self.observer.in_subscription(coords.subscription_id, groups, fresh=False)
-        except CloudError:
-            still = []
-        left = retention.plan_finalize(policy, disk, still, self.clock.now())
-        waiting = _waiting_for_finalize(policy, still)
-        if left or waiting:
-            return FinalizeReport(
-                False,
-                f"{len(left) + len(waiting)} snapshot(s) still to delete (some may still be in progress)",
-                deleted=tuple(deleted),
-                remaining=len(left) + len(waiting),
-                retry_after=self.config.default_retry.total_seconds(),
-                events=tuple(events),
-            )
-        return FinalizeReport(True, f"deleted {len(deleted)} snapshot(s)", deleted=tuple(deleted), events=tuple(events))
+        return await finalize(
+            policy,
+            cloud=self.cloud,
+            clock=self.clock,
+            observer=self.observer,
+            scope=self.scope,
+            verdicts=self.verdicts,
+            default_retry=self.config.default_retry,
+        )
 
     # -- helpers -------------------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ disk, in whatever resource group it lives. The observer therefore lists the whol
 shared by every policy of the subscription) and indexes the answer by source disk, so a reconcile reads its
 disk's snapshots without scanning the list. When Azure refuses the subscription-wide list (the identity holds
 its role on resource groups only), the observer lists instead every resource group it was told of for that
-subscription (each policy's disk and snapshot groups) and says so in `coverage`.
+subscription (each policy's disk and snapshot groups) and says so in `coverage`. A list is reused for the
+freshness window, and longer for a large subscription (`SECONDS_PER_PAGE`), so its pages stay bounded.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ __all__ = ["Observer"]
 _REFUSED: Final = frozenset({"AuthorizationFailed", "LinkedAuthorizationFailed"})
 #: After a refusal, the subscription-wide list is tried again this much later (a role may have been granted).
 RETRY_WIDE: Final = timedelta(hours=1)
+#: A list is reused for at least this long per 100 snapshots it holds (one page): when policies reconcile one by
+#: one (`jitter`), a large subscription is then listed at most one page per 3 s, about 1,200 pages an hour,
+#: well inside ARM's list budget, whatever its size. Only others' writes can be that old: azsnap's own are applied.
+SECONDS_PER_PAGE: Final = 3.0
+_PAGE: Final = 100
 
 _Key = tuple[str, str]  # (resource group, name), lower-cased
 
@@ -131,11 +137,15 @@ class Observer:
         async with lock:
             view = self._views.get(sub)
             now = self._clock.now()
-            stale = view is None or (fresh and now - view.fetched_at >= self._freshness)
+            stale = view is None or (fresh and now - view.fetched_at >= self._freshness_of(view))
             if view is None or stale or not view.covers(needed):
                 view = await self._list(subscription_id, sorted(wanted))
                 self._views[sub] = view
             return view
+
+    def _freshness_of(self, view: _View) -> timedelta:
+        pages = -(-len(view.snapshots) // _PAGE)
+        return max(self._freshness, timedelta(seconds=SECONDS_PER_PAGE * pages))
 
     async def _list(self, subscription_id: str, groups: list[str]) -> _View:
         sub = subscription_id.lower()
