@@ -44,7 +44,7 @@ from azsnap.emulator import EmulatorConfig
 from azsnap.emulator.kubernetes import KubeApiServer, KubeEmulator, run_operator
 from azsnap.handlers import policy as policy_handlers
 from azsnap.handlers.runtime import MEMO_KEY
-from azsnap.sandbox import Sandbox, azure_sandbox, disk_id
+from azsnap.offline.sandbox import Sandbox, azure_sandbox, disk_id
 from bench.common import EMULATOR_SIDE, EPOCH, SIDE, CpuSplit
 
 __all__ = ["KubeProbe", "main", "run"]

@@ -33,7 +33,7 @@ from azsnap.clock import WallClock
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL
 from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
 from azsnap.emulator.kubernetes import KubeEmulator
-from azsnap.sandbox import disk_id
+from azsnap.offline.sandbox import disk_id
 
 __all__ = ["AZSNAP", "free_port", "is_ready", "main", "rss_mib", "run", "until_live"]
 

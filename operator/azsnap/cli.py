@@ -137,7 +137,7 @@ def preview(
     """Validate a policy file and show, day by day, what azsnap would create and delete, and what it keeps."""
     import sys
 
-    from azsnap.preview import run_preview
+    from azsnap.offline.preview import run_preview
 
     code = run_preview(policy, days, out=sys.stdout)
     if code:
@@ -166,8 +166,8 @@ def simulate(
 
     from azsnap.clock import WallClock
     from azsnap.domain.durations import parse_duration
-    from azsnap.simulate import SimulationOptions
-    from azsnap.simulate_report import run_simulate
+    from azsnap.offline.simulate import SimulationOptions
+    from azsnap.offline.simulate_report import run_simulate
 
     try:
         begin = datetime.fromisoformat(start) if start else WallClock().now().replace(minute=0, second=0, microsecond=0)
@@ -207,8 +207,8 @@ def capacity(
     """
     import json
 
-    from azsnap.capacity import CapacityError, assess, load_policies, render_json, render_table
     from azsnap.clock import WallClock
+    from azsnap.offline.capacity import CapacityError, assess, load_policies, render_json, render_table
 
     try:
         policies = load_policies(paths)
@@ -240,7 +240,7 @@ def demo(
     """Run the real operator against an embedded Azure and Kubernetes on emulated time; exit 1 if an invariant broke."""
     import sys
 
-    from azsnap.demo import DemoOptions, run_command
+    from azsnap.offline.demo import DemoOptions, run_command
 
     options = DemoOptions(hours=hours, speed=speed, disks=disks, examples=examples)
     try:

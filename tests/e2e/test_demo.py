@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from azsnap.cli import app
 from azsnap.clock import ManualClock
-from azsnap.demo import Witness, load_policies, seed_unowned
 from azsnap.domain import naming
 from azsnap.emulator import DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
 from azsnap.emulator.arm import ArmError
-from azsnap.sandbox import disk_id
+from azsnap.offline.demo import Witness, load_policies, seed_unowned
+from azsnap.offline.sandbox import disk_id
 
 pytestmark = [pytest.mark.e2e]
 

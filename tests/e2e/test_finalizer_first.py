@@ -25,7 +25,7 @@ from azsnap.domain.observed import Snapshot
 from azsnap.emulator.kubernetes import KubeEmulator, run_operator
 from azsnap.handlers.runtime import MEMO_KEY
 from azsnap.handlers.startup import FINALIZER
-from azsnap.sandbox import azure_sandbox, disk_id
+from azsnap.offline.sandbox import azure_sandbox, disk_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.looptime]
 

@@ -27,8 +27,8 @@ from azsnap.emulator import DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, BucketSize, 
 from azsnap.emulator.config import DEFAULT_BUCKETS
 from azsnap.emulator.kubernetes import KubeEmulator, run_operator
 from azsnap.handlers.runtime import MEMO_KEY
+from azsnap.offline.sandbox import Sandbox, azure_sandbox, disk_id
 from azsnap.reconciler import Reconciler, ReconcilerConfig
-from azsnap.sandbox import Sandbox, azure_sandbox, disk_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.looptime]
 

@@ -20,8 +20,8 @@ from azsnap.domain.conditions import HealthState
 from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
 from azsnap.emulator import EmulatorConfig
 from azsnap.emulator.state import SnapshotRecord
+from azsnap.offline.sandbox import Sandbox, azure_sandbox, disk_id
 from azsnap.reconciler import StatusReport
-from azsnap.sandbox import Sandbox, azure_sandbox, disk_id
 
 pytestmark = pytest.mark.e2e
 

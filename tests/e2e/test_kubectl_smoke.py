@@ -26,7 +26,7 @@ from azsnap.clock import LoopClock, ManualClock
 from azsnap.domain.models import API_GROUP, API_VERSION, PLURAL
 from azsnap.emulator.kubernetes import KubeEmulator, run_operator
 from azsnap.handlers.runtime import MEMO_KEY
-from azsnap.sandbox import azure_sandbox
+from azsnap.offline.sandbox import azure_sandbox
 
 KUBECTL: Final = Path("/usr/bin/kubectl")
 ROOT: Final = Path(__file__).resolve().parents[2]

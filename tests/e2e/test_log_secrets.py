@@ -23,8 +23,8 @@ from azsnap.emulator import EmulatorConfig, FaultRule
 from azsnap.emulator.kubernetes import KubeEmulator, run_operator
 from azsnap.handlers.runtime import MEMO_KEY, Runtime
 from azsnap.metrics import Metrics
+from azsnap.offline.sandbox import azure_sandbox, disk_id
 from azsnap.reconciler import Reconciler, ReconcilerConfig
-from azsnap.sandbox import azure_sandbox, disk_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.looptime]
 

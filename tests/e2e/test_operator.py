@@ -20,7 +20,7 @@ from azsnap.domain import naming
 from azsnap.emulator import DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, EmulatorConfig, FaultRule
 from azsnap.emulator.kubernetes import KubeEmulator, run_operator
 from azsnap.handlers.runtime import MEMO_KEY
-from azsnap.sandbox import Sandbox, azure_sandbox, disk_id
+from azsnap.offline.sandbox import Sandbox, azure_sandbox, disk_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.looptime]
 

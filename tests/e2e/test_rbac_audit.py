@@ -25,7 +25,7 @@ from azsnap.clock import LoopClock
 from azsnap.emulator.kubernetes import KubeEmulator, run_operator
 from azsnap.handlers.policy import ANNOTATION_SNAPSHOT_NOW
 from azsnap.handlers.runtime import MEMO_KEY
-from azsnap.sandbox import azure_sandbox, disk_id
+from azsnap.offline.sandbox import azure_sandbox, disk_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.looptime]
 

@@ -20,7 +20,7 @@ from tests.support.kube import SNAPSHOT_POLICY, condition, eventually, install_p
 from azsnap.clock import WallClock
 from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
 from azsnap.emulator.kubernetes import KubeEmulator
-from azsnap.sandbox import disk_id
+from azsnap.offline.sandbox import disk_id
 
 pytestmark = pytest.mark.e2e
 

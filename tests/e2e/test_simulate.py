@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from azsnap.cli import app
 from azsnap.domain import retention, schedule
-from azsnap.simulate import SimulationOptions, SimulationRun, load_policy_file, simulate
-from azsnap.simulate_plot import write_plot
-from azsnap.simulate_report import estimated_used_gb, render_text, summarize
+from azsnap.offline.simulate import SimulationOptions, SimulationRun, load_policy_file, simulate
+from azsnap.offline.simulate_plot import write_plot
+from azsnap.offline.simulate_report import estimated_used_gb, render_text, summarize
 
 pytestmark = pytest.mark.e2e
 

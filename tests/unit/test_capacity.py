@@ -11,8 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from azsnap.capacity import CapacityError, assess, load_policies
 from azsnap.cli import app
+from azsnap.offline.capacity import CapacityError, assess, load_policies
 
 SUB = "00000000-0000-0000-0000-000000000001"
 OTHER_SUB = "00000000-0000-0000-0000-000000000002"

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from azsnap.cli import app
-from azsnap.preview import PolicyFileError, load_policy, run_preview, simulate
+from azsnap.offline.preview import PolicyFileError, load_policy, run_preview, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 GFS = ROOT / "examples" / "gfs.yaml"

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
-from azsnap.simulate import SimulationRun
+from azsnap.offline.simulate import SimulationRun
 
 __all__ = ["PLOT_SUFFIXES", "write_plot"]
 

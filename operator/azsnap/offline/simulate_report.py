@@ -16,7 +16,7 @@ from typing import Any, Final, TextIO
 
 from azsnap.domain import retention, schedule
 from azsnap.domain.validation import format_errors
-from azsnap.simulate import (
+from azsnap.offline.simulate import (
     FAULT_PROFILES,
     DiskTrace,
     SimulationOptions,
@@ -24,7 +24,7 @@ from azsnap.simulate import (
     load_policy_file,
     simulate,
 )
-from azsnap.simulate_plot import PLOT_SUFFIXES, write_plot
+from azsnap.offline.simulate_plot import PLOT_SUFFIXES, write_plot
 
 __all__ = ["estimated_used_gb", "render_text", "run_simulate", "slot_accounting", "summarize"]
 

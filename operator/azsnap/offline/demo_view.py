@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from azsnap.demo import DemoSummary
+    from azsnap.offline.demo import DemoSummary
 
 __all__ = [
     "DemoEvent",

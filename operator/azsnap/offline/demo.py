@@ -21,11 +21,20 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import yaml
 
-from azsnap.demo_view import DemoEvent, DemoView, Frame, PolicyRow, demo_event, make_view, policy_key, policy_row
 from azsnap.domain import naming
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL
 from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
-from azsnap.sandbox import disk_id
+from azsnap.offline.demo_view import (
+    DemoEvent,
+    DemoView,
+    Frame,
+    PolicyRow,
+    demo_event,
+    make_view,
+    policy_key,
+    policy_row,
+)
+from azsnap.offline.sandbox import disk_id
 
 if TYPE_CHECKING:
     from azsnap.emulator.kubernetes import KubeEmulator
@@ -55,7 +64,7 @@ STEP: Final = timedelta(minutes=1)
 SETTLE: Final = timedelta(seconds=90)
 #: The example that stands for "one more disk" when `--disks` goes beyond the examples.
 SCALE_TEMPLATE: Final = "minimal-hourly"
-_SOURCE_ROOT: Final = Path(__file__).resolve().parents[2]
+_SOURCE_ROOT: Final = Path(__file__).resolve().parents[3]
 _CRD_FILE: Final = Path("crds") / f"{PLURAL}.{API_GROUP}.yaml"
 
 
@@ -258,7 +267,7 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
     from azsnap.clock import LoopClock
     from azsnap.emulator.kubernetes import KubeEmulator, run_operator
     from azsnap.handlers.runtime import MEMO_KEY
-    from azsnap.sandbox import azure_sandbox
+    from azsnap.offline.sandbox import azure_sandbox
 
     view = view or DemoView()
     examples = find_examples(options.examples)
