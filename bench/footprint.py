@@ -38,7 +38,7 @@ from azsnap.clock import WallClock
 from azsnap.domain.models import API_GROUP, API_VERSION, PLURAL
 from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
 from azsnap.handlers.policy import ANNOTATION_SNAPSHOT_NOW
-from azsnap.sandbox import disk_id
+from azsnap.offline.sandbox import disk_id
 from bench.kopf_overhead import NAMESPACE, KubeProbe, manifest, serve_kube
 from bench.operator_rss import AZSNAP, free_port, is_ready, rss_mib, until_live
 
