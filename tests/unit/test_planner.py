@@ -412,3 +412,16 @@ def test_on_demand_newer_than_the_slot_does_not_make_retention_churn() -> None:
         policy(retention={"keepLast": 1}), DISK, gone, [NOW, NOW], later, LIMITS, accounted_until=second.accounted_until
     )
     assert third.creates == ()
+
+
+def test_rate_window_message_counts_the_creates_due_at_once() -> None:
+    # nothing made in the window, but a slot and an on-demand request are due together and Azure allows one
+    p = plan(policy(), DISK, [], [], NOW, Limits(window_creates=1), on_demand_token="t1")
+    assert [c.on_demand for c in p.creates] == [False]
+    [blocked] = p.blocked
+    assert blocked.reason == "RateWindow"
+    assert blocked.message == (
+        "0 snapshot(s) of disk data were created in the last 5 minutes and 2 are due now (scheduled slot "
+        "2026-06-15T12:00:00Z, on-demand request); Azure allows 1 in 5 minutes, so 1 can be created now."
+    )
+    assert blocked.until == NOW + timedelta(minutes=5)

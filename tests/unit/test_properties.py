@@ -5,7 +5,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from azsnap.domain import naming, retention
@@ -198,8 +198,12 @@ def test_single_plan_invariants(
 
 def simulate(
     pol: Policy, limits: Limits, start: datetime, hours: int, seed: int, *, od_every: int = 0
-) -> tuple[list[datetime], list[int], dict[datetime, int], list[Snapshot]]:
-    """Run the planner like the reconciler would; return create times, disk counts, slot uses, the final set."""
+) -> tuple[list[datetime], list[int], dict[datetime, int], list[Snapshot], bool]:
+    """Run the planner like the reconciler would; return create times, disk counts, slot uses, the final set.
+
+    The last value tells whether the disk ever had room for the policy to rotate: at some plan with a slot due,
+    the foreign snapshots plus the policy's own that retention keeps left a place under the per-disk cap.
+    """
     rng = random.Random(seed)
     now = start
     end = start + timedelta(hours=hours)
@@ -223,6 +227,7 @@ def simulate(
     accounted: datetime | None = None
     last_token: str | None = None
     token: str | None = None
+    rotatable = False
     steps = 0
     while now < end:
         steps += 1
@@ -262,6 +267,10 @@ def simulate(
         assert again == p
         check_plan_invariants(p, observed, limits, recent, now, pol.spec.retention.min_keep)
         doomed = {d.snapshot.name for d in p.deletes}
+        if p.due_slot is not None:
+            foreign = sum(1 for s in observed if s.incremental and not naming.is_owned(s, REF, DISK))
+            kept = sum(1 for s in p.owned if s.incremental and s.name not in doomed)
+            rotatable = rotatable or foreign + kept < limits.per_disk_cap
         observed = [s for s in observed if s.name not in doomed]
         existing = {s.name for s in observed}
         for c in p.creates:
@@ -289,7 +298,7 @@ def simulate(
         counts.append(sum(1 for s in observed if s.incremental))
         accounted = p.accounted_until
         now = p.next_time
-    return create_times, counts, slot_uses, observed
+    return create_times, counts, slot_uses, observed, rotatable
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -302,6 +311,16 @@ def simulate(
     cap=st.integers(4, 40),
     od_every=st.sampled_from([0, 3, 20]),
 )
+# 3 foreign snapshots; the first on-demand one takes the 4th and last place and, the newest good one, stays
+@example(
+    sched={"cron": "0 * * * *", "timeZone": "UTC", "startingDeadline": "5m"},
+    keep={"minKeep": 1, "keepLast": 1},
+    base=datetime(2026, 3, 29, 0, 30, tzinfo=UTC),
+    seed=368,
+    window_creates=1,
+    cap=4,
+    od_every=3,
+)
 def test_simulated_days_keep_every_limit(
     sched: dict[str, Any],
     keep: dict[str, Any],
@@ -313,7 +332,8 @@ def test_simulated_days_keep_every_limit(
 ) -> None:
     pol = make_policy(sched, keep)
     limits = Limits(window_creates=window_creates, per_disk_cap=cap)
-    creates, counts, slot_uses, _final = simulate(pol, limits, base - timedelta(days=1), 48, seed, od_every=od_every)
+    start = base - timedelta(days=1)
+    creates, counts, slot_uses, _final, rotatable = simulate(pol, limits, start, 48, seed, od_every=od_every)
     # never more than window_creates in any window
     for i, t in enumerate(creates):
         assert sum(1 for u in creates[i:] if u < t + limits.window) <= limits.window_creates
@@ -321,9 +341,13 @@ def test_simulated_days_keep_every_limit(
     assert max(counts, default=0) <= cap
     # at most one snapshot per slot, ever
     assert all(n == 1 for n in slot_uses.values())
-    # the schedule was followed: a slot in the run was taken (the disk starts with at most 3 foreign snapshots)
-    start = base - timedelta(days=1)
-    if slots_between(pol.spec.schedule, start, start + timedelta(hours=47)):
+    # with no on-demand requests the first due slot finds room: at most 3 foreign snapshots, a cap of 4 or more
+    if od_every == 0 and slots_between(pol.spec.schedule, start, start + timedelta(hours=47)):
+        assert rotatable
+    # the schedule was followed: a slot in the run was taken wherever the disk had room for the policy to rotate.
+    # Without room (foreign snapshots plus the newest good one, minKeep and what the rules keep fill the cap, as
+    # when on-demand snapshots take the last places first) no slot is ever taken, and that is right.
+    if rotatable:
         assert slot_uses
 
 
@@ -334,7 +358,7 @@ def test_simulated_days_take_every_slot_when_limits_allow(
 ) -> None:
     pol = make_policy(sched, keep)
     start = base - timedelta(days=1)
-    _creates, _counts, slot_uses, _final = simulate(pol, Limits(), start, 48, seed)
+    _creates, _counts, slot_uses, _final, _rotatable = simulate(pol, Limits(), start, 48, seed)
     # every slot of the run is taken exactly once, across DST changes (the last may be due after the end)
     due = slots_between(pol.spec.schedule, start, start + timedelta(hours=47))
     assert set(due) <= set(slot_uses)

@@ -281,11 +281,13 @@ def plan(
         if room < len(wants):
             times = sorted([*in_window, *([now] * room)])
             until = times[len(times) - limits.window_creates] + limits.window
+            minutes = int(limits.window.total_seconds() // 60)
             blocked.append(
                 Blocked(
                     "RateWindow",
-                    f"{len(in_window)} snapshot(s) of disk {disk.name} were created in the last "
-                    f"{int(limits.window.total_seconds() // 60)} minutes; Azure allows {limits.window_creates}.",
+                    f"{len(in_window)} snapshot(s) of disk {disk.name} were created in the last {minutes} minutes "
+                    f"and {len(wants)} are due now ({', '.join(w.reason for w in wants)}); Azure allows "
+                    f"{limits.window_creates} in {minutes} minutes, so {room} can be created now.",
                     until,
                 )
             )
