@@ -17,7 +17,7 @@ from azsnap.cloud.credentials import StaticTokenCredential
 from azsnap.cloud.mapping import disk_from_azure
 from azsnap.cloud.pacer import Pacer, PacerHooks
 from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
-from azsnap.emulator import BucketSize, Emulator, EmulatorConfig
+from azsnap.emulator import BucketSize, Emulator, EmulatorConfig, FaultRule
 from azsnap.emulator.config import DEFAULT_BUCKETS
 from azsnap.reconciler import Reconciler, StatusReport
 
@@ -203,3 +203,25 @@ async def test_two_regions_throttle_apart() -> None:
     assert all(r.status == 202 for r in north_puts)
     buckets = {(b.policy, b.location) for b in pacer.snapshot().buckets}
     assert (CREATE_3MIN, LOCATION) in buckets and (CREATE_3MIN, "northeurope") in buckets
+
+
+async def test_a_429_without_retry_after_is_held_by_the_pacer_and_polls_size_get_operation() -> None:
+    async with running_rig() as rig:
+        load = policies(rig)[:2]
+        # Azure's front door refuses the first PUT as recorded: no Retry-After, no rate-limit header.
+        rig.emulator.add_fault(FaultRule(operation="snapshots.put", kind="subscription_throttled", count=1))
+        pacer = Pacer(PacerConfig(), clock=rig.clock)
+        async with rig.cloud(pacer) as cloud:
+            reconciler = Reconciler(cloud, rig.clock)
+            first = await reconciler.reconcile(load[0], SnapshotPolicyStatus())
+            second = await reconciler.reconcile(load[1], SnapshotPolicyStatus())
+    assert first.health.reason == "Throttled" and not first.created
+    assert second.created
+    puts = [r for r in rig.emulator.requests if r.operation == "snapshots.put"]
+    assert [r.status for r in puts] == [429, 202]
+    # The next create waited out the pacer's backoff (30 s), not a hot loop and not an unbounded sleep.
+    assert (puts[1].time - puts[0].time).total_seconds() == pytest.approx(30, abs=1)
+    snap = pacer.snapshot()
+    assert snap.backoffs == 1 and snap.throttled == 1
+    sizes = {b.policy: b.azure_capacity for b in snap.buckets}
+    assert sizes["Microsoft.Compute/GetOperation3Min"] == 50000  # learned from the polls' answers

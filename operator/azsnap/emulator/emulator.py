@@ -15,6 +15,7 @@ from azsnap.clock import Clock
 from azsnap.emulator.config import DEMO_LOCATION, EmulatorConfig, FaultRule, RecordedRequest
 from azsnap.emulator.faults import FaultInjector
 from azsnap.emulator.persist import read_state, write_state
+from azsnap.emulator.server import make_app
 from azsnap.emulator.state import Store
 from azsnap.emulator.throttling import Throttler
 from azsnap.emulator.tls import make_server_tls
@@ -158,8 +159,6 @@ class Emulator:
     @contextlib.asynccontextmanager
     async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[RunningServer]:
         """Serve HTTPS with a throwaway CA until the block ends."""
-        from azsnap.emulator.server import make_app
-
         with tempfile.TemporaryDirectory(prefix="azsnap-emulator-") as tmp:
             tls = make_server_tls(Path(tmp), hosts=(host,) if host not in ("0.0.0.0", "::") else ())
             runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False, shutdown_timeout=0.1)

@@ -26,9 +26,10 @@ from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL
 from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
 from azsnap.offline.demo_view import (
     DemoEvent,
+    DemoSummary,
     DemoView,
     Frame,
-    PolicyRow,
+    PolicyResult,
     demo_event,
     make_view,
     policy_key,
@@ -79,51 +80,6 @@ class DemoOptions:
     disks: int = EXAMPLE_DISKS
     examples: Path | None = None
     start: datetime = DEMO_START
-
-
-@dataclass(frozen=True)
-class PolicyResult:
-    """What one policy did over the run."""
-
-    held: int
-    created: int
-    deleted: int
-    missed: int
-
-
-@dataclass
-class DemoSummary:
-    """The end of the run: per policy, Azure traffic, and every invariant that broke."""
-
-    hours: float
-    policies: dict[str, PolicyResult]
-    azure_calls: dict[str, int]
-    throttled: int
-    violations: list[str]
-    rows: list[PolicyRow] = field(default_factory=list)
-    ended_at: datetime | None = None
-    elapsed_hours: float = 0.0
-    real_seconds: float = 0.0
-    interrupted: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.violations
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "policies": {
-                key: {"held": r.held, "created": r.created, "deleted": r.deleted, "missed": r.missed}
-                for key, r in self.policies.items()
-            },
-            "totals": {
-                "azure_calls": sum(self.azure_calls.values()),
-                "throttled": self.throttled,
-                "invariant_violations": len(self.violations),
-                "azure_calls_by_operation": dict(sorted(self.azure_calls.items())),
-            },
-            "hours": int(self.hours) if float(self.hours).is_integer() else self.hours,
-        }
 
 
 # ---- the policies ----------------------------------------------------------------------------------------------

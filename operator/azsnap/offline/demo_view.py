@@ -7,25 +7,24 @@ import json
 import sys
 from collections import deque
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import Any, Final, TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-if TYPE_CHECKING:
-    from azsnap.offline.demo import DemoSummary
-
 __all__ = [
     "DemoEvent",
+    "DemoSummary",
     "DemoView",
     "Frame",
     "JsonView",
     "LiveView",
     "PlainView",
+    "PolicyResult",
     "PolicyRow",
     "demo_event",
     "make_view",
@@ -64,6 +63,51 @@ class DemoEvent:
     reason: str
     policy: str
     message: str
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """What one policy did over the run."""
+
+    held: int
+    created: int
+    deleted: int
+    missed: int
+
+
+@dataclass
+class DemoSummary:
+    """The end of the run: per policy, Azure traffic, and every invariant that broke."""
+
+    hours: float
+    policies: dict[str, PolicyResult]
+    azure_calls: dict[str, int]
+    throttled: int
+    violations: list[str]
+    rows: list[PolicyRow] = field(default_factory=list)
+    ended_at: datetime | None = None
+    elapsed_hours: float = 0.0
+    real_seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "policies": {
+                key: {"held": r.held, "created": r.created, "deleted": r.deleted, "missed": r.missed}
+                for key, r in self.policies.items()
+            },
+            "totals": {
+                "azure_calls": sum(self.azure_calls.values()),
+                "throttled": self.throttled,
+                "invariant_violations": len(self.violations),
+                "azure_calls_by_operation": dict(sorted(self.azure_calls.items())),
+            },
+            "hours": int(self.hours) if float(self.hours).is_integer() else self.hours,
+        }
 
 
 @dataclass(frozen=True)
