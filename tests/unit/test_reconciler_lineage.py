@@ -28,7 +28,9 @@ def make_policy(disk: Disk, uid: str = "uid-1", name: str = "p1", **spec: Any) -
 
 
 def fold(status: SnapshotPolicyStatus, report: StatusReport) -> SnapshotPolicyStatus:
-    merged = {**status.model_dump(by_alias=True, exclude_none=True, mode="json"), **report.status}
+    """What the handler does: write the report's fields over the status (None removes one), and the Ready reason."""
+    ready = {"type": "Ready", "status": "Unknown", "reason": report.health.reason, "lastTransitionTime": START}
+    merged = {**status.model_dump(by_alias=True, exclude_none=True), **report.status, "conditions": [ready]}
     return SnapshotPolicyStatus.model_validate({k: v for k, v in merged.items() if v is not None})
 
 
@@ -59,12 +61,14 @@ async def test_a_recreate_between_two_policies_slots_leaves_the_second_snapshot_
     assert made.source_unique_id == new.unique_id  # Azure copied the new disk ...
     assert naming.tag(made.tags, naming.TAG_DISK_UID) == old.unique_id  # ... while the cache named the old one
     assert naming.is_owned(made, second.ref, new)  # yet the snapshot is the policy's
-    assert any(e.reason == "NewDiskIncarnation" for e in report.events)
-    # the next reconcile reads the disk again and counts the snapshot
+    # the next reconcile reads the disk again, counts the snapshot and tells of the new incarnation
     clock.advance(timedelta(minutes=1))
     again = await reconciler.reconcile(second, fold(SnapshotPolicyStatus(), report))
     assert again.health.state is HealthState.READY, again.health
     assert again.status["snapshotCount"] == 1
+    assert again.status["earlierIncarnations"] == 0
+    assert again.status["diskUniqueId"] == new.unique_id
+    assert [e.reason for e in again.events if e.reason == "NewDiskIncarnation"] == ["NewDiskIncarnation"]
     assert again.created == ()
 
 
@@ -116,4 +120,78 @@ async def test_after_a_recreate_the_old_family_follows_retention_with_the_new_on
     later = [s for s in mine if s.source_unique_id == new.unique_id]
     assert 24 <= len(later) <= 26  # the new family on schedule, a day's worth kept
     assert report.status["snapshotCount"] == len(mine)
+    assert report.status["earlierIncarnations"] == 1
     assert report.status["diskSnapshotCount"] == len(mine)
+
+
+async def run_hours(reconciler: Reconciler, policy: Policy, clock: ManualClock, hours: int) -> StatusReport:
+    """Reconcile as the operator would (at each report's next time) for `hours`; the last report."""
+    status = SnapshotPolicyStatus()
+    end = clock.now() + timedelta(hours=hours)
+    report = await reconciler.reconcile(policy, status)
+    while clock.now() < end:
+        status = fold(status, report)
+        clock.set(max(report.next_time, clock.now() + timedelta(seconds=1)))
+        report = await reconciler.reconcile(policy, status)
+    return report
+
+
+@pytest.mark.parametrize("mode", ["Keep", "ApplyRetention"])
+async def test_a_deleted_disk_keeps_or_retires_its_snapshots_by_on_source_disk_delete(clock, cloud, mode) -> None:
+    disk = cloud.add_disk(SUB, RG, "data")
+    policy = make_policy(disk, retention={"maxAge": "1d"}, onSourceDiskDelete=mode)
+    reconciler = Reconciler(cloud, clock)
+    before = await run_hours(reconciler, policy, clock, 12)
+    assert before.status["snapshotCount"] == len(cloud.snapshots) > 12
+    made = len(cloud.snapshots)
+    cloud.remove_disk(disk.id)
+    clock.advance(timedelta(minutes=20))
+    first = await reconciler.reconcile(policy, fold(SnapshotPolicyStatus(), before))
+    assert first.health.reason == "DiskNotFound"
+    assert [e.reason for e in first.events] == ["DiskNotFound"]
+    status = fold(fold(SnapshotPolicyStatus(), before), first)
+    for _ in range(6 * 24 * 3):  # three days, every 10 minutes
+        clock.set(first.next_time)
+        first = await reconciler.reconcile(policy, status)
+        status = fold(status, first)
+        assert first.health.reason == "DiskNotFound"
+        assert not [e for e in first.events if e.reason == "DiskNotFound"]  # said once, when the disk went
+    left = [s for s in cloud.snapshots if naming.owns(s, policy.ref, disk.id)]
+    if mode == "Keep":
+        assert len(left) == made
+        assert "onSourceDiskDelete is Keep" in first.health.message
+    else:
+        # maxAge 1d ran on, but the newest good snapshot is the last copy of the disk and stays
+        assert [s.time_created for s in left] == [max(s.time_created for s in cloud.snapshots)]
+        assert "onSourceDiskDelete is ApplyRetention" in first.health.message
+    assert f"azsnap holds {len(left)} snapshot(s) of it" in first.health.message
+    assert first.status["snapshotCount"] == len(left)
+    assert first.status["earlierIncarnations"] == len(left)
+    assert first.status["nextSnapshotTime"] is None
+
+
+async def test_apply_retention_on_a_deleted_disk_honours_min_keep_and_holds(clock, cloud) -> None:
+    disk = cloud.add_disk(SUB, RG, "data")
+    policy = make_policy(disk, retention={"keepLast": 2, "minKeep": 1}, onSourceDiskDelete="ApplyRetention")
+    for hours in range(1, 7):
+        slot = START.replace(second=0) - timedelta(hours=hours)
+        tags = naming.snapshot_tags(policy, disk, slot)
+        if hours == 6:
+            tags[naming.TAG_HOLD] = "audit"
+        cloud.seed_snapshot(disk, naming.snapshot_name("data", "uid-1", slot), tags=tags, created_at=slot)
+    cloud.seed_snapshot(disk, "by-hand", created_at=START - timedelta(days=9))
+    cloud.remove_disk(disk.id)
+    report = await Reconciler(cloud, clock).reconcile(policy, SnapshotPolicyStatus())
+    names = sorted(s.name for s in cloud.snapshots)
+    slot = START.replace(second=0)
+    assert names == sorted(
+        [
+            "by-hand",  # not azsnap's
+            naming.snapshot_name("data", "uid-1", slot - timedelta(hours=1)),  # keepLast 2
+            naming.snapshot_name("data", "uid-1", slot - timedelta(hours=2)),
+            naming.snapshot_name("data", "uid-1", slot - timedelta(hours=6)),  # held
+        ]
+    )
+    assert len(report.events) == 4  # three deletes, then the disk's disappearance
+    assert report.status["snapshotCount"] == 3
+    assert report.status["diskSnapshotCount"] == 4

@@ -32,6 +32,7 @@ __all__ = [
     "is_owned",
     "name_matches_owner",
     "ownership_tags",
+    "owns",
     "parse_slot",
     "policy_hash",
     "request_hash",
@@ -175,11 +176,16 @@ def is_owned(snapshot: Snapshot, policy: PolicyRef, disk: Disk) -> bool:
     azsnap meant to copy; ownership never rests on its value, so a disk recreated between a cached read and a create cannot leave a
     snapshot no policy owns.
     """
+    return owns(snapshot, policy, disk.id)
+
+
+def owns(snapshot: Snapshot, policy: PolicyRef, disk_id: str) -> bool:
+    """`is_owned` by the disk's ARM ID alone: also when the disk does not exist (deleted, not yet recreated)."""
     return (
         tag(snapshot.tags, TAG_MANAGED_BY) == MANAGED_BY_VALUE
         and tag(snapshot.tags, TAG_POLICY_UID) == policy.uid
         and bool(tag(snapshot.tags, TAG_DISK_UID))
-        and (snapshot.source_resource_id or "").lower() == disk.id.lower()
+        and (snapshot.source_resource_id or "").lower() == disk_id.lower()
     )
 
 

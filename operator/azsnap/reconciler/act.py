@@ -97,16 +97,8 @@ class Actor:
             self.observer.record_created(disk.subscription_id, made, disk)
             if made.source_unique_id and made.source_unique_id != disk.unique_id:
                 # Azure took it from another incarnation than the cached disk (recreated or restored in place):
-                # the snapshot is still the policy's (lineage), and the disk is read again next time.
+                # the snapshot is still the policy's (lineage); the disk is read again, and the status tells.
                 self.observer.forget_disk(disk.id)
-                out.events.append(
-                    Event(
-                        "Normal",
-                        "NewDiskIncarnation",
-                        f"Disk {disk.name} was recreated or restored (unique ID {made.source_unique_id}, was "
-                        f"{disk.unique_id}); snapshots of every incarnation stay under this policy.",
-                    )
-                )
             if made.state is SnapshotState.FAILED:
                 out.failed.append(made.name)
                 out.events.append(Event("Warning", "SnapshotFailed", f"Snapshot {made.name} ended Failed in Azure"))
