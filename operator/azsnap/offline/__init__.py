@@ -1,1 +1,1 @@
-"""The commands that run without a cluster: demo, simulate, preview, capacity, and the sandbox they share."""
+"""The commands that run without a cluster: demo, simulate, preview, capacity, and the sandbox the demo runs in."""
