@@ -35,7 +35,7 @@ from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTIO
 from azsnap.emulator.kubernetes import KubeEmulator
 from azsnap.offline.sandbox import disk_id
 
-__all__ = ["main", "run"]
+__all__ = ["AZSNAP", "free_port", "is_ready", "main", "rss_mib", "run", "until_live"]
 
 NAMESPACE: Final = "default"
 CRD_FILE: Final = Path(__file__).resolve().parents[1] / "crds" / f"{PLURAL}.{API_GROUP}.yaml"
@@ -43,7 +43,7 @@ AZSNAP: Final = Path(sys.executable).with_name("azsnap")
 _MB: Final = 1024 * 1024
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -63,16 +63,16 @@ def manifest(i: int) -> dict[str, Any]:
     }
 
 
-def _ready(obj: dict[str, Any]) -> bool:
+def is_ready(obj: dict[str, Any]) -> bool:
     conditions = (obj.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _rss_mb(process: psutil.Process) -> float:
+def rss_mib(process: psutil.Process) -> float:
     return float(process.memory_info().rss) / _MB
 
 
-async def _until_live(url: str, child: asyncio.subprocess.Process, within: float) -> None:
+async def until_live(url: str, child: asyncio.subprocess.Process, within: float) -> None:
     deadline = time.monotonic() + within
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
@@ -93,7 +93,7 @@ async def run(policies: int, settle: float, ready_within: float) -> dict[str, An
     emulator = Emulator(WallClock(), EmulatorConfig(throttling=False, poll_retry_after_s=0))
     for i in range(policies):
         emulator.seed_disk(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, f"disk-{i}", location=DEMO_LOCATION)
-    liveness = _free_port()
+    liveness = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         async with KubeEmulator.serve(clock=WallClock()) as kube, emulator.serve(host="127.0.0.1") as server:
             for document in yaml.safe_load_all(CRD_FILE.read_text()):
@@ -106,7 +106,7 @@ async def run(policies: int, settle: float, ready_within: float) -> dict[str, An
                 "AZSNAP_ARM_ENDPOINT": server.base_url,
                 "AZSNAP_CA_BUNDLE": server.ca_bundle,
                 "AZSNAP_NAMESPACES": NAMESPACE,
-                "AZSNAP_METRICS_PORT": str(_free_port()),
+                "AZSNAP_METRICS_PORT": str(free_port()),
                 "AZSNAP_LOG_FORMAT": "json",
             }
             log = (Path(tmp) / "operator.log").open("wb")
@@ -115,9 +115,9 @@ async def run(policies: int, settle: float, ready_within: float) -> dict[str, An
             )
             try:
                 process = psutil.Process(child.pid)
-                await _until_live(f"http://127.0.0.1:{liveness}/healthz", child, 120)
+                await until_live(f"http://127.0.0.1:{liveness}/healthz", child, 120)
                 await asyncio.sleep(2)
-                rss_start = _rss_mb(process)
+                rss_start = rss_mib(process)
                 started = time.monotonic()
                 for i in range(policies):
                     kube.apply(manifest(i))
@@ -125,20 +125,20 @@ async def run(policies: int, settle: float, ready_within: float) -> dict[str, An
                         await asyncio.sleep(0)  # let the emulators answer the operator meanwhile
                 peak = rss_start
                 while True:
-                    peak = max(peak, _rss_mb(process))
+                    peak = max(peak, rss_mib(process))
                     listed = kube.list(API_GROUP, API_VERSION, PLURAL, NAMESPACE)
-                    if sum(1 for obj in listed if _ready(obj)) == policies:
+                    if sum(1 for obj in listed if is_ready(obj)) == policies:
                         break
                     if time.monotonic() - started > ready_within:
                         raise RuntimeError(f"not every policy was Ready within {ready_within:.0f} s")
                     await asyncio.sleep(1)
                 ready_after = time.monotonic() - started
-                rss_ready = _rss_mb(process)
+                rss_ready = rss_mib(process)
                 samples = [rss_ready]
                 until = time.monotonic() + settle
                 while time.monotonic() < until:
                     await asyncio.sleep(1)
-                    samples.append(_rss_mb(process))
+                    samples.append(rss_mib(process))
                 peak = max(peak, *samples)
             finally:
                 child.terminate()

@@ -85,8 +85,9 @@ def run(
     if problem is not None:
         typer.echo(f"azsnap: {problem}", err=True)
         raise typer.Exit(2)
-    log_format = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
-    kopf.configure(verbose=verbose, log_format=log_format)
+    from azsnap.logs import configure_logging
+
+    configure_logging("DEBUG" if verbose else settings.log_level, settings.log_format)
     import azsnap.handlers  # noqa: F401  (registers the handlers)
 
     kopf.run(

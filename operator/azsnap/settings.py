@@ -57,8 +57,9 @@ class Settings(BaseModel):
     metrics_port: int = Field(default=8080, ge=0, le=65535)  # 0 disables the metrics endpoint
     peering: str | None = None  # kopf peering name; None runs standalone (one replica, Recreate)
     log_format: str = Field(default="json", pattern="^(json|plain)$")
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")  # azsnap's and kopf's log level
     scope_file: str | None = None  # the tenancy allow-list (a mounted ConfigMap key); unset: no allow-list
-    tick_seconds: float = Field(default=60.0, gt=0)  # how often each policy's timer checks whether it is due
+    tick_seconds: float = Field(default=300.0, gt=0)  # longest a policy's timer sleeps between looks at its wake-up
     pacing: bool = True  # wait for Azure's request budget before each call (docs/pacing.md); off: call at once
 
     @property

@@ -80,6 +80,12 @@ def metrics_of(box: Sandbox) -> dict[str, float]:
         for sample in family.samples:
             if sample.labels.get("policy") == "p1" and not sample.name.endswith("_created"):
                 found[sample.name] = sample.value
+            elif sample.name in (
+                "azsnap_policies_stalled",
+                "azsnap_policies_suspended",
+                "azsnap_snapshots_failed_total",
+            ):
+                found[sample.name] = found.get(sample.name, 0.0) + sample.value  # one policy: its namespace's count
             elif sample.name == "azsnap_azure_throttled_total":
                 found[sample.name] = found.get(sample.name, 0.0) + sample.value
     return found
@@ -123,7 +129,7 @@ async def test_creates_throttled_for_hours_fail_loudly_then_recover_by_themselve
         assert state.kstatus is kstatus.KStatus.FAILED
         assert state.argocd == "Degraded"
         assert state.metrics["azsnap_policy_ready"] == 0
-        assert state.metrics["azsnap_policy_stalled"] == 1
+        assert state.metrics["azsnap_policies_stalled"] == 1
         assert state.metrics["azsnap_policy_missed_slots_total"] >= 5
         assert state.metrics["azsnap_azure_throttled_total"] > 0
         # Never a success: the staleness metric counts from the policy's creation and is past its threshold.
@@ -140,7 +146,7 @@ async def test_creates_throttled_for_hours_fail_loudly_then_recover_by_themselve
         healed = seen(kube, box)
         assert (healed.ready, healed.kstatus, healed.argocd) == ("True", kstatus.KStatus.CURRENT, "Healthy")
         assert healed.metrics["azsnap_policy_ready"] == 1
-        assert healed.metrics["azsnap_policy_stalled"] == 0
+        assert healed.metrics["azsnap_policies_stalled"] == 0
 
 
 async def test_a_snapshot_that_ends_failed_after_its_create_is_not_ready_and_counted(kube: KubeEmulator) -> None:
@@ -235,8 +241,8 @@ async def test_suspended_with_a_stalled_cause_shows_stalled_not_suspended(kube: 
         await eventually(ready_reason(kube, "DiskNotFound"))
         state = seen(kube, box)
         assert (state.ready, state.kstatus, state.argocd) == ("False", kstatus.KStatus.FAILED, "Degraded")
-        assert state.metrics["azsnap_policy_suspended"] == 1
-        assert state.metrics["azsnap_policy_stalled"] == 1
+        assert state.metrics["azsnap_policies_suspended"] == 1
+        assert state.metrics["azsnap_policies_stalled"] == 1
         assert "azsnap_policy_stale_after_seconds" not in state.metrics  # nothing is owed while suspended
         # The disk exists: a plain suspended policy is Suspended in Argo CD and Current for kstatus.
         kube.patch(*SNAPSHOT_POLICY, "default", "p1", {"spec": {"disk": {"id": disk_id("disk-1")}}})

@@ -141,8 +141,9 @@ async def test_create_takes_the_first_snapshot_and_reports_ready_with_every_stat
         reasons = [e["reason"] for e in kube.events("default")]
         assert "SnapshotCreated" in reasons
         metrics = box.runtime.metrics.exposition()[0].decode()
-        assert 'azsnap_snapshots_created_total{namespace="default",policy="p1"} 1.0' in metrics
-        assert 'azsnap_policy_snapshots{namespace="default",policy="p1"} 1.0' in metrics
+        assert 'azsnap_snapshots_created_total{namespace="default"} 1.0' in metrics
+        assert 'azsnap_snapshots_held{namespace="default"} 1.0' in metrics
+        assert 'azsnap_policy_ready{namespace="default",policy="p1"} 1.0' in metrics
         assert 'azsnap_azure_calls_total{operation="snapshots.create",outcome="ok"} 1.0' in metrics
 
 

@@ -74,7 +74,8 @@ async def test_azsnap_run_reconciles_a_policy_and_serves_liveness_and_metrics(tm
                     assert answer.status == 200
                 async with http.get(f"http://127.0.0.1:{metrics}/metrics") as answer:
                     text = await answer.text()
-            assert 'azsnap_snapshots_created_total{namespace="default",policy="p1"} 1.0' in text
+            assert 'azsnap_snapshots_created_total{namespace="default"} 1.0' in text
+            assert 'azsnap_policy_ready{namespace="default",policy="p1"} 1.0' in text
         finally:
             process.terminate()
             await asyncio.wait_for(process.wait(), 30)
@@ -82,4 +83,8 @@ async def test_azsnap_run_reconciles_a_policy_and_serves_liveness_and_metrics(tm
     output = (tmp_path / "operator.log").read_text()
     assert "Traceback" not in output, output[-3000:]
     assert "azsnap-emulator-token" not in output
+    # At the default INFO level: the snapshot made, with policy and disk; none of kopf's routine lines, no HTTP lines.
+    assert '"message": "reconciled", "policy": "default/p1", "disk": ' in output
+    assert "Handler 'reconcile' succeeded." not in output and "is processed:" not in output
+    assert "Request URL" not in output and "GET /healthz" not in output
     assert len(emulator.snapshots()) == 1

@@ -23,6 +23,10 @@ def pol(ns: str = "prod", name: str = "db") -> tuple[tuple[str, str], ...]:
     return (("namespace", ns), ("policy", name))
 
 
+def nsl(ns: str = "prod") -> tuple[tuple[str, str], ...]:
+    return (("namespace", ns),)
+
+
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[Metrics, MetricsServer]]:
     metrics = Metrics()
@@ -50,11 +54,11 @@ async def test_server_binds_a_real_port_and_serves_prometheus_text(served: tuple
     text, content_type = await scrape(server)
     assert content_type.startswith("text/plain")
     got = samples(text)
-    assert got[("azsnap_snapshots_created_total", pol())] == 1
+    assert got[("azsnap_snapshots_created_total", nsl())] == 1
     assert got[("azsnap_build_info", (("version", __version__),))] == 1
 
 
-async def test_snapshot_events_count_per_policy_and_kind(served: tuple[Metrics, MetricsServer]) -> None:
+async def test_snapshot_events_count_per_namespace_and_kind(served: tuple[Metrics, MetricsServer]) -> None:
     metrics, server = served
     for _ in range(3):
         metrics.snapshot_event("prod", "db", "created")
@@ -63,117 +67,86 @@ async def test_snapshot_events_count_per_policy_and_kind(served: tuple[Metrics, 
     metrics.snapshot_event("dev", "db", "failed")
     metrics.snapshot_event("dev", "db", "failed")
     got = samples((await scrape(server))[0])
-    assert got[("azsnap_snapshots_created_total", pol())] == 3
-    assert got[("azsnap_snapshots_deleted_total", pol())] == 1
-    assert got[("azsnap_snapshots_failed_total", pol("prod", "web"))] == 1
-    assert got[("azsnap_snapshots_failed_total", pol("dev", "db"))] == 2
-    assert ("azsnap_snapshots_failed_total", pol()) not in got
+    assert got[("azsnap_snapshots_created_total", nsl())] == 3
+    assert got[("azsnap_snapshots_deleted_total", nsl())] == 1
+    assert got[("azsnap_snapshots_failed_total", nsl("prod"))] == 1
+    assert got[("azsnap_snapshots_failed_total", nsl("dev"))] == 2
+    assert ("azsnap_snapshots_created_total", nsl("dev")) not in got
+    assert not [key for key in got if dict(key[1]).get("policy")], "no per-policy series for snapshot events"
 
 
-async def test_policy_state_gauges_and_absent_times(served: tuple[Metrics, MetricsServer]) -> None:
+async def test_policy_state_gauges_and_namespace_aggregates(served: tuple[Metrics, MetricsServer]) -> None:
     metrics, server = served
-    metrics.policy_state(
-        "prod",
-        "db",
-        held=12,
-        disk_held=40,
-        disk_cap=500,
-        next_time=1_900_000_000.0,
-        last_success=1_899_996_400.0,
-        consecutive_failures=2,
-    )
+    metrics.policy_state("prod", "db", held=12, last_success=1_899_996_400.0, ready=True, stale_after=7200.0)
+    metrics.policy_state("prod", "web", held=3, last_success=None, ready=False, stalled=True)
+    metrics.policy_state("dev", "db", held=1, last_success=5.0, ready=True, suspended=True)
     got = samples((await scrape(server))[0])
-    assert got[("azsnap_policy_snapshots", pol())] == 12
-    assert got[("azsnap_disk_snapshots", pol())] == 40
-    assert got[("azsnap_disk_snapshot_limit", pol())] == 500
-    assert got[("azsnap_policy_next_snapshot_timestamp_seconds", pol())] == 1_900_000_000.0
     assert got[("azsnap_policy_last_success_timestamp_seconds", pol())] == 1_899_996_400.0
-    assert got[("azsnap_policy_consecutive_failures", pol())] == 2
+    assert ("azsnap_policy_last_success_timestamp_seconds", pol("prod", "web")) not in got, "absent, not a fake 0"
+    assert got[("azsnap_policies", nsl())] == 2
+    assert got[("azsnap_snapshots_held", nsl())] == 15
+    assert got[("azsnap_policies_stalled", nsl())] == 1
+    assert got[("azsnap_policies_suspended", nsl())] == 0
+    assert (got[("azsnap_policies_suspended", nsl("dev"))], got[("azsnap_policies", nsl("dev"))]) == (1, 1)
 
-    # Suspended: no next time. The series disappears instead of claiming the epoch.
-    metrics.policy_state(
-        "prod",
-        "db",
-        held=12,
-        disk_held=40,
-        disk_cap=500,
-        next_time=None,
-        last_success=1_899_996_400.0,
-        consecutive_failures=0,
-    )
+    # An update moves the aggregates; it does not add to them.
+    metrics.policy_state("prod", "web", held=4, last_success=9.0, ready=True)
     got = samples((await scrape(server))[0])
-    assert ("azsnap_policy_next_snapshot_timestamp_seconds", pol()) not in got
-    assert got[("azsnap_policy_consecutive_failures", pol())] == 0
-    assert got[("azsnap_policy_last_success_timestamp_seconds", pol())] == 1_899_996_400.0
+    assert (got[("azsnap_policies", nsl())], got[("azsnap_snapshots_held", nsl())]) == (2, 16)
+    assert got[("azsnap_policies_stalled", nsl())] == 0
+    assert got[("azsnap_policy_last_success_timestamp_seconds", pol("prod", "web"))] == 9.0
+
+
+async def test_four_series_per_policy(served: tuple[Metrics, MetricsServer]) -> None:
+    metrics, server = served
+    metrics.policy_state("prod", "db", held=1, last_success=1.0, ready=True, stale_after=7200.0)
+    metrics.slots_missed("prod", "db", 0)
+    metrics.snapshot_event("prod", "db", "created")
+    one = samples((await scrape(server))[0])
+    for i in range(10):
+        metrics.policy_state("prod", f"p{i}", held=1, last_success=1.0, ready=True, stale_after=7200.0)
+        metrics.snapshot_event("prod", f"p{i}", "created")
+    eleven = samples((await scrape(server))[0])
+    assert len(eleven) - len(one) == 10 * 4
+    assert {name for name, labels in one if ("policy", "db") in labels} == {
+        "azsnap_policy_ready",
+        "azsnap_policy_last_success_timestamp_seconds",
+        "azsnap_policy_stale_after_seconds",
+        "azsnap_policy_missed_slots_total",
+    }
 
 
 async def test_forget_policy_drops_all_its_series_and_keeps_others(served: tuple[Metrics, MetricsServer]) -> None:
     metrics, server = served
     for name in ("db", "web"):
         metrics.snapshot_event("prod", name, "created")
-        metrics.snapshot_event("prod", name, "deleted")
-        metrics.snapshot_event("prod", name, "failed")
-        metrics.policy_state(
-            "prod",
-            name,
-            held=1,
-            disk_held=1,
-            disk_cap=500,
-            next_time=1.0,
-            last_success=1.0,
-            consecutive_failures=0,
-            ready=True,
-            stalled=False,
-            suspended=False,
-            expected_interval=3600.0,
-            stale_after=7200.0,
-        )
+        metrics.policy_state("prod", name, held=2, last_success=1.0, ready=False, stalled=True, stale_after=7200.0)
         metrics.slots_missed("prod", name, 1)
     metrics.forget_policy("prod", "db")
     metrics.forget_policy("prod", "never-seen")  # unknown policies are not an error
     got = samples((await scrape(server))[0])
     assert not [key for key in got if ("policy", "db") in key[1]]
     web = {key[0] for key in got if ("policy", "web") in key[1]}
-    assert {name for name in web if not name.endswith("_created")} == {
-        "azsnap_snapshots_created_total",
-        "azsnap_snapshots_deleted_total",
-        "azsnap_snapshots_failed_total",
-        "azsnap_policy_snapshots",
-        "azsnap_disk_snapshots",
-        "azsnap_disk_snapshot_limit",
-        "azsnap_policy_next_snapshot_timestamp_seconds",
+    assert web == {
         "azsnap_policy_last_success_timestamp_seconds",
-        "azsnap_policy_consecutive_failures",
         "azsnap_policy_ready",
-        "azsnap_policy_stalled",
-        "azsnap_policy_suspended",
-        "azsnap_policy_expected_interval_seconds",
         "azsnap_policy_stale_after_seconds",
         "azsnap_policy_missed_slots_total",
     }
-    assert got[("azsnap_snapshots_created_total", pol("prod", "web"))] == 1
     assert web <= metrics.metric_names()
+    # The namespace's aggregates no longer count the deleted policy; its counters keep their history.
+    assert got[("azsnap_policies", nsl())] == 1
+    assert got[("azsnap_policies_stalled", nsl())] == 1
+    assert got[("azsnap_snapshots_held", nsl())] == 2
+    assert got[("azsnap_snapshots_created_total", nsl())] == 2
 
 
 async def test_alerting_gauges_and_the_missed_slots_counter(served: tuple[Metrics, MetricsServer]) -> None:
     metrics, server = served
-    state = {"held": 0, "disk_held": 0, "disk_cap": 500, "next_time": 2.0, "consecutive_failures": 0}
-    metrics.policy_state(
-        "prod",
-        "db",
-        **state,
-        last_success=1_000.0,
-        ready=False,
-        stalled=True,
-        suspended=False,
-        expected_interval=259_200.0,
-        stale_after=262_800.0,
-    )
+    metrics.policy_state("prod", "db", held=0, last_success=1_000.0, ready=False, stalled=True, stale_after=262_800.0)
     got = samples((await scrape(server))[0])
     assert got[("azsnap_policy_ready", pol())] == 0
-    assert got[("azsnap_policy_stalled", pol())] == 1
-    assert got[("azsnap_policy_suspended", pol())] == 0
-    assert got[("azsnap_policy_expected_interval_seconds", pol())] == 259_200
+    assert got[("azsnap_policies_stalled", nsl())] == 1
     assert got[("azsnap_policy_stale_after_seconds", pol())] == 262_800
     # The missed-slots counter exists at 0 before the first miss, so increase() sees the first one.
     assert got[("azsnap_policy_missed_slots_total", pol())] == 0
@@ -182,11 +155,11 @@ async def test_alerting_gauges_and_the_missed_slots_counter(served: tuple[Metric
     metrics.slots_missed("prod", "db", 1)
     assert samples((await scrape(server))[0])[("azsnap_policy_missed_slots_total", pol())] == 3
 
-    # Suspended: nothing is owed, so the interval and the threshold go (a staleness alert cannot fire).
-    metrics.policy_state("prod", "db", **state, last_success=1_000.0, ready=True, stalled=False, suspended=True)
+    # Suspended: nothing is owed, so the threshold goes (a staleness alert cannot fire).
+    metrics.policy_state("prod", "db", held=0, last_success=1_000.0, ready=True, suspended=True)
     got = samples((await scrape(server))[0])
-    assert (got[("azsnap_policy_ready", pol())], got[("azsnap_policy_suspended", pol())]) == (1, 1)
-    assert ("azsnap_policy_expected_interval_seconds", pol()) not in got
+    assert (got[("azsnap_policy_ready", pol())], got[("azsnap_policies_suspended", nsl())]) == (1, 1)
+    assert got[("azsnap_policies_stalled", nsl())] == 0
     assert ("azsnap_policy_stale_after_seconds", pol()) not in got
 
 
@@ -199,7 +172,7 @@ async def test_failed_snapshots_count_once_when_first_seen(served: tuple[Metrics
     assert metrics.failed_seen("prod", "db", ["snap-1", "snap-2"]) == 1
     assert metrics.failed_seen("prod", "db", ["snap-1", "snap-2"]) == 0
     assert metrics.failed_seen("prod", "db", ["snap-2", "snap-3"]) == 1
-    assert samples((await scrape(server))[0])[("azsnap_snapshots_failed_total", pol())] == 3
+    assert samples((await scrape(server))[0])[("azsnap_snapshots_failed_total", nsl())] == 3
     # Forgetting the policy forgets what was seen: a policy re-created under the name starts afresh.
     metrics.forget_policy("prod", "db")
     assert metrics.failed_seen("prod", "db", ["snap-2"]) == 1
@@ -265,8 +238,8 @@ async def test_openmetrics_on_request(served: tuple[Metrics, MetricsServer]) -> 
 def test_each_instance_has_its_own_registry() -> None:
     a, b = Metrics(), Metrics()
     a.snapshot_event("prod", "db", "created")
-    assert ("azsnap_snapshots_created_total", pol()) in samples(a.exposition()[0].decode())
-    assert ("azsnap_snapshots_created_total", pol()) not in samples(b.exposition()[0].decode())
+    assert ("azsnap_snapshots_created_total", nsl()) in samples(a.exposition()[0].decode())
+    assert ("azsnap_snapshots_created_total", nsl()) not in samples(b.exposition()[0].decode())
 
 
 async def test_closed_server_refuses_connections() -> None:

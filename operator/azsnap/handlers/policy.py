@@ -32,8 +32,11 @@ __all__ = ["ANNOTATION_SNAPSHOT_NOW", "finalize", "reconcile", "tick"]
 
 #: Annotate a policy with this key (any new value) to take one snapshot now.
 ANNOTATION_SNAPSHOT_NOW = f"{API_GROUP}/snapshot-now"
-#: How often each policy's timer checks whether its planned wake-up time has come (no API call when not).
-TICK_SECONDS = float(os.environ.get("AZSNAP_TICK_SECONDS") or 60)
+#: Longest a policy's timer sleeps before it looks at its wake-up time again, in memory. Its wake-up time (the next
+#: slot, a retry, or the hourly drift check) and a spec change wake it sooner.
+TICK_SECONDS = float(os.environ.get("AZSNAP_TICK_SECONDS") or 300)
+#: kopf's pause between two calls of the timer: the timer's own wait does the sleeping.
+_TIMER_GAP = 1.0
 _STALLED_RECHECK = timedelta(minutes=10)
 _STATUS_KEYS = frozenset(f.alias or name for name, f in SnapshotPolicyStatus.model_fields.items())
 
@@ -96,25 +99,49 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, runtime: Runtime, *, on
             patch.status[key] = value
         written = runtime.written[uid] = {**current, **new_status}
         runtime.wakeups[uid] = report.next_time
-        if health.state is HealthState.READY:
-            runtime.failures.pop(uid, None)
-        else:
-            runtime.failures[uid] = runtime.failures.get(uid, 0) + 1
+        runtime.nudge(uid).set()
 
         for event in report.events:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         record_metrics(runtime, body, policy, report, health, written, elapsed)
-        logger.info(
-            "reconciled",
-            extra={
-                "policy": f"{meta.namespace}/{meta.name}",
-                "state": str(health.state),
-                "reason": health.reason,
-                "snapshots_created": list(report.created),
-                "snapshots_deleted": list(report.deleted),
-                "next": report.next_time.isoformat(),
-            },
-        )
+        _log_outcome(body, policy, report, health, changed=_flipped(current.get("conditions"), conditions))
+
+
+def _flipped(before: Any, after: list[dict[str, Any]]) -> bool:
+    """Whether a condition's status or reason changed (a routine reconcile leaves them as they were)."""
+
+    def key(conditions: Any) -> set[tuple[Any, ...]]:
+        return {(c.get("type"), c.get("status"), c.get("reason")) for c in conditions or [] if isinstance(c, dict)}
+
+    return key(before) != key(after)
+
+
+def _log_outcome(
+    body: kopf.Body, policy: Policy | None, report: StatusReport, health: Health, *, changed: bool
+) -> None:
+    """One line for what a reconcile did; at INFO only when it did something (or the policy's health changed)."""
+    happened = report.created or report.deleted or report.failed or report.missed_slots
+    level = logging.INFO if happened or changed else logging.DEBUG
+    if health.state is not HealthState.READY and changed:
+        level = logging.WARNING
+    if not logger.isEnabledFor(level):
+        return
+    meta = body.metadata
+    logger.log(
+        level,
+        "reconciled" if happened or changed else "nothing due",
+        extra={
+            "policy": f"{meta.namespace}/{meta.name}",
+            "disk": None if policy is None else policy.spec.disk.id,
+            "state": str(health.state),
+            "reason": health.reason,
+            "snapshots_created": list(report.created),
+            "snapshots_deleted": list(report.deleted),
+            "snapshots_failed": list(report.failed),
+            "slots_missed": [slot.isoformat() for slot in report.missed_slots],
+            "next": report.next_time.isoformat(),
+        },
+    )
 
 
 @kopf.on.resume(**_RESOURCE)
@@ -125,20 +152,43 @@ async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
     await _reconcile(body, patch, memo[MEMO_KEY])
 
 
-@kopf.timer(**_RESOURCE, interval=TICK_SECONDS)
-async def tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Reconcile when the plan's wake-up time has come; otherwise do nothing (no API call).
+@kopf.timer(**_RESOURCE, interval=_TIMER_GAP)
+async def tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Sleep until the plan's wake-up time (or a spec change, or the policy's deletion), then reconcile once.
 
+    kopf calls the timer again a second after it returns; between two wake-ups the policy costs one sleeping task.
     kopf starts a timer as soon as it sees a new object, before it has put the finalizer on it and before the
     create (or resume) handler ran. The timer waits for both: an Azure write made before the finalizer could be
     left behind by a deletion, and a first reconcile here would only repeat the create handler's.
     """
     runtime: Runtime = memo[MEMO_KEY]
+    stopped: kopf.DaemonStopped = kwargs["stopped"]  # kopf passes it to timers; its TimerFn type does not say so
     uid = body.metadata.uid or ""
-    if FINALIZER not in (body.metadata.get("finalizers") or []) or uid not in runtime.wakeups:
-        return
-    if _due(runtime, uid):
-        await _reconcile(body, patch, runtime, only_if_due=True)
+    nudge = runtime.nudge(uid)
+    relay = asyncio.ensure_future(_relay(stopped, nudge))
+    try:
+        while not stopped:
+            nudge.clear()
+            ready = FINALIZER in (body.metadata.get("finalizers") or []) and uid in runtime.wakeups
+            if ready and _due(runtime, uid):
+                await _reconcile(body, patch, runtime, only_if_due=True)
+                return
+            nap = TICK_SECONDS
+            if ready:
+                nap = min(nap, (runtime.wakeups[uid] - runtime.clock.now()).total_seconds())
+            try:
+                async with asyncio.timeout(max(nap, 0.0)):
+                    await nudge.wait()
+            except TimeoutError:
+                pass
+    finally:
+        relay.cancel()
+
+
+async def _relay(stopped: kopf.DaemonStopped, nudge: asyncio.Event) -> None:
+    """Wake the sleeping timer when kopf stops it (the policy is being deleted, or the operator stops)."""
+    await stopped.wait()
+    nudge.set()
 
 
 def _due(runtime: Runtime, uid: str) -> bool:

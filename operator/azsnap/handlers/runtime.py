@@ -33,16 +33,19 @@ class Runtime:
     wakeups: dict[str, datetime] = field(default_factory=dict)
     #: The status azsnap last wrote per policy UID: newer than a body that has not caught up yet.
     written: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Consecutive failed reconciles per policy UID (for metrics).
-    failures: dict[str, int] = field(default_factory=dict)
     #: One reconcile at a time per policy (the timer and change handlers run in separate tasks).
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    #: Set when a policy's wake-up time was written, so its sleeping timer looks at the new one.
+    nudges: dict[str, asyncio.Event] = field(default_factory=dict)
     #: Whether azsnap owns the cloud client (and so closes it at shutdown).
     owns_cloud: bool = True
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self.locks.setdefault(uid, asyncio.Lock())
 
+    def nudge(self, uid: str) -> asyncio.Event:
+        return self.nudges.setdefault(uid, asyncio.Event())
+
     def forget(self, uid: str) -> None:
-        for table in (self.wakeups, self.written, self.failures, self.locks):
+        for table in (self.wakeups, self.written, self.locks, self.nudges):
             table.pop(uid, None)

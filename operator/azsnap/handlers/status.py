@@ -83,26 +83,20 @@ def record_metrics(
         # Before the first success: the policy's creation time, so `time() - last_success > stale_after` fires
         # for a policy that has never succeeded once it is older than its schedule allows.
         last_success = _timestamp(body.metadata.get("creationTimestamp"))
-    interval = stale_after = None
-    suspended = None if policy is None else policy.spec.suspend
+    stale_after = None
+    suspended = policy is not None and policy.spec.suspend
     if policy is not None and not policy.spec.suspend:
         spec = policy.spec
         fresh = freshness(spec.schedule, schedule.slot_offset(spec.schedule, spec.disk.id), runtime.clock.now())
         if fresh is not None:
-            interval = fresh.expected_interval.total_seconds()
             stale_after = fresh.stale_after.total_seconds()
     metrics.policy_state(
         ns,
         name,
         held=int(status.get("snapshotCount") or 0),
-        disk_held=int(status.get("diskSnapshotCount") or 0),
-        disk_cap=int(status.get("diskSnapshotLimit") or runtime.settings.per_disk_cap),
-        next_time=_timestamp(status.get("nextSnapshotTime")),
         last_success=last_success,
-        consecutive_failures=runtime.failures.get(body.metadata.uid or "", 0),
         ready=health.state is HealthState.READY,
         stalled=health.state is HealthState.STALLED,
         suspended=suspended,
-        expected_interval=interval,
         stale_after=stale_after,
     )
