@@ -35,6 +35,7 @@ from azsnap.emulator.kubernetes.protocol import (
 from azsnap.emulator.kubernetes.schema import Cause
 from azsnap.emulator.kubernetes.storage import ApiStorage
 from azsnap.emulator.kubernetes.tables import render_table, table_version
+from azsnap.emulator.kubernetes.volumes import declare_volumes
 
 __all__ = ["SNAPSHOT_POLICY_SHORT_NAMES", "KubeApiServer"]
 
@@ -71,6 +72,7 @@ class KubeApiServer(ApiStorage):
         self.declare("", "v1", "events", "Event", namespaced=True, short_names=("ev",))
         self.declare("events.k8s.io", "v1", "events", "Event", namespaced=True, short_names=("ev",))
         self.declare("", "v1", "configmaps", "ConfigMap", namespaced=True, short_names=("cm",))
+        declare_volumes(self)
         self.declare(CRD_GROUP, "v1", CRD_PLURAL, "CustomResourceDefinition", namespaced=False, short_names=("crd",))
         self.declare(
             API_GROUP,

@@ -19,6 +19,7 @@ from azsnap.emulator.kubernetes.discovery import ApiDiscovery
 from azsnap.emulator.kubernetes.patching import _matches_fields, _matches_labels
 from azsnap.emulator.kubernetes.protocol import CRD_GROUP, CRD_PLURAL, _error, _Key, _Watch
 from azsnap.emulator.kubernetes.schema import Cause
+from azsnap.emulator.kubernetes.volumes import VOLUME_PLURALS, admit_volume, initial_status
 
 __all__ = ["ApiStorage"]
 
@@ -71,6 +72,8 @@ class ApiStorage(ApiDiscovery):
             return admit_crd(obj, old, warnings)
         if plural == "events" and group in ("", "events.k8s.io"):
             return admit_event(group, obj)
+        if group == "" and plural in VOLUME_PLURALS:
+            return admit_volume(plural, obj, old)
         crd = self._crd_for(group, plural)
         if crd is None:
             return obj
@@ -165,6 +168,7 @@ class ApiStorage(ApiDiscovery):
         obj["kind"] = info.kind
         if "status" in info.subresources:
             obj.pop("status", None)
+            obj.update({"status": status} if (status := initial_status(group, plural)) else {})
         answer: dict[str, Any] | None = None
         if (group, plural) == (CRD_GROUP, CRD_PLURAL):
             # The create answer has no conditions and no accepted names yet; they are set at once afterwards.

@@ -1,0 +1,131 @@
+"""core/v1 PersistentVolumeClaims and PersistentVolumes: their declaration, defaults and the server's validation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, Protocol
+
+from azsnap.emulator.kubernetes.admission import invalid
+from azsnap.emulator.kubernetes.schema import Cause
+
+__all__ = ["VOLUME_PLURALS", "admit_volume", "declare_volumes", "initial_status"]
+
+VOLUME_PLURALS: Final = ("persistentvolumeclaims", "persistentvolumes")
+_KINDS: Final = {"persistentvolumeclaims": "PersistentVolumeClaim", "persistentvolumes": "PersistentVolume"}
+_ACCESS_MODES: Final = ("ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod")
+_VOLUME_MODES: Final = ("Block", "Filesystem")
+#: PersistentVolume spec fields that are not a volume source (every other field is one).
+_NOT_A_SOURCE: Final = frozenset(
+    {
+        "accessModes", "capacity", "claimRef", "mountOptions", "nodeAffinity", "persistentVolumeReclaimPolicy",
+        "storageClassName", "volumeAttributesClassName", "volumeMode",
+    }
+)  # fmt: skip
+#: Required fields of the volume sources azsnap reads.
+_SOURCE_REQUIRED: Final = {"csi": ("driver", "volumeHandle"), "azureDisk": ("diskName", "diskURI")}
+#: PVC spec fields that may change after creation (`volumeName` only from empty, as the binder sets it).
+_PVC_MUTABLE: Final = ("resources", "volumeAttributesClassName")
+_PVC_IMMUTABLE: Final = (
+    "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims"
+)
+
+
+class _Declaring(Protocol):
+    def declare(
+        self, group: str, version: str, plural: str, kind: str, *, namespaced: bool,
+        short_names: tuple[str, ...] = (), subresources: tuple[str, ...] = (),
+    ) -> None: ...  # fmt: skip
+
+
+def declare_volumes(server: _Declaring) -> None:
+    """Serve PersistentVolumeClaims (namespaced) and PersistentVolumes (cluster-scoped), both with `/status`."""
+    server.declare("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", namespaced=True,
+                   short_names=("pvc",), subresources=("status",))  # fmt: skip
+    server.declare("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False,
+                   short_names=("pv",), subresources=("status",))  # fmt: skip
+
+
+def initial_status(group: str, plural: str) -> dict[str, Any] | None:
+    """The status a new object starts with (a claim or volume is `Pending` until the controllers bind it)."""
+    return {"phase": "Pending"} if group == "" and plural in VOLUME_PLURALS else None
+
+
+def admit_volume(plural: str, obj: dict[str, Any], old: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The claim or volume with the server's defaults, or the 422 the server answers for it."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        spec = obj["spec"] = {}
+    spec.setdefault("volumeMode", "Filesystem")
+    if plural == "persistentvolumes":
+        spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+    causes = _modes(spec)
+    causes += _claim_causes(spec, old) if plural == "persistentvolumeclaims" else _volume_causes(spec, old)
+    if causes:
+        raise invalid(_KINDS[plural], "", str((obj.get("metadata") or {}).get("name", "")), causes)
+    return obj
+
+
+def _modes(spec: Mapping[str, Any]) -> list[Cause]:
+    causes = []
+    modes = spec.get("accessModes") or []
+    for mode in modes:
+        if mode not in _ACCESS_MODES:
+            listed = ", ".join(f'"{m}"' for m in _ACCESS_MODES)
+            causes.append(Cause("FieldValueNotSupported", f'Unsupported value: "{mode}": supported values: {listed}',
+                                "spec.accessModes"))  # fmt: skip
+    if "ReadWriteOncePod" in modes and len(modes) > 1:
+        causes.append(Cause("FieldValueForbidden", "Forbidden: may not use ReadWriteOncePod with other access modes",
+                            "spec.accessModes"))  # fmt: skip
+    if spec["volumeMode"] not in _VOLUME_MODES:
+        causes.append(Cause("FieldValueNotSupported", f'Unsupported value: "{spec["volumeMode"]}": supported values: '
+                            '"Block", "Filesystem"', "spec.volumeMode"))  # fmt: skip
+    return causes
+
+
+def _claim_causes(spec: Mapping[str, Any], old: Mapping[str, Any] | None) -> list[Cause]:
+    causes = []
+    if not spec.get("accessModes"):
+        causes.append(Cause("FieldValueRequired", "Required value: at least 1 access mode is required",
+                            "spec.accessModes"))  # fmt: skip
+    if "storage" not in ((spec.get("resources") or {}).get("requests") or {}):
+        causes.append(Cause("FieldValueRequired", "Required value", "spec.resources[storage]"))
+    if old is not None:
+        before = dict(old.get("spec") or {})
+        if not before.get("volumeName"):
+            before["volumeName"] = spec.get("volumeName")
+        if _without(before, _PVC_MUTABLE) != _without(spec, _PVC_MUTABLE):
+            causes.append(Cause("FieldValueForbidden", f"Forbidden: {_PVC_IMMUTABLE}", "spec"))
+    return causes
+
+
+def _volume_causes(spec: Mapping[str, Any], old: Mapping[str, Any] | None) -> list[Cause]:
+    causes = []
+    if not spec.get("accessModes"):
+        causes.append(Cause("FieldValueRequired", "Required value", "spec.accessModes"))
+    capacity = spec.get("capacity") or {}
+    if not capacity:
+        causes.append(Cause("FieldValueRequired", "Required value", "spec.capacity"))
+    elif set(capacity) != {"storage"}:
+        listed = ", ".join(f'"{k}"' for k in sorted(capacity))
+        causes.append(Cause("FieldValueNotSupported", f'Unsupported value: []core.ResourceName{{{listed}}}: '
+                            'supported values: "storage"', "spec.capacity"))  # fmt: skip
+    sources = [key for key in spec if key not in _NOT_A_SOURCE]
+    if not sources:
+        causes.append(Cause("FieldValueRequired", "Required value: must specify a volume type", "spec"))
+    elif len(sources) > 1:
+        causes.append(Cause("FieldValueForbidden", "Forbidden: may not specify more than 1 volume type",
+                            f"spec.{sources[1]}"))  # fmt: skip
+    for source in sources:
+        for field in _SOURCE_REQUIRED.get(source, ()):
+            if not (spec.get(source) or {}).get(field):
+                causes.append(Cause("FieldValueRequired", "Required value", f"spec.{source}.{field}"))
+    if old is not None:
+        before = old.get("spec") or {}
+        if {k: v for k, v in before.items() if k not in _NOT_A_SOURCE} != {k: spec[k] for k in sources}:
+            causes.append(Cause("FieldValueForbidden", "Forbidden: spec.persistentvolumesource is immutable after "
+                                "creation", "spec.persistentvolumesource"))  # fmt: skip
+    return causes
+
+
+def _without(spec: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    return {key: value for key, value in spec.items() if key not in fields}
