@@ -171,32 +171,34 @@ class Ledger:
         life = self.lives.get(uid)
         if life is None:
             return f"its policy UID {uid!r} is no policy of the soak"
-        disk_uid = naming.tag(tags, naming.TAG_DISK_UID)
-        if disk_uid != record.source_unique_id:
-            return "its disk-UID tag does not match the disk Azure says it was taken from"
+        if not naming.tag(tags, naming.TAG_DISK_UID):
+            return "it carries no disk-UID tag"
         if record.state == "Updating":
             return "still being created"
         if life.deleting_since is not None or record.state != "Succeeded":
             return None  # the policy's own deletion, or a Failed snapshot past its grace
-        good = self._good(uid, disk_uid)
-        newest = max(good, key=lambda r: (r.created, r.name), default=None)
+        # lineage: the policy's snapshots of every incarnation of the disk are one set for minKeep; the newest
+        # good snapshot of each incarnation (Azure's sourceUniqueId) is never deleted
+        good = self._good(uid)
+        family = [r for r in good if r.source_unique_id == record.source_unique_id]
+        newest = max(family, key=lambda r: (r.created, r.name), default=None)
         if newest is record:
-            return "the policy's newest good snapshot"
+            return "the newest good snapshot of its disk incarnation"
         if len(good) - 1 < life.policy.spec.retention.min_keep:
             return f"leaves {len(good) - 1} good snapshot(s), fewer than minKeep {life.policy.spec.retention.min_keep}"
         return None
 
-    def _good(self, uid: str, disk_uid: str | None) -> list[SnapshotRecord]:
+    def _good(self, uid: str) -> list[SnapshotRecord]:
         store = self.emulator.store
         leaving = {op.target for op in store.operations.values() if op.kind == "delete" and op.status == "InProgress"}
-        records = (store.snapshots.get(k) for k in self._by_owner.get((uid, disk_uid or ""), set()) - leaving)
+        keys = set().union(*(k for (owner, _), k in self._by_owner.items() if owner == uid))
+        records = (store.snapshots.get(k) for k in keys - leaving)
         return [
             r
             for r in records
             if r is not None
             and r.state == "Succeeded"
             and naming.tag(_tags(r), naming.TAG_POLICY_UID) == uid
-            and naming.tag(_tags(r), naming.TAG_DISK_UID) == disk_uid
             and naming.tag(_tags(r), naming.TAG_HOLD) is None
         ]
 

@@ -155,7 +155,7 @@ async def test_a_disk_azsnap_cannot_find_stalls_with_reads_only(label: str, disk
     assert condition["reason"] == reason
     assert "spec.disk.id" in condition["message"]
     assert harness.writes() == 0
-    assert harness.cloud.calls["snapshots.list"] == 0
+    assert harness.cloud.calls["snapshots.list"] <= 1  # one read, to count the snapshots azsnap holds of it
 
 
 async def test_odd_casing_of_a_real_disk_is_the_same_disk() -> None:

@@ -114,6 +114,7 @@ def test_defaults_match_the_models() -> None:
         "spec.snapshot.incremental": True,
         "spec.suspend": False,
         "spec.deletionPolicy": "Retain",
+        "spec.onSourceDiskDelete": "Keep",
     }
     for path, default in defaults.items():
         value: Any = {"spec": minimal}

@@ -77,6 +77,7 @@ def test_valid_spec_round_trips_through_its_aliases() -> None:
         snapshot={"incremental": False, "resourceGroup": "rg(snaps)_1", "sku": "Premium_LRS", "tags": {"a": "b"}},
         suspend=True,
         deletionPolicy="Delete",
+        onSourceDiskDelete="ApplyRetention",
     )
     parsed, errors = validate_spec(raw)
     assert errors == [] and parsed is not None

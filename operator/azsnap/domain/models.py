@@ -39,6 +39,7 @@ __all__ = [
     "DiskRef",
     "Duration",
     "LastSnapshot",
+    "OnSourceDiskDelete",
     "Policy",
     "PolicyRef",
     "RetentionSpec",
@@ -312,6 +313,13 @@ class DeletionPolicy(StrEnum):
     DELETE = "Delete"
 
 
+class OnSourceDiskDelete(StrEnum):
+    """What happens to a policy's snapshots while its disk does not exist (deleted, or not yet recreated)."""
+
+    KEEP = "Keep"
+    APPLY_RETENTION = "ApplyRetention"
+
+
 class SnapshotPolicySpec(_Model):
     """The desired state: which disk, how often, how long to keep."""
 
@@ -321,6 +329,7 @@ class SnapshotPolicySpec(_Model):
     snapshot: SnapshotSpec = Field(default_factory=SnapshotSpec)
     suspend: StrictBool = False
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
+    on_source_disk_delete: OnSourceDiskDelete = OnSourceDiskDelete.KEEP
 
 
 @dataclass(frozen=True)
@@ -370,6 +379,10 @@ class SnapshotPolicyStatus(_Model):
     last_successful_snapshot_time: datetime | None = None
     next_snapshot_time: datetime | None = None
     snapshot_count: int | None = None
+    #: Of `snapshot_count`, the snapshots taken from an earlier incarnation of the disk (all of them while it is gone).
+    earlier_incarnations: int | None = None
+    #: The incarnation (Azure's `uniqueId`) of the disk last seen; a new one means it was recreated or restored.
+    disk_unique_id: str | None = None
     disk_snapshot_count: int | None = None
     disk_snapshot_limit: int | None = None
     missed_slots: int | None = None

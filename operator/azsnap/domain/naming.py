@@ -26,11 +26,13 @@ __all__ = [
     "TAG_REQUEST",
     "TAG_SLOT",
     "format_slot",
+    "incarnation_of",
     "is_held",
     "is_on_demand",
     "is_owned",
     "name_matches_owner",
     "ownership_tags",
+    "owns",
     "parse_slot",
     "policy_hash",
     "request_hash",
@@ -167,13 +169,29 @@ def tag(tags: Mapping[str, str], key: str) -> str | None:
 
 
 def is_owned(snapshot: Snapshot, policy: PolicyRef, disk: Disk) -> bool:
-    """True only when the tags say azsnap made it for this policy and disk, and Azure says it is of this disk."""
+    """True only when the tags say azsnap made it for this policy and Azure says it is of this disk's ARM ID.
+
+    Lineage: a policy governs every snapshot it made of its disk's ARM ID, whatever incarnation of the disk
+    (Azure's `sourceUniqueId`) it was taken from. The disk-UID tag must be there but records only the incarnation
+    azsnap meant to copy; ownership never rests on its value, so a disk recreated between a cached read and a create cannot leave a
+    snapshot no policy owns.
+    """
+    return owns(snapshot, policy, disk.id)
+
+
+def owns(snapshot: Snapshot, policy: PolicyRef, disk_id: str) -> bool:
+    """`is_owned` by the disk's ARM ID alone: also when the disk does not exist (deleted, not yet recreated)."""
     return (
         tag(snapshot.tags, TAG_MANAGED_BY) == MANAGED_BY_VALUE
         and tag(snapshot.tags, TAG_POLICY_UID) == policy.uid
-        and tag(snapshot.tags, TAG_DISK_UID) == disk.unique_id
-        and (snapshot.source_resource_id or "").lower() == disk.id.lower()
+        and bool(tag(snapshot.tags, TAG_DISK_UID))
+        and (snapshot.source_resource_id or "").lower() == disk_id.lower()
     )
+
+
+def incarnation_of(snapshot: Snapshot) -> str:
+    """The disk incarnation a snapshot was taken from: Azure's `sourceUniqueId`, else the disk-UID tag, else ""."""
+    return snapshot.source_unique_id or tag(snapshot.tags, TAG_DISK_UID) or ""
 
 
 def name_matches_owner(snapshot: Snapshot) -> bool:

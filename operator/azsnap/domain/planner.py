@@ -121,7 +121,10 @@ def plan(
     sched = spec.schedule
     now = now.astimezone(UTC)
     offset = schedule.slot_offset(sched, disk.id)
-    of_disk = [s for s in observed if s.is_of_disk(disk)]
+    # Lineage: the 500 cap counts every snapshot of the ARM ID (every incarnation); the 5-minute window and the
+    # background copies are the current incarnation's own (an incremental family).
+    of_arm_id = [s for s in observed if (s.source_resource_id or "").lower() == disk.id.lower()]
+    of_disk = [s for s in of_arm_id if s.is_of_disk(disk)]
     owned = tuple(sorted((s for s in observed if naming.is_owned(s, policy.ref, disk)), key=lambda s: s.name))
     names = {s.name.lower() for s in owned}
     taken: dict[datetime, Snapshot] = {}
@@ -293,8 +296,8 @@ def plan(
             )
             wants = wants[:room]
     if wants and spec.snapshot.incremental:
-        existing = sum(1 for s in of_disk if s.incremental)
-        leaving = sum(1 for d in deletes if d.snapshot.incremental and d.snapshot.is_of_disk(disk))
+        existing = sum(1 for s in of_arm_id if s.incremental)
+        leaving = sum(1 for d in deletes if d.snapshot.incremental)
         room = max(limits.per_disk_cap - (existing - leaving), 0)
         if room < len(wants):
             blocked.append(

@@ -9,7 +9,9 @@ Rules, applied to the policy's own snapshots:
 - Generational tiers (`hourly`, `daily`, `weekly`, `monthly`, `yearly`) keep the newest snapshot of each of the
   last N periods *that have a snapshot* (the restic/borg reading: a week without snapshots does not use up one
   of the N weeks). Periods are read on the wall clock of the schedule's zone; weeks are ISO weeks (Monday).
-- `minKeep` keeps the newest `minKeep`; the newest of all is always kept (`newest`).
+- `minKeep` keeps the newest `minKeep`; the newest of all is always kept (`newest`), and so is the newest of each
+  earlier incarnation of the disk (a disk deleted and recreated under the same ARM ID: `naming.incarnation_of`),
+  the last copy of a disk that is gone.
 - A snapshot carrying the hold tag is kept (`hold`) and stays outside the rules: it never uses up a place.
 - `Creating`, `Copying` and `Unknown` snapshots are kept (`inProgress`); `Failed` ones are kept for
   `limits.failed_grace` (`failedGrace`), then deleted.
@@ -160,8 +162,11 @@ def decide_retention(
                 rules[s.name].append(tier)
     for s in good[: retention.min_keep]:
         rules[s.name].append("minKeep")
-    if good:
-        rules[good[0].name].append("newest")
+    newest_of: set[str] = set()
+    for s in good:
+        if naming.incarnation_of(s) not in newest_of:
+            newest_of.add(naming.incarnation_of(s))
+            rules[s.name].append("newest")
 
     described = _describe(retention)
     for s in good:

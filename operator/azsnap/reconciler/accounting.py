@@ -91,6 +91,8 @@ def status_fields(
         "lastSuccessfulSnapshotTime": iso(last_good_time) or iso(status.last_successful_snapshot_time),
         "nextSnapshotTime": None if policy.spec.suspend else iso(next_slot),
         "snapshotCount": len(owned),
+        "earlierIncarnations": sum(1 for s in owned if not s.is_of_disk(disk)),
+        "diskUniqueId": disk.unique_id,
         "diskSnapshotCount": len(of_disk),
         "diskSnapshotLimit": limits.per_disk_cap,
         "missedSlots": (status.missed_slots or 0) + missed,

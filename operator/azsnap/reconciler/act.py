@@ -95,6 +95,10 @@ class Actor:
                 out.events.append(Event("Warning", "SnapshotFailed", f"Creating {action.name} failed: {exc.message}"))
                 return exc
             self.observer.record_created(disk.subscription_id, made, disk)
+            if made.source_unique_id and made.source_unique_id != disk.unique_id:
+                # Azure took it from another incarnation than the cached disk (recreated or restored in place):
+                # the snapshot is still the policy's (lineage); the disk is read again, and the status tells.
+                self.observer.forget_disk(disk.id)
             if made.state is SnapshotState.FAILED:
                 out.failed.append(made.name)
                 out.events.append(Event("Warning", "SnapshotFailed", f"Snapshot {made.name} ended Failed in Azure"))

@@ -27,6 +27,7 @@ from azsnap.reconciler.accounting import (
 from azsnap.reconciler.act import Actor, Outcome, iso
 from azsnap.reconciler.finalize import finalize
 from azsnap.reconciler.observe import Observer
+from azsnap.reconciler.orphans import disk_missing
 from azsnap.reconciler.report import Event, FinalizeReport, StatusReport
 from azsnap.reconciler.verdicts import Verdicts
 from azsnap.settings import Settings
@@ -126,12 +127,17 @@ class Reconciler:
         except CloudError as exc:
             return self.verdicts.failed(exc, now, base, what=f"reading disk {coords.name}")
         if disk is None:
-            message = (
-                f"Disk {spec.disk.id} does not exist or azsnap's identity cannot read it. Fix spec.disk.id, "
-                f"restore the disk, or grant Microsoft.Compute/disks/read; azsnap checks again every "
-                f"{int(self.config.stalled_recheck.total_seconds() // 60)} minutes."
+            return await disk_missing(
+                policy,
+                status,
+                base,
+                cloud=self.cloud,
+                clock=self.clock,
+                observer=self.observer,
+                verdicts=self.verdicts,
+                limits=self.config.limits,
+                recheck_minutes=int(self.config.stalled_recheck.total_seconds() // 60),
             )
-            return self.verdicts.stalled("DiskNotFound", message, now, base)
 
         lock = self._disk_locks.setdefault(disk.id.lower(), asyncio.Lock())
         async with lock:
@@ -219,6 +225,15 @@ class Reconciler:
                 on_demand_done=on_demand_done,
             ),
         }
+        if status.disk_unique_id and status.disk_unique_id != disk.unique_id:
+            outcome.events.append(
+                Event(
+                    "Normal",
+                    "NewDiskIncarnation",
+                    f"Disk {disk.name} was recreated or restored in place (unique ID {disk.unique_id}, was "
+                    f"{status.disk_unique_id}); its earlier snapshots stay under this policy's retention.",
+                )
+            )
         report = self._health(policy, status, the_plan, outcome, fields, now)
         return StatusReport(
             health=report.health,

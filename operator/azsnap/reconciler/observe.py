@@ -107,14 +107,14 @@ class Observer:
     # -- reading ---------------------------------------------------------------------------------------------
 
     async def of_disk(self, disk: Disk, groups: Iterable[str], *, fresh: bool = True) -> list[Snapshot]:
-        """Every snapshot Azure says was taken from `disk`, in any resource group of its subscription.
+        """Every snapshot Azure says was taken from `disk`'s ARM ID (every incarnation), in any group of its subscription.
 
         `groups` are the resource groups the caller needs covered (the disk's and the snapshots'). With
         `fresh` the list is at most one freshness window old; without it the cached view (with azsnap's own
         writes since) serves however old it is, and Azure is asked only when nothing is known yet.
         """
         view = await self._view(disk.subscription_id, groups, fresh=fresh)
-        return [s for s in view.by_disk.get(disk.id.lower(), {}).values() if s.is_of_disk(disk)]
+        return list(view.by_disk.get(disk.id.lower(), {}).values())
 
     async def in_subscription(
         self, subscription_id: str, groups: Iterable[str], *, fresh: bool = True
@@ -210,10 +210,10 @@ class Observer:
         self._views.pop(subscription_id.lower(), None)
 
     def recent_creates(self, disk: Disk, observed: list[Snapshot], window: timedelta) -> list[datetime]:
-        """Creation times of every snapshot of the disk inside the rolling window, whoever made it."""
+        """Creation times of every snapshot of the disk's current incarnation inside the rolling window."""
         now = self._clock.now()
         since = now - window
-        seen = {_name_of(s): s.time_created for s in observed if s.time_created is not None}
+        seen = {_name_of(s): s.time_created for s in observed if s.time_created is not None and s.is_of_disk(disk)}
         local = {n: t for n, t in self._recent_creates.get(disk.id.lower(), {}).items() if t > since}
         self._recent_creates[disk.id.lower()] = local
         merged = {**local, **seen}
