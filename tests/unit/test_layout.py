@@ -24,17 +24,10 @@ def test_every_module_has_a_docstring() -> None:
 
 # ---- import loops ---------------------------------------------------------------------------------------------
 #
-# Every `import` counts, at module level and inside functions: an import deferred into a function still runs, and
-# deferring one is the usual way a loop is hidden rather than removed. Imports under `if TYPE_CHECKING:` do not
-# count: they never run, and an annotation naming the type of a collaborator it is handed is not a dependency on
-# that module's behaviour.
-
-
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
+# Every `import` counts, at module level, inside functions and under `if TYPE_CHECKING:`: an import deferred into a
+# function still runs, and one kept for the type checker still ties the two modules together (neither can be read,
+# moved or checked without the other). Where a lower module needs to name its caller, it names only what it uses
+# as a `typing.Protocol` of its own.
 
 
 def _module_name(path: pathlib.Path, source_root: pathlib.Path) -> str:
@@ -63,7 +56,7 @@ def _imported(node: ast.AST, name: str, is_package: bool, modules: set[str]) -> 
 
 
 def import_graph(source_root: pathlib.Path, package: str) -> dict[str, set[str]]:
-    """Module -> the package's modules it imports when run (TYPE_CHECKING blocks left out)."""
+    """Module -> the package's modules it imports (in functions and TYPE_CHECKING blocks too)."""
     paths = {_module_name(p, source_root): p for p in (source_root / package).rglob("*.py")}
     modules = set(paths)
     graph: dict[str, set[str]] = {}
@@ -73,9 +66,6 @@ def import_graph(source_root: pathlib.Path, package: str) -> dict[str, set[str]]
         pending: list[ast.AST] = [ast.parse(path.read_text())]
         while pending:
             node = pending.pop()
-            if isinstance(node, ast.If) and _is_type_checking(node):
-                pending.extend(node.orelse)
-                continue
             edges |= _imported(node, name, is_package, modules)
             pending.extend(ast.iter_child_nodes(node))
         graph[name] = edges - {name}
@@ -126,11 +116,21 @@ def test_the_loop_finder_sees_loops_through_functions_and_relative_imports(tmp_p
     (pkg / "__init__.py").write_text("")
     (pkg / "a.py").write_text("from pkg import b\n")
     (pkg / "b.py").write_text("def later():\n    from . import c\n")
-    (pkg / "c.py").write_text(
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import d\nimport pkg.a\n"
-    )
-    (pkg / "d.py").write_text("from pkg.c import later\n")
+    (pkg / "c.py").write_text("import pkg.a\n")
+    (pkg / "d.py").write_text("from pkg.c import later\n")  # imports into the loop, is not part of it
     assert cycles(import_graph(tmp_path, "pkg")) == [["pkg.a", "pkg.b", "pkg.c"]]
+
+
+def test_the_loop_finder_sees_loops_through_type_checking_imports(tmp_path: pathlib.Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "low.py").write_text(
+        "import typing\nif typing.TYPE_CHECKING:\n    from pkg.high import High\nelse:\n    pass\n"
+    )
+    (pkg / "high.py").write_text("from pkg.low import helper\n")
+    (pkg / "other.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import high\n")
+    assert cycles(import_graph(tmp_path, "pkg")) == [["pkg.high", "pkg.low"]]
 
 
 def test_dependencies_point_down_the_stack() -> None:

@@ -8,14 +8,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from azsnap.cloud.buckets import Kind
+from azsnap.cloud.grants import Grant
 
-if TYPE_CHECKING:
-    from azsnap.cloud.pacer import Grant, Pacer
-
-__all__ = ["OPERATION_KINDS", "PacerHooks", "Priority", "pacing", "pacing_until"]
+__all__ = ["OPERATION_KINDS", "PaceSource", "PacerHooks", "Priority", "pacing", "pacing_until"]
 
 #: The budget each operation (as `azsnap.cloud.accounting.operation_of` names it) draws on.
 OPERATION_KINDS: Final[Mapping[str, Kind]] = {
@@ -66,6 +64,32 @@ def pacing_until(deadline: datetime, now: datetime, key: str = "", *, hard: bool
         yield
 
 
+class PaceSource(Protocol):
+    """What the hooks use of `azsnap.cloud.pacer.Pacer` (named here so the pacer imports the hooks, not both ways)."""
+
+    async def acquire(
+        self,
+        kind: Kind,
+        subscription_id: str,
+        location: str,
+        *,
+        deadline: float | None = ...,
+        key: str = ...,
+        hard: bool = ...,
+    ) -> Grant: ...
+
+    def observe(
+        self,
+        kind: Kind,
+        subscription_id: str,
+        location: str,
+        status: int,
+        headers: Mapping[str, str],
+        *,
+        grant: Grant | None = ...,
+    ) -> None: ...
+
+
 class PacerHooks:
     """The Azure adapter's `before_request` and `on_response` hooks, backed by one shared `Pacer`.
 
@@ -74,7 +98,7 @@ class PacerHooks:
     and polls included) to `Pacer.observe`.
     """
 
-    def __init__(self, pacer: Pacer) -> None:
+    def __init__(self, pacer: PaceSource) -> None:
         self.pacer = pacer
 
     async def before_request(self, operation: str, subscription_id: str, location: str) -> None:

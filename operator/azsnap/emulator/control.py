@@ -7,16 +7,65 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from azsnap.emulator.config import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, FaultRule
+from azsnap.emulator.config import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, FaultRule, RecordedRequest
+from azsnap.emulator.faults import FaultInjector
 
-if TYPE_CHECKING:
-    from azsnap.emulator.emulator import Emulator
+__all__ = ["Controlled", "add_control_routes"]
 
-__all__ = ["add_control_routes"]
+
+class Controlled(Protocol):
+    """What the control routes use of `azsnap.emulator.emulator.Emulator` (named here: the emulator imports us)."""
+
+    @property
+    def faults(self) -> FaultInjector: ...
+
+    @property
+    def requests(self) -> list[RecordedRequest]: ...
+
+    @property
+    def violations(self) -> list[str]: ...
+
+    def seed_disk(
+        self,
+        subscription_id: str,
+        resource_group: str,
+        name: str,
+        *,
+        location: str = ...,
+        sku: str = ...,
+        size_gb: int = ...,
+        written_gb: float | None = ...,
+        os_properties: Mapping[str, Any] | None = ...,
+    ) -> dict[str, Any]: ...
+
+    def delete_disk(self, subscription_id: str, resource_group: str, name: str) -> None: ...
+
+    def recreate_disk(
+        self,
+        subscription_id: str,
+        resource_group: str,
+        name: str,
+        *,
+        sku: str | None = ...,
+        size_gb: int | None = ...,
+    ) -> dict[str, Any]: ...
+
+    def disks(self, subscription_id: str | None = ..., resource_group: str | None = ...) -> list[dict[str, Any]]: ...
+
+    def snapshots(
+        self, subscription_id: str | None = ..., resource_group: str | None = ...
+    ) -> list[dict[str, Any]]: ...
+
+    def add_fault(self, rule: FaultRule) -> None: ...
+
+    def clear_faults(self) -> None: ...
+
+    def reset(self, *, keep_disks: bool = ...) -> None: ...
 
 
 def _bad(message: str) -> web.Response:
@@ -33,7 +82,7 @@ async def _object(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def add_control_routes(app: web.Application, emu: Emulator) -> None:
+def add_control_routes(app: web.Application, emu: Controlled) -> None:
     """Register the control routes on `app`."""
 
     async def seed_disk(request: web.Request) -> web.Response:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from azsnap.emulator.arm import ArmError, check_snapshot_name, check_tags, normalize_location, parse_source_id
-from azsnap.emulator.records import CARRIED, DISK_SKUS, DiskRecord, Operation, key
+from azsnap.emulator.records import CARRIED, DISK_SKUS, DiskRecord, Operation, RecordStore, key
 from azsnap.emulator.snapshots import kept_properties, source_missing
-
-if TYPE_CHECKING:
-    from azsnap.emulator.state import Store
 
 __all__ = ["delete_disk", "finish", "put_disk"]
 
@@ -30,7 +27,7 @@ def _disk_sku(raw: object) -> str:
 
 
 def put_disk(
-    store: Store, now: datetime, subscription_id: str, resource_group: str, name: str, body: object
+    store: RecordStore, now: datetime, subscription_id: str, resource_group: str, name: str, body: object
 ) -> tuple[DiskRecord, Operation]:
     """Validate a disk PUT and start it: a new disk is `Creating` until its operation ends."""
     check_snapshot_name(name)
@@ -119,7 +116,9 @@ def put_disk(
     return record, store.start(now, subscription_id, location, "create", k, target_kind="disks")
 
 
-def delete_disk(store: Store, now: datetime, subscription_id: str, resource_group: str, name: str) -> Operation | None:
+def delete_disk(
+    store: RecordStore, now: datetime, subscription_id: str, resource_group: str, name: str
+) -> Operation | None:
     """Start deleting a disk; None when it does not exist (204). Its snapshots stay, as in Azure."""
     store.require_group(subscription_id, resource_group)
     k = key(subscription_id, resource_group, name)
@@ -129,7 +128,7 @@ def delete_disk(store: Store, now: datetime, subscription_id: str, resource_grou
     return store.start(now, subscription_id, disk.location, "delete", k, target_kind="disks")
 
 
-def finish(store: Store, operation: Operation) -> None:
+def finish(store: RecordStore, operation: Operation) -> None:
     """Apply a disk operation's effect when it ends."""
     disk = store.disks.get(operation.target)
     if disk is None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from azsnap.emulator.arm import resource_id
+from azsnap.emulator.config import EmulatorConfig
 
 __all__ = [
     "BACKGROUND_COPY_SKUS",
@@ -18,6 +20,7 @@ __all__ = [
     "DiskRecord",
     "Key",
     "Operation",
+    "RecordStore",
     "SnapshotRecord",
     "iso",
     "key",
@@ -238,3 +241,31 @@ class Operation:
             body["error"] = self.error
         body["name"] = self.id
         return body
+
+
+class RecordStore(Protocol):
+    """What the per-resource rules (`disks`, `snapshots`) use of `azsnap.emulator.state.Store`, which calls them."""
+
+    config: EmulatorConfig
+    disks: dict[Key, DiskRecord]
+    snapshots: dict[Key, SnapshotRecord]
+    groups: dict[tuple[str, str], str]
+    created_at: dict[str, list[datetime]]
+    violations: list[str]
+
+    @property
+    def new_id(self) -> Callable[[], str]: ...
+
+    def require_group(self, subscription_id: str, resource_group: str) -> None: ...
+
+    def start(
+        self,
+        now: datetime,
+        subscription_id: str,
+        location: str,
+        kind: OperationKind,
+        target: Key,
+        *,
+        duration: str | None = ...,
+        target_kind: Literal["snapshots", "disks"] = ...,
+    ) -> Operation: ...

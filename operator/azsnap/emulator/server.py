@@ -8,22 +8,33 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
+from azsnap.clock import Clock
 from azsnap.emulator.arm import ArmError
-from azsnap.emulator.config import API_VERSION
-from azsnap.emulator.control import add_control_routes
+from azsnap.emulator.config import API_VERSION, EmulatorConfig
+from azsnap.emulator.control import Controlled, add_control_routes
 from azsnap.emulator.lro import json_response, lro_headers, poll_answer
 from azsnap.emulator.records import Operation
 from azsnap.emulator.snapshots import echo
-from azsnap.emulator.throttling import injected_throttle, throttled_error
+from azsnap.emulator.state import Store
+from azsnap.emulator.throttling import Throttler, injected_throttle, throttled_error
 
-if TYPE_CHECKING:
-    from azsnap.emulator.emulator import Emulator
+__all__ = ["Served", "make_app"]
 
-__all__ = ["make_app"]
+
+class Served(Controlled, Protocol):
+    """What the ARM face uses of `azsnap.emulator.emulator.Emulator` (named here: the emulator imports us)."""
+
+    clock: Clock
+    config: EmulatorConfig
+    store: Store
+    throttler: Throttler
+
+    def record(self, method: str, path: str, status: int, operation: str) -> None: ...
+
 
 _PROVIDER: Final = r"/providers/Microsoft\.Compute"
 _SUB: Final = r"^/subscriptions/(?P<sub>[^/]+)"
@@ -94,7 +105,7 @@ def _server_timeout(subscription_id: str, when: str) -> ArmError:
 class _Handler:
     """Answers ARM requests for one emulator."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Served) -> None:
         self.emu = emulator
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
@@ -302,7 +313,7 @@ class _Handler:
         return poll_answer(self.emu.store, op, request, self.emu.clock.now(), self.emu.config.poll_retry_after_s)
 
 
-def make_app(emulator: Emulator) -> web.Application:
+def make_app(emulator: Served) -> web.Application:
     """The aiohttp application: control routes under `/_emulator/`, everything else ARM."""
     app = web.Application(client_max_size=4 * 1024 * 1024)
     add_control_routes(app, emulator)

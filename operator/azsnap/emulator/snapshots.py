@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from azsnap.emulator.arm import ArmError, check_tags, normalize_location, parse_source_id, resource_id
 from azsnap.emulator.records import (
@@ -12,14 +12,12 @@ from azsnap.emulator.records import (
     GIB,
     SNAPSHOT_SKUS,
     Operation,
+    RecordStore,
     SnapshotRecord,
     iso,
     key,
     sku_tier,
 )
-
-if TYPE_CHECKING:
-    from azsnap.emulator.state import Store
 
 __all__ = ["READ_ONLY", "access", "access_sas", "create", "echo", "finish", "kept_properties", "update"]
 
@@ -103,7 +101,7 @@ def source_missing(name: str) -> ArmError:
 
 
 def create(
-    store: Store,
+    store: RecordStore,
     now: datetime,
     subscription_id: str,
     resource_group: str,
@@ -230,13 +228,13 @@ def create(
     return record, operation
 
 
-def _copy_minutes(store: Store, fraction: float) -> float:
+def _copy_minutes(store: RecordStore, fraction: float) -> float:
     if store.config.copies_with_operation:
         return 0.0
     return 100.0 / store.config.copy_rate_percent_per_minute * fraction
 
 
-def _check_disk_limits(store: Store, now: datetime, unique_id: str, disk_id: str, name: str, sku: str) -> bool:
+def _check_disk_limits(store: RecordStore, now: datetime, unique_id: str, disk_id: str, name: str, sku: str) -> bool:
     """Raise the per-disk 409s; True when the disk is at its snapshot cap (Azure fails the operation then)."""
     config = store.config
     window_start = now - config.window
@@ -283,7 +281,7 @@ def _check_disk_limits(store: Store, now: datetime, unique_id: str, disk_id: str
 _FIXED: Final = ("creationData", "incremental")
 
 
-def update(store: Store, now: datetime, record: SnapshotRecord, body: object) -> Operation:
+def update(store: RecordStore, now: datetime, record: SnapshotRecord, body: object) -> Operation:
     """A PUT to an existing snapshot: 202 Updating, the new tags, SKU and kept properties applied at the end."""
     location, tags, props, creation = _parse(body)
     assert isinstance(body, dict)
@@ -319,7 +317,7 @@ def update(store: Store, now: datetime, record: SnapshotRecord, body: object) ->
     return operation
 
 
-def access(store: Store, now: datetime, record: SnapshotRecord, action: str, body: object) -> Operation:
+def access(store: RecordStore, now: datetime, record: SnapshotRecord, action: str, body: object) -> Operation:
     """beginGetAccess: validate `{access, durationInSeconds}`; endGetAccess: no body."""
     if action == "beginGetAccess":
         if not isinstance(body, dict) or body.get("access") not in ("Read", "Write"):
@@ -348,7 +346,7 @@ def access_sas(operation: Operation) -> str:
     return f"https://md-{operation.id[:12]}.blob.storage.azure.net/{operation.id}/abcd?sv=2018-03-28&sr=b&sig=unsigned"
 
 
-def finish(store: Store, operation: Operation, now: datetime) -> None:
+def finish(store: RecordStore, operation: Operation, now: datetime) -> None:
     """Apply an operation's effect on its snapshot when it ends."""
     record = store.snapshots.get(operation.target)
     if record is None:
