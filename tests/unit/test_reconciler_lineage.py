@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import kopf
 import pytest
 
 from azsnap.clock import ManualClock
@@ -13,8 +14,12 @@ from azsnap.domain import naming
 from azsnap.domain.conditions import HealthState
 from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk
+from azsnap.handlers import policy as handlers
+from azsnap.handlers.runtime import MEMO_KEY, Runtime
+from azsnap.metrics import Metrics
 from azsnap.reconciler import Reconciler
 from azsnap.reconciler.report import StatusReport
+from azsnap.settings import Settings
 
 SUB = "00000000-0000-0000-0000-000000000000"
 RG = "rg-demo"
@@ -195,3 +200,33 @@ async def test_apply_retention_on_a_deleted_disk_honours_min_keep_and_holds(cloc
     assert len(report.events) == 4  # three deletes, then the disk's disappearance
     assert report.status["snapshotCount"] == 3
     assert report.status["diskSnapshotCount"] == 4
+
+
+async def test_through_the_handler_the_gauge_matches_the_status_while_the_disk_is_gone(
+    clock, cloud, monkeypatch
+) -> None:
+    posted: list[str] = []
+    monkeypatch.setattr(kopf, "event", lambda obj, *, type, reason, message="": posted.append(reason))
+    disk = cloud.add_disk(SUB, RG, "data")
+    policy = make_policy(disk, "uid-p1")
+    for hours in (1, 2):
+        slot = START.replace(second=0) - timedelta(hours=hours)
+        tags = naming.snapshot_tags(policy, disk, slot)
+        cloud.seed_snapshot(disk, naming.snapshot_name("data", "uid-p1", slot), tags=tags, created_at=slot)
+    cloud.remove_disk(disk.id)
+    metrics = Metrics()
+    runtime = Runtime(Settings.model_validate({"metrics_port": 0}), clock, cloud, Reconciler(cloud, clock), metrics)
+    raw = {
+        "apiVersion": "azsnap.io/v1alpha1",
+        "kind": "SnapshotPolicy",
+        "metadata": {"name": "p1", "namespace": "default", "uid": "uid-p1", "generation": 1},
+        "spec": {"disk": {"id": disk.id}, "schedule": {"cron": "0 * * * *"}, "retention": {"keepLast": 3}},
+        "status": {"snapshotCount": 5, "nextSnapshotTime": "2026-03-02T10:00:00Z"},
+    }
+    patch = kopf.Patch()
+    await handlers.reconcile(body=kopf.Body(raw), patch=patch, memo=kopf.Memo({MEMO_KEY: runtime}))
+    status = patch["status"]
+    assert status["snapshotCount"] == status["earlierIncarnations"] == 2
+    assert status["nextSnapshotTime"] is None  # removed by the merge patch
+    assert metrics.registry.get_sample_value("azsnap_snapshots_held", {"namespace": "default"}) == 2
+    assert posted == ["DiskNotFound"]
