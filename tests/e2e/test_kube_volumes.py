@@ -69,8 +69,9 @@ async def _bind(http: aiohttp.ClientSession, claim: str, volume: dict[str, Any])
     name = volume["metadata"]["name"]
     status, _ = await _call(http, "PATCH", f"{CLAIMS}/{claim}", json={"spec": {"volumeName": name}}, **merge)
     assert status == 200
-    for path in (f"{CLAIMS}/{claim}/status", f"{VOLUMES}/{name}/status"):
-        assert (await _call(http, "PATCH", path, json={"status": {"phase": "Bound"}}, **merge))[0] == 200
+    capacity = {"capacity": volume["spec"]["capacity"]}
+    for path, extra in ((f"{CLAIMS}/{claim}/status", capacity), (f"{VOLUMES}/{name}/status", {})):
+        assert (await _call(http, "PATCH", path, json={"status": {"phase": "Bound", **extra}}, **merge))[0] == 200
 
 
 async def test_a_claim_is_created_pending_with_defaults_and_refused_as_a_real_server_refuses(
@@ -118,16 +119,25 @@ async def test_a_volume_is_cluster_scoped_and_needs_exactly_one_complete_source(
 
 async def test_a_claim_binds_once_and_its_spec_is_otherwise_immutable(http: aiohttp.ClientSession) -> None:
     rv = (await _call(http, "POST", CLAIMS, json=_claim()))[1]["metadata"]["resourceVersion"]
+    merge = {"headers": {"Content-Type": "application/merge-patch+json"}}
+    pending_grow = {"spec": {"resources": {"requests": {"storage": "8Gi"}}}}
+    status, refused = await _call(http, "PATCH", f"{CLAIMS}/data", json=pending_grow, **merge)
+    assert status == 422 and refused["details"]["causes"][0]["field"] == "spec"  # only a bound claim may grow
     await _bind(http, "data", _volume("pv-data", {"csi": {"driver": "disk.csi.azure.com", "volumeHandle": DISK}}))
     bound = (await _call(http, "GET", f"{CLAIMS}/data"))[1]
     assert (bound["spec"]["volumeName"], bound["status"]["phase"]) == ("pv-data", "Bound")
 
-    merge = {"headers": {"Content-Type": "application/merge-patch+json"}}
     for change in ({"volumeName": "pv-other"}, {"storageClassName": "premium"}):
         status, refused = await _call(http, "PATCH", f"{CLAIMS}/data", json={"spec": change}, **merge)
         assert status == 422 and refused["details"]["causes"][0]["field"] == "spec"
     grown = {"spec": {"resources": {"requests": {"storage": "8Gi"}}}}
     assert (await _call(http, "PATCH", f"{CLAIMS}/data", json=grown, **merge))[0] == 200
+    # a failed expansion may be taken back down to the claim's capacity (4Gi), not below it
+    back = {"spec": {"resources": {"requests": {"storage": "4Gi"}}}}
+    assert (await _call(http, "PATCH", f"{CLAIMS}/data", json=back, **merge))[0] == 200
+    shrunk = {"spec": {"resources": {"requests": {"storage": "2Gi"}}}}
+    status, refused = await _call(http, "PATCH", f"{CLAIMS}/data", json=shrunk, **merge)
+    assert status == 422 and refused["details"]["causes"][0]["field"] == "spec.resources.requests.storage"
     stale = {"metadata": {"resourceVersion": rv}, "spec": {"resources": {"requests": {"storage": "16Gi"}}}}
     assert (await _call(http, "PATCH", f"{CLAIMS}/data", json=stale, **merge))[0] == 409
 

@@ -93,9 +93,35 @@ def _claim_causes(spec: Mapping[str, Any], old: Mapping[str, Any] | None) -> lis
         before = dict(old.get("spec") or {})
         if not before.get("volumeName"):
             before["volumeName"] = spec.get("volumeName")
-        if _without(before, _PVC_MUTABLE) != _without(spec, _PVC_MUTABLE):
+        # As the real server: a claim's storage request may change only once it is bound, never below its capacity.
+        bound = (old.get("status") or {}).get("phase") == "Bound"
+        mutable = _PVC_MUTABLE if bound else _PVC_MUTABLE[1:]
+        if _without(before, mutable) != _without(spec, mutable):
             causes.append(Cause("FieldValueForbidden", f"Forbidden: {_PVC_IMMUTABLE}", "spec"))
+        elif bound and _below_capacity(old, spec):
+            causes.append(Cause("FieldValueForbidden", "Forbidden: field can not be less than status.capacity",
+                                "spec.resources.requests.storage"))  # fmt: skip
     return causes
+
+
+_SUFFIXES: Final = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+                    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}  # fmt: skip
+
+
+def _bytes(quantity: object) -> float | None:
+    """A storage quantity in bytes (the suffixes Kubernetes accepts), or None when it cannot be read."""
+    text = str(quantity)
+    number = text.rstrip("kMGTPEi")
+    try:
+        return float(number) * _SUFFIXES[text[len(number) :]]
+    except (KeyError, ValueError):
+        return None
+
+
+def _below_capacity(old: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
+    was = _bytes(((old.get("status") or {}).get("capacity") or {}).get("storage"))
+    now = _bytes(((spec.get("resources") or {}).get("requests") or {}).get("storage"))
+    return was is not None and now is not None and now < was
 
 
 def _volume_causes(spec: Mapping[str, Any], old: Mapping[str, Any] | None) -> list[Cause]:
