@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from azsnap.domain.durations import format_duration, parse_duration
+from azsnap.domain.observed import Disk
 
 __all__ = [
     "API_GROUP",
@@ -170,6 +171,18 @@ class DiskRef(_Model):
     @property
     def coordinates(self) -> DiskCoordinates:
         return parse_disk_id(self.id)
+
+    def stand_in(self, location: str, unique_id: str) -> Disk:
+        """The disk as this reference names it, where Azure has not described it (a preview, a missing disk)."""
+        coords = self.coordinates
+        return Disk(
+            id=self.id,
+            name=coords.name,
+            subscription_id=coords.subscription_id,
+            resource_group=coords.resource_group,
+            location=location,
+            unique_id=unique_id,
+        )
 
 
 class ScheduleSpec(_Model):

@@ -314,7 +314,7 @@ def plan(
     after = decision
     later: list[DeleteAction] = []
     if wants and not spec.suspend:
-        made = [_as_made(c, disk, now, spec.snapshot.incremental) for c in wants]
+        made = [as_made(c, disk, now, spec.snapshot.incremental) for c in wants]
         after = retention.decide_retention(spec.retention, sched.zone, (*owned, *made), now, limits)
         extra = [
             s
@@ -373,7 +373,7 @@ def plan(
     )
 
 
-def _as_made(action: CreateAction, disk: Disk, now: datetime, incremental: bool) -> Snapshot:
+def as_made(action: CreateAction, disk: Disk, now: datetime, incremental: bool) -> Snapshot:
     """The snapshot a create will give if it succeeds, for retention to look ahead with."""
     return Snapshot(
         id="",

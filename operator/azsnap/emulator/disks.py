@@ -7,7 +7,7 @@ from typing import Any
 
 from azsnap.emulator.arm import ArmError, check_snapshot_name, check_tags, normalize_location, parse_source_id
 from azsnap.emulator.records import CARRIED, DISK_SKUS, DiskRecord, Operation, RecordStore, key
-from azsnap.emulator.snapshots import kept_properties, source_missing
+from azsnap.emulator.snapshots import empty_size, kept_properties, source_missing
 
 __all__ = ["delete_disk", "finish", "put_disk"]
 
@@ -56,15 +56,7 @@ def put_disk(
     carried = {k2: v for k2, v in props.items() if k2 in CARRIED}
     creation_out: dict[str, Any] = dict(creation)
     if option == "Empty":
-        size = props.get("diskSizeGB")
-        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-            raise ArmError(
-                400,
-                "InvalidParameter",
-                "Required parameter 'diskSizeGB' is missing (null) or not a positive integer.",
-                target="diskSizeGB",
-            )
-        size_gb, written = size, 0.0
+        size_gb, written = empty_size(props), 0.0
     elif option == "Copy":
         source = parse_source_id(creation.get("sourceResourceId"))
         src_key = key(source.subscription_id, source.resource_group, source.name)

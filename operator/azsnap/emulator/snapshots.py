@@ -134,14 +134,7 @@ def create(
     duration = "create"
     creation_out: dict[str, Any] = dict(creation)
     if option == "Empty":
-        size_gb = props.get("diskSizeGB")
-        if not isinstance(size_gb, int) or isinstance(size_gb, bool) or size_gb <= 0:
-            raise ArmError(
-                400,
-                "InvalidParameter",
-                "Required parameter 'diskSizeGB' is missing (null) or not a positive integer.",
-                target="diskSizeGB",
-            )
+        size_gb = empty_size(props)
         encrypted = isinstance(props.get("encryption"), dict) and props["encryption"].get("diskEncryptionSetId")
         duration = "create" if encrypted else "create_empty"
     else:
@@ -376,3 +369,16 @@ def finish(store: RecordStore, operation: Operation, now: datetime) -> None:
 
 def _key_of(record: SnapshotRecord) -> tuple[str, str, str]:
     return key(record.subscription_id, record.resource_group, record.name)
+
+
+def empty_size(props: dict[str, Any]) -> int:
+    """The size an `Empty` create asks for, refused as Azure refuses it when missing or not a positive integer."""
+    size = props.get("diskSizeGB")
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            "Required parameter 'diskSizeGB' is missing (null) or not a positive integer.",
+            target="diskSizeGB",
+        )
+    return size

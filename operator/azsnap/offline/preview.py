@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -17,7 +17,7 @@ from azsnap.domain import naming, retention
 from azsnap.domain.durations import format_duration
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.domain.observed import Disk, Limits, Snapshot
-from azsnap.domain.planner import plan
+from azsnap.domain.planner import as_made, plan
 from azsnap.domain.schedule import to_instant, validate_schedule
 
 __all__ = ["PREVIEW_START", "PreviewDay", "PreviewResult", "load_policy", "preview_disk", "run_preview", "simulate"]
@@ -110,15 +110,7 @@ def load_policy(path: Path) -> Policy:
 
 def preview_disk(policy: Policy) -> Disk:
     """A stand-in for the policy's disk, named after its ARM ID."""
-    coords = policy.spec.disk.coordinates
-    return Disk(
-        id=policy.spec.disk.id,
-        name=coords.name,
-        subscription_id=coords.subscription_id,
-        resource_group=coords.resource_group,
-        location="preview",
-        unique_id=str(uuid.uuid5(uuid.NAMESPACE_URL, policy.spec.disk.id.lower())),
-    )
+    return policy.spec.disk.stand_in("preview", str(uuid.uuid5(uuid.NAMESPACE_URL, policy.spec.disk.id.lower())))
 
 
 def simulate(
@@ -159,20 +151,8 @@ def simulate(
         for action in the_plan.creates:
             if action.name in existing:
                 continue
-            observed.append(
-                Snapshot(
-                    id=f"{disk.id}/snapshots/{action.name}",
-                    name=action.name,
-                    resource_group=disk.resource_group,
-                    location=disk.location,
-                    source_resource_id=disk.id,
-                    source_unique_id=disk.unique_id,
-                    time_created=now,
-                    provisioning_state="Succeeded",
-                    tags=dict(action.tags),
-                    incremental=policy.spec.snapshot.incremental,
-                )
-            )
+            made = as_made(action, disk, now, policy.spec.snapshot.incremental)
+            observed.append(replace(made, id=f"{disk.id}/snapshots/{action.name}"))
             create_times.append(now)
             day.created.append(action.name)
         # every create succeeded, so what they made unnecessary goes at once, as the reconciler does it

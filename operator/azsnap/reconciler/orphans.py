@@ -37,15 +37,7 @@ def orphan_deletes(policy: Policy, owned: list[Snapshot], now: datetime, limits:
 
 def _placeholder(policy: Policy) -> Disk:
     """The disk as the spec names it, for pacing and resource coordinates; it has no incarnation."""
-    coords = policy.spec.disk.coordinates
-    return Disk(
-        id=policy.spec.disk.id,
-        name=coords.name,
-        subscription_id=coords.subscription_id,
-        resource_group=coords.resource_group,
-        location="",
-        unique_id="",
-    )
+    return policy.spec.disk.stand_in(location="", unique_id="")
 
 
 async def disk_missing(
