@@ -1,5 +1,5 @@
 """kopf handlers for SnapshotPolicy; importing this package registers them (`kopf run -m azsnap.handlers`)."""
 
-from azsnap.handlers import policy, scope, startup
+from azsnap.handlers import policy, scope, startup, volumes
 
-__all__ = ["policy", "scope", "startup"]
+__all__ = ["policy", "scope", "startup", "volumes"]
