@@ -139,10 +139,24 @@ def test_newest_of_an_earlier_incarnation_is_told_apart() -> None:
 
 def test_a_suspended_policy_holds_what_retention_would_delete() -> None:
     snaps = hourly(2)
-    explained = explain(spec(keepLast=1), UTC_ZONE, snaps, NOW, LIMITS, suspended=True)
+    explained = explain(spec(keepLast=1), UTC_ZONE, snaps, NOW, LIMITS, stopped_by="suspended")
     assert explained[1].deleting is None
     assert explained[1].holds == ("suspended",)
     assert explained[1].notes == ("suspended (else deleted: kept by no retention rule (keepLast 1, minKeep 1))",)
+    assert explained[0].holds == ("newest", "minKeep")
+
+
+def test_a_gone_disk_kept_by_its_policy_holds_everything() -> None:
+    snaps = hourly(3)
+    explained = explain(spec(keepLast=1), UTC_ZONE, snaps, NOW, LIMITS, stopped_by="onSourceDiskDelete")
+    assert [e.deleting for e in explained] == [None, None, None]
+    assert explained[2].holds == ("onSourceDiskDelete",)
+    assert explained[2].notes[0].startswith("disk gone, onSourceDiskDelete Keep (else deleted: ")
+
+
+def test_an_unknown_stop_is_refused() -> None:
+    with pytest.raises(ValueError, match="stopped_by must be one of"):
+        explain(spec(keepLast=1), UTC_ZONE, hourly(1), NOW, LIMITS, stopped_by="because")
 
 
 def test_a_name_that_names_another_policy_is_held() -> None:

@@ -3,11 +3,12 @@
 This is retention's own decision (`retention.decide_retention`) read per snapshot, not a second retention: every
 rule named here is one the decision gave. On top of it come the planner's two guards that stop a delete the
 decision asks for: a suspended policy deletes nothing, and a snapshot whose name does not carry the hash of the
-policy its tags name is never deleted on its tags alone.
+policy its tags name is never deleted on its tags alone. The caller names what else stops every delete
+(`suspended`; `onSourceDiskDelete` for a gone disk whose policy keeps everything).
 
 A *hold* is what keeps a snapshot whatever the counting rules say: the hold tag, the newest good snapshot (of
-each incarnation of the disk), `minKeep`, a create or background copy still in progress, a suspended policy,
-and the name guard. A *restore point* is a snapshot Azure reports `Succeeded` with its data complete.
+each incarnation of the disk), `minKeep`, a create or background copy still in progress, what stops every
+delete, and the name guard. A *restore point* is a snapshot Azure reports `Succeeded` with its data complete.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from azsnap.domain.models import RetentionSpec
 from azsnap.domain.observed import Limits, Snapshot, SnapshotState
 from azsnap.domain.retention import decide_retention, period_label, snapshot_time
 
-__all__ = ["HOLDS", "Explanation", "RestorePoints", "explain", "restore_points"]
+__all__ = ["HOLDS", "STOPS", "Explanation", "RestorePoints", "explain", "restore_points"]
 
-#: The keep reasons that are holds, and the planner's guards (`suspended`, `nameMismatch`), in reading order.
-HOLDS: Final = ("hold", "newest", "minKeep", "inProgress", "suspended", "nameMismatch")
+#: The keep reasons that are holds, and the guards that stop a delete retention asks for, in reading order.
+HOLDS: Final = ("hold", "newest", "minKeep", "inProgress", "suspended", "onSourceDiskDelete", "nameMismatch")
+#: What may stop every delete of a policy: spec.suspend, or a gone disk under `onSourceDiskDelete: Keep`.
+STOPS: Final = ("suspended", "onSourceDiskDelete")
+_STOPPED: Final = {"suspended": "suspended", "onSourceDiskDelete": "disk gone, onSourceDiskDelete Keep"}
 _TIERS: Final = ("hourly", "daily", "weekly", "monthly", "yearly")
 
 
@@ -39,7 +43,7 @@ class Explanation:
     time: datetime | None
     slot: datetime | None
     state: SnapshotState
-    #: The keep reasons retention gave (`retention.RULES`), plus `suspended` or `nameMismatch` when one stops a delete.
+    #: The keep reasons retention gave (`retention.RULES`), plus a guard (`STOPS`, `nameMismatch`) that stops a delete.
     rules: tuple[str, ...]
     #: One phrase per rule for people, e.g. `daily 2026-03-29`, `keepLast 2/24`, `maxAge until 2026-04-02T10:00:00Z`.
     notes: tuple[str, ...]
@@ -86,9 +90,14 @@ def explain(
     now: datetime,
     limits: Limits,
     *,
-    suspended: bool = False,
+    stopped_by: str | None = None,
 ) -> list[Explanation]:
-    """Every owned snapshot, newest first, with the rules retention keeps it by or the reason it deletes it."""
+    """Every owned snapshot, newest first, with the rules retention keeps it by or the reason it deletes it.
+
+    `stopped_by` (one of `STOPS`) names what stops every delete of the policy now.
+    """
+    if stopped_by is not None and stopped_by not in STOPS:
+        raise ValueError(f"stopped_by must be one of {', '.join(STOPS)}, not {stopped_by!r}")
     decision = decide_retention(retention, zone, owned, now, limits)
     ordered = _order(owned, now)
     good = [s for s in ordered if s.state is SnapshotState.SUCCEEDED and not naming.is_held(s)]
@@ -100,9 +109,9 @@ def explain(
         rules = list(decision.keep.get(s.name, ()))
         notes = [_note(rule, s, when or now, rank, len(good), newest_good, retention, zone, limits) for rule in rules]
         deleting = decision.delete.get(s.name)
-        if deleting is not None and suspended:
-            rules.append("suspended")
-            notes.append(f"suspended (else deleted: {deleting})")
+        if deleting is not None and stopped_by is not None:
+            rules.append(stopped_by)
+            notes.append(f"{_STOPPED[stopped_by]} (else deleted: {deleting})")
             deleting = None
         elif deleting is not None and not naming.name_matches_owner(s):
             rules.append("nameMismatch")
