@@ -13,6 +13,7 @@ from azsnap.domain.models import OnSourceDiskDelete, Policy, SnapshotPolicyStatu
 from azsnap.domain.observed import Disk, Limits, Snapshot
 from azsnap.domain.retention import DeleteAction
 from azsnap.domain.volumes import disk_ref
+from azsnap.reconciler.accounting import restore_points_field
 from azsnap.reconciler.act import Actor
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, StatusReport
@@ -99,6 +100,7 @@ async def disk_missing(
         "diskSnapshotLimit": limits.per_disk_cap,
         "nextSnapshotTime": None,
         "pendingDeletions": 0,
+        "restorePoints": restore_points_field(owned, now),
     }
     if error is not None:
         return verdicts.failed(
