@@ -321,3 +321,51 @@ async def test_deletion_with_delete_removes_the_snapshots_of_every_claim_disk(
     done = await reconciler.finalize(the_policy, status=status, claims=store)
     assert done.done and len(done.deleted) == 2
     assert (owned(cloud, disks[0].id), owned(cloud, disks[1].id)) == (["not-ours"], [])
+
+
+async def test_many_claims_keep_the_status_bounded_and_the_worst_in_view(
+    cloud: MemoryCloud, clock: ManualClock
+) -> None:
+    store = ClaimStore()
+    for i in range(MAX_DISK_ENTRIES + 10):
+        disk = cloud.add_disk(SUB, NODE_RG, f"pvc-{i:03}")
+        bound(store, f"data-{i:03}", disk.id, labels={"app": "pg"})
+    store.put_claim(claim("zz-pending", labels={"app": "pg"}))
+    reconciler = Reconciler(cloud, clock)
+    the_policy = policy(volumeClaimSelector={"matchLabels": {"app": "pg"}})
+    report = await reconciler.reconcile(the_policy, SnapshotPolicyStatus(), claims=store)
+    status = fold(SnapshotPolicyStatus(), report)
+    assert len(status.disks or []) == MAX_DISK_ENTRIES and status.disks_not_shown == 11
+    assert (status.disks or [])[0].claim == "zz-pending"  # the one not Ready comes first, whatever its name
+    assert status.disks_ready == f"{MAX_DISK_ENTRIES + 10}/{MAX_DISK_ENTRIES + 11}"
+    assert status.snapshot_count == MAX_DISK_ENTRIES + 10  # every disk took its slot, shown in disks or not
+    assert len(report.events) == 10 and report.events[-1].reason == "MoreEvents"
+
+
+async def test_apply_retention_retires_a_gone_claims_snapshots_but_never_the_newest(
+    cloud: MemoryCloud, clock: ManualClock
+) -> None:
+    store = ClaimStore()
+    disk = cloud.add_disk(SUB, NODE_RG, "pvc-0")
+    bound(store, "data", disk.id, labels={"app": "pg"})
+    reconciler = Reconciler(cloud, clock)
+    the_policy = policy(
+        volumeClaimSelector={"matchLabels": {"app": "pg"}},
+        retention={"maxAge": "2h"},
+        onSourceDiskDelete="ApplyRetention",
+    )
+    status = SnapshotPolicyStatus()
+    for _ in range(4):
+        report = await reconciler.reconcile(the_policy, status, claims=store)
+        status = fold(status, report)
+        clock.advance(timedelta(hours=1))
+    held = owned(cloud, disk.id)
+    assert len(held) >= 2
+    store.remove_claim("shop", "data")
+    clock.advance(timedelta(hours=5))
+    report = await reconciler.reconcile(the_policy, status, claims=store)
+    status = fold(status, report)
+    assert owned(cloud, disk.id) == held[-1:]  # all past maxAge, but the newest good one stays
+    gone = {e.claim: e for e in status.disks or []}["data"]
+    assert (gone.reason, gone.count) == ("ClaimNotFound", 1)
+    assert "deletes them by retention" in gone.message
