@@ -13,7 +13,6 @@ from azsnap.domain import naming
 from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk
 from azsnap.reconciler import Reconciler
-from azsnap.reconciler.observe import REVERIFY
 from azsnap.reconciler.report import StatusReport
 
 SUB = "00000000-0000-0000-0000-000000000000"
@@ -61,8 +60,7 @@ async def test_the_list_stands_for_the_disk_between_reads_at_most_reverify_apart
         assert len(report.created) == 1, report.health
         reads.append(cloud.calls["disks.get"])
         clock.set(report.next_time)
-    assert REVERIFY == timedelta(hours=3)
-    # the first reconcile reads (09:00:30); the list stands for the disk until 3 hours after a read: 12:00 is
+    # the first reconcile reads (09:00:30); the list stands for the disk until REVERIFY (3 h) after a read: 12:00 is
     # inside them, 13:00 is not
     assert reads == [1, 1, 1, 1, 2, 2, 2]
     assert all(s.source_unique_id == disk.unique_id for s in cloud.snapshots)
