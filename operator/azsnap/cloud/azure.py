@@ -16,7 +16,6 @@ from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import AsyncHTTPPolicy, AsyncRetryPolicy
 from azure.core.pipeline.transport import AioHttpTransport, AsyncHttpResponse, HttpRequest
 from azure.mgmt.compute.aio import ComputeManagementClient
-from azure.mgmt.core.polling.async_arm_polling import AsyncARMPolling
 
 from azsnap.cloud.accounting import AccountingPolicy, BeforeRequest, OnResponse, RequestStats, operation_of
 from azsnap.cloud.credentials import arm_scope, make_credential
@@ -30,6 +29,7 @@ from azsnap.cloud.mapping import (
     parse_resource_id,
     snapshot_from_azure,
 )
+from azsnap.cloud.polling import JsonResultPolling
 from azsnap.domain.observed import Disk, Snapshot
 from azsnap.settings import Settings
 
@@ -111,14 +111,6 @@ class _NoThrottleRetry(AsyncRetryPolicy):  # type: ignore[type-arg]  # its type 
         if response.http_response.status_code == 429:
             return False
         return bool(super().is_retry(settings, response))
-
-
-class _JsonResultPolling(AsyncARMPolling):
-    """ARM's polling, with the finished resource handed back as its JSON: the SDK's model of it is never read."""
-
-    def _parse_resource(self, pipeline_response: PipelineResponse[Any, Any]) -> Any:
-        response = pipeline_response.http_response
-        return response.json() if response.body() else None
 
 
 class _WaitPolicy(AsyncHTTPPolicy[HttpRequest, AsyncHttpResponse]):
@@ -340,7 +332,11 @@ class AzureCloud(CloudClient):
 
         async def create() -> Snapshot | None:
             endpoint = {"endpoint": self.options.base_url}
-            polling = _JsonResultPolling(self.options.polling_interval, path_format_arguments=endpoint)
+            polling = JsonResultPolling(
+                self.options.polling_interval,
+                output_is_final=request.background_copy is False,
+                path_format_arguments=endpoint,
+            )
             poller = await client.snapshots.begin_create_or_update(  # type: ignore[call-overload]  # takes JSON too
                 request.resource_group, request.name, body, polling=polling
             )
