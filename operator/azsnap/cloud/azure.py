@@ -19,6 +19,7 @@ from azure.mgmt.compute.aio import ComputeManagementClient
 
 from azsnap.cloud.accounting import AccountingPolicy, BeforeRequest, OnResponse, RequestStats, operation_of
 from azsnap.cloud.credentials import arm_scope, make_credential
+from azsnap.cloud.disks import DiskWrites
 from azsnap.cloud.errors import NotFound, PermanentError, TransientError
 from azsnap.cloud.interface import CloudClient, SnapshotRequest
 from azsnap.cloud.mapping import (
@@ -130,10 +131,11 @@ class _WaitPolicy(AsyncHTTPPolicy[HttpRequest, AsyncHttpResponse]):
         return await self.next.send(request)
 
 
-class AzureCloud(CloudClient):
+class AzureCloud(DiskWrites, CloudClient):
     """`CloudClient` over ARM. One SDK client per subscription, made on first use (the subscription comes from IDs).
 
-    Long-running operations are waited for at most `options.lro_timeout`; past it the Azure operation goes on,
+    Disk writes (a restore's) come from `DiskWrites`. Long-running operations are waited for at most
+    `options.lro_timeout`; past it the Azure operation goes on,
     `create_snapshot` returns the snapshot as last seen (still Creating) and `delete_snapshot` returns.
     `before_request` (a pacer's hook) is awaited before every HTTP request: each call's first request, and its
     retries, further pages and LRO polls too, since Azure charges each of them to a budget. `on_response` sees
