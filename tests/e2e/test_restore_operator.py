@@ -4,6 +4,7 @@ Azure emulator over HTTPS, emulated time. Snapshots are made with a policy's own
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -33,13 +34,14 @@ from azsnap.offline.sandbox import Sandbox, azure_sandbox, disk_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.looptime]
 
+DOC = Path(__file__).resolve().parents[2] / "docs" / "restore.md"
 RESTORE_CRD = Path(__file__).resolve().parents[2] / "crds" / f"{PLURAL}.{API_GROUP}.yaml"
 SNAPSHOT_RESTORE = (API_GROUP, API_VERSION, PLURAL)
 TARGET_RG = "rg-restores"
 
 
 @asynccontextmanager
-async def operator(kube: KubeEmulator, **sandbox: Any) -> AsyncIterator[Sandbox]:
+async def operator(kube: KubeEmulator, namespace: str = "default", **sandbox: Any) -> AsyncIterator[Sandbox]:
     """The Azure sandbox on the loop's clock, with the restore handlers (only) running against `kube`."""
     install_project_crd(kube)
     kube.install_crd(yaml.safe_load(RESTORE_CRD.read_text()))
@@ -50,21 +52,20 @@ async def operator(kube: KubeEmulator, **sandbox: Any) -> AsyncIterator[Sandbox]
         async with run_operator(
             registry,
             kube=kube,
-            namespaces=["default"],
+            namespaces=[namespace],
             memo=kopf.Memo({MEMO_KEY: box.runtime}),
             configure=lambda settings: configure_kopf(settings, box.runtime.settings),
         ):
             yield box
 
 
-async def policy_with_snapshots(kube: KubeEmulator, box: Sandbox, disk: str, hours: int) -> tuple[list[str], Disk]:
+async def policy_with_snapshots(
+    kube: KubeEmulator, box: Sandbox, disk: str, hours: int, *, name: str = "pg", namespace: str = "default"
+) -> tuple[list[str], Disk]:
     """A SnapshotPolicy object (its handlers are not running) and `hours` hourly snapshots with its tags."""
-    made = kube.apply(
-        policy_manifest(
-            "pg", {"disk": {"id": disk_id(disk)}, "schedule": {"every": "1h"}, "retention": {"keepLast": 24}}
-        )
-    )
-    ref = PolicyRef("default", "pg", made["metadata"]["uid"])
+    spec = {"disk": {"id": disk_id(disk)}, "schedule": {"every": "1h"}, "retention": {"keepLast": 24}}
+    made = kube.apply(policy_manifest(name, spec, namespace=namespace))
+    ref = PolicyRef(namespace, name, made["metadata"]["uid"])
     source = await box.runtime.cloud.get_disk(disk_id(disk))
     assert source is not None
     ids = []
@@ -233,3 +234,34 @@ async def test_a_volume_of_that_name_not_made_by_the_restore_is_left_alone(kube:
         volume = kube.get("", "v1", "persistentvolumes", None, "busy")
         assert volume is not None and volume["spec"]["csi"]["volumeHandle"] == "elsewhere"
         await box.runtime.volumes.close()
+
+
+async def test_the_manifest_of_the_restore_doc_restores_into_a_claim(kube: KubeEmulator) -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), flags=re.S)
+    (wanted,) = [d for b in blocks for d in yaml.safe_load_all(b) if d and d.get("kind") == "SnapshotRestore"]
+    namespace, spec = wanted["metadata"]["namespace"], wanted["spec"]
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    async with operator(kube, namespace) as box:
+        box.emulator.seed_disk(DEMO_SUBSCRIPTION, spec["target"]["resourceGroup"], "other", location=DEMO_LOCATION)
+        box.runtime.volumes = KubeVolumes(kopf.ConnectionInfo(server=kube.url))
+        ids, _ = await policy_with_snapshots(kube, box, "disk-0", 2, name=spec["source"]["policy"], namespace=namespace)
+        kube.apply(wanted)
+        obj = await eventually(lambda: _ready(kube.get(*SNAPSHOT_RESTORE, namespace, wanted["metadata"]["name"])))
+        status = obj["status"]
+        assert status["sourceSnapshot"]["id"] == ids[-1]
+        assert (status["disk"]["sku"], status["disk"]["sizeGB"], status["disk"]["zone"]) == (
+            spec["target"]["sku"],
+            spec["target"]["sizeGB"],
+            spec["target"]["zone"],
+        )
+        claim = kube.get("", "v1", "persistentvolumeclaims", namespace, spec["persistentVolumeClaim"]["name"])
+        volume = kube.get("", "v1", "persistentvolumes", None, spec["persistentVolume"]["name"])
+        assert claim is not None and volume is not None
+        assert volume["spec"]["csi"]["volumeHandle"] == status["disk"]["id"]
+        assert claim["spec"]["volumeName"] == volume["metadata"]["name"]
+        await box.runtime.volumes.close()
+
+
+def _ready(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    cond = condition(obj, "Ready")
+    return obj if cond and cond["status"] == "True" else None
