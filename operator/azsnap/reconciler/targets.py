@@ -24,8 +24,10 @@ from azsnap.cloud.interface import CloudClient
 from azsnap.domain.conditions import Health, HealthState
 from azsnap.domain.models import DeletionPolicy, DiskRef, OnSourceDiskDelete, Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Limits
+from azsnap.domain.schedule import validate_schedule
 from azsnap.domain.targets import ClaimView, DiskEntry, bounded_entries
 from azsnap.domain.volumes import ClaimDisk, ClaimProblem, resolve_targets
+from azsnap.reconciler.accounting import schedule_changed, schedule_summary
 from azsnap.reconciler.act import iso
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.orphans import disk_missing
@@ -76,7 +78,6 @@ class ClaimReconciler:
     def __init__(
         self,
         disk_flow: DiskFlow,
-        *,
         cloud: CloudClient,
         clock: Clock,
         observer: Observer,
@@ -92,12 +93,18 @@ class ClaimReconciler:
         self,
         policy: Policy,
         status: SnapshotPolicyStatus,
-        base: dict[str, Any],
         claims: ClaimView | None,
         on_demand_token: str | None,
     ) -> StatusReport:
         """Every claim's disk reconciled once; the policy's status with an entry per claim (bounded, worst first)."""
         now = self.clock.now()
+        base: dict[str, Any] = {"schedule": schedule_summary(policy)}
+        if schedule_changed(policy, status):
+            base["slotsAccountedUntil"] = None  # the old watermark belongs to the old schedule
+        invalid = validate_schedule(policy.spec.schedule)
+        if invalid:
+            message = "; ".join(invalid) + ". Fix the policy; azsnap made no Azure call."
+            return self.verdicts.stalled("InvalidSpec", message, now, base)
         if claims is None:
             message = (
                 "This policy targets PersistentVolumeClaims, but azsnap runs without a view of them. Run the operator "
