@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from azsnap.domain.drill import RestoreDrillSpec
 from azsnap.domain.durations import format_duration, parse_duration
 from azsnap.domain.observed import Disk
 
@@ -343,6 +344,7 @@ class SnapshotPolicySpec(_Model):
     suspend: StrictBool = False
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
     on_source_disk_delete: OnSourceDiskDelete = OnSourceDiskDelete.KEEP
+    restore_drill: RestoreDrillSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -402,6 +404,9 @@ class SnapshotPolicyStatus(_Model):
     pending_deletions: int | None = None
     #: `{count, newest: {name, time}, oldest: {name, time}}`, the usable snapshots (`domain.explain.restore_points`).
     restore_points: dict[str, Any] | None = None
+    #: The last restore drill and the one in progress (`reconciler.drill`), as written.
+    last_verified_restore: dict[str, Any] | None = None
+    restore_drill: dict[str, Any] | None = None
     last_on_demand_token: str | None = None
     #: Scheduled slots up to this instant have been accounted for (taken or counted in missedSlots).
     slots_accounted_until: datetime | None = None

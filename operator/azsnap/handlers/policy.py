@@ -13,6 +13,7 @@ import kopf
 from pydantic import ValidationError
 
 from azsnap.domain.conditions import Health, HealthState, conditions_for
+from azsnap.domain.health import with_drill
 from azsnap.domain.models import (
     API_GROUP,
     API_VERSION,
@@ -23,10 +24,12 @@ from azsnap.domain.models import (
     SnapshotPolicyStatus,
 )
 from azsnap.domain.validation import format_errors, validate_manifest
+from azsnap.handlers.restore import driller
 from azsnap.handlers.runtime import MEMO_KEY, Runtime
 from azsnap.handlers.startup import FINALIZER
 from azsnap.handlers.status import record_metrics, verdict
 from azsnap.reconciler import StatusReport
+from azsnap.reconciler.drill import DrillReport
 
 __all__ = ["ANNOTATION_SNAPSHOT_NOW", "finalize", "reconcile", "tick"]
 
@@ -79,6 +82,7 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, runtime: Runtime, *, on
         current = runtime.written.get(uid) or dict(body.status)
         now = runtime.clock.now()
         policy, problems = _policy(body)
+        drill: DrillReport | None = None
         started = asyncio.get_running_loop().time()
         if policy is None:
             health = Health(
@@ -90,9 +94,12 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, runtime: Runtime, *, on
         else:
             token = meta.annotations.get(ANNOTATION_SNAPSHOT_NOW)
             report = await runtime.reconciler.reconcile(policy, _status_model(current), on_demand_token=token)
+            drill = await driller(runtime).step(policy, {**current, **report.status})
+            report = drill.merged(report)
         elapsed = asyncio.get_running_loop().time() - started
 
-        health = verdict(body, policy, report, current, now)
+        last_drill = {**current, **report.status}.get("lastVerifiedRestore")
+        health = with_drill(verdict(body, policy, report, current, now), last_drill)
         conditions = conditions_for(health, current.get("conditions") or [], now=now, generation=generation)
         new_status: dict[str, Any] = {**report.status, "conditions": conditions, "observedGeneration": generation}
         for key, value in new_status.items():
@@ -104,6 +111,9 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, runtime: Runtime, *, on
         for event in report.events:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         record_metrics(runtime, body, policy, report, health, written, elapsed)
+        if drill is not None and drill.finished is not None:
+            result, seconds = drill.finished
+            runtime.metrics.restore_drill(meta.namespace or "", meta.name or "", result, seconds, now.timestamp())
         _log_outcome(body, policy, report, health, changed=_flipped(current.get("conditions"), conditions))
 
 

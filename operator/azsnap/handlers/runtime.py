@@ -11,6 +11,7 @@ from azsnap.clock import Clock
 from azsnap.cloud.interface import CloudClient
 from azsnap.metrics import Metrics, MetricsServer
 from azsnap.reconciler import Reconciler
+from azsnap.reconciler.drill import Driller
 from azsnap.reconciler.restore import RestoreReconciler, VolumeWriter
 from azsnap.settings import Settings
 
@@ -43,6 +44,8 @@ class Runtime:
     #: The SnapshotRestore flow (made on first use by `handlers/restore.py`), and what creates restored volumes.
     restorer: RestoreReconciler | None = None
     volumes: VolumeWriter | None = None
+    #: The restore drills of policies that ask for them (made on first use by `handlers/restore.py`).
+    driller: Driller | None = None
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self.locks.setdefault(uid, asyncio.Lock())
