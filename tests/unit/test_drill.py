@@ -15,6 +15,7 @@ from azsnap.domain.health import with_drill
 from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.domain.naming import TAG_DRILL, scratch_disk_name
 from azsnap.domain.observed import Disk
+from azsnap.domain.scope import ScopeGuard
 from azsnap.reconciler.drill import Driller, DrillReport
 from azsnap.reconciler.observe import Observer
 
@@ -130,3 +131,19 @@ async def test_no_good_snapshot_means_no_drill_yet() -> None:
 def test_the_spec_refuses_what_azsnap_cannot_do(field: str, value: str) -> None:
     with pytest.raises(ValueError):
         RestoreDrillSpec.model_validate({"every": "1d", field: value})
+
+
+async def test_a_scratch_group_outside_the_namespaces_scope_fails_the_drill_without_an_azure_call() -> None:
+    rig = Rig(resourceGroup="rg-prod")
+    rig.snap("s", 1)
+    rig.driller.scope = ScopeGuard.from_yaml(
+        "- {namespaces: [team-a], subscriptions: ['*'], diskResourceGroups: [rg-data]}"
+    )
+    calls = sum(rig.cloud.calls.values())
+    failed = await rig.step()
+    assert failed.finished is not None and failed.finished[0] == "Failed"
+    assert (
+        "out of scope" in rig.status["lastVerifiedRestore"]["message"]
+        and "rg-prod" in rig.status["lastVerifiedRestore"]["message"]
+    )
+    assert sum(rig.cloud.calls.values()) == calls

@@ -49,7 +49,9 @@ def restorer(runtime: Runtime) -> RestoreReconciler:
 def driller(runtime: Runtime) -> Driller:
     """The runtime's restore drills (of policies with `spec.restoreDrill`), made on first use."""
     if runtime.driller is None:
-        runtime.driller = Driller(runtime.cloud, runtime.clock, runtime.reconciler.observer)
+        policies = runtime.reconciler
+        scope = policies.scope if isinstance(policies.scope, RestoreScope) else None
+        runtime.driller = Driller(runtime.cloud, runtime.clock, policies.observer, scope=scope)
     return runtime.driller
 
 

@@ -21,6 +21,7 @@ from azsnap.domain.naming import TAG_DRILL, drill_tags, scratch_disk_name
 from azsnap.domain.restore import Phase, choose_snapshot, disk_phase
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, StatusReport
+from azsnap.reconciler.restore import RestoreScope
 
 __all__ = ["DrillReport", "Driller"]
 
@@ -58,10 +59,13 @@ class DrillReport:
 class Driller:
     """Runs the restore drills of policies that ask for one; never touches a disk a drill did not make."""
 
-    def __init__(self, cloud: CloudClient, clock: Clock, observer: Observer) -> None:
+    def __init__(
+        self, cloud: CloudClient, clock: Clock, observer: Observer, *, scope: RestoreScope | None = None
+    ) -> None:
         self.cloud = cloud
         self.clock = clock
         self.observer = observer
+        self.scope = scope
 
     async def step(self, policy: Policy, status: Mapping[str, Any]) -> DrillReport:
         now = self.clock.now()
@@ -78,7 +82,19 @@ class Driller:
 
     async def _start(self, policy: Policy, spec: RestoreDrillSpec, now: datetime) -> DrillReport:
         coords = policy.spec.disk.coordinates
-        groups = {coords.resource_group, policy.spec.snapshot.resource_group or coords.resource_group}
+        snapshot_rg = policy.spec.snapshot.resource_group or coords.resource_group
+        groups = {coords.resource_group, snapshot_rg}
+        if self.scope is not None and spec.resource_group is not None:
+            # Scratch disks in the policy's own snapshot group need no more than the policy; another group is checked
+            # as a restore's target is, before any Azure call.
+            refusal = self.scope.check_restore(
+                policy.ref.namespace, coords.subscription_id, spec.resource_group, snapshot_rg
+            )
+            if refusal is not None:
+                record = {"snapshot": "", "startedTime": _iso(now)}
+                return self._finish(
+                    record, now, "Failed", f"spec.restoreDrill.resourceGroup is out of scope: {refusal}"
+                )
         try:
             observed = await self.observer.of_disk(policy.spec.disk.stand_in(location="", unique_id=""), groups)
         except CloudError:
@@ -141,7 +157,8 @@ class Driller:
         except TransientError:
             return DrillReport(fields={"restoreDrill": running}, next_time=now + DRILL_POLL)
         except CloudError as exc:
-            return self._finish(running, now, "Failed", f"Azure refused ({exc.code}): {exc.message}")
+            left = f" The scratch disk {running['diskId']} may remain: delete it." if running.get("created") else ""
+            return self._finish(running, now, "Failed", f"Azure refused ({exc.code}): {exc.message}{left}")
         if phase is Phase.READY:
             return self._finish(running, now, "Succeeded", f"disk {disk.name} was usable; it is deleted again")
         if phase is Phase.FAILED:
