@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.support.crd import cel_errors, openapi_schema, walk
 
 from azsnap.clock import ManualClock
 from azsnap.cloud.errors import Forbidden
@@ -147,3 +148,14 @@ async def test_a_scratch_group_outside_the_namespaces_scope_fails_the_drill_with
         and "rg-prod" in rig.status["lastVerifiedRestore"]["message"]
     )
     assert sum(rig.cloud.calls.values()) == calls
+
+
+@pytest.mark.parametrize(("target", "ok"), [({"disk": {"id": "x"}}, True), ({"volumeClaim": {"name": "data"}}, False)])
+def test_the_crd_takes_a_drill_only_with_spec_disk(target: dict[str, Any], ok: bool) -> None:
+    spec = {**target, "restoreDrill": {"every": "1d"}}
+    errors = cel_errors(node("spec"), spec, "spec")
+    assert (not any("restoreDrill needs spec.disk" in str(e) for e in errors)) is ok
+
+
+def node(path: str) -> Any:
+    return dict(walk(openapi_schema()))[path]

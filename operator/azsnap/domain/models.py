@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 from azsnap.domain.drill import RestoreDrillSpec
 from azsnap.domain.durations import format_duration, parse_duration
 from azsnap.domain.observed import Disk
+from azsnap.domain.targets import ClaimStatus, ClaimTargets, exactly_one_target
 
 __all__ = [
     "API_GROUP",
@@ -334,10 +335,10 @@ class OnSourceDiskDelete(StrEnum):
     APPLY_RETENTION = "ApplyRetention"
 
 
-class SnapshotPolicySpec(_Model):
-    """The desired state: which disk, how often, how long to keep."""
+class SnapshotPolicySpec(ClaimTargets):
+    """The desired state: which disks (exactly one target, `domain/targets.py`), how often, how long to keep."""
 
-    disk: DiskRef
+    disk: DiskRef | None = None
     schedule: ScheduleSpec
     retention: RetentionSpec
     snapshot: SnapshotSpec = Field(default_factory=SnapshotSpec)
@@ -345,6 +346,11 @@ class SnapshotPolicySpec(_Model):
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
     on_source_disk_delete: OnSourceDiskDelete = OnSourceDiskDelete.KEEP
     restore_drill: RestoreDrillSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SnapshotPolicySpec:
+        exactly_one_target(self.disk, self.volume_claim, self.volume_claim_selector)
+        return self
 
 
 @dataclass(frozen=True)
@@ -385,7 +391,7 @@ class LastSnapshot(_Model):
     state: Literal["Creating", "Copying", "Succeeded", "Failed"]
 
 
-class SnapshotPolicyStatus(_Model):
+class SnapshotPolicyStatus(ClaimStatus):
     """What the operator observed and did; written only through the status subresource."""
 
     observed_generation: int | None = None

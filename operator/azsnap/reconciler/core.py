@@ -17,6 +17,8 @@ from azsnap.domain.models import Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
 from azsnap.domain.planner import COPY_RECHECK, CREATE_RECHECK, DeleteAction, Plan, plan
 from azsnap.domain.scope import ScopeCheck
+from azsnap.domain.targets import ClaimView
+from azsnap.domain.volumes import disk_ref
 from azsnap.reconciler.accounting import (
     accounted_until,
     schedule_changed,
@@ -29,6 +31,7 @@ from azsnap.reconciler.finalize import finalize
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.orphans import disk_missing
 from azsnap.reconciler.report import Event, FinalizeReport, StatusReport
+from azsnap.reconciler.targets import ClaimReconciler
 from azsnap.reconciler.verdicts import Verdicts
 from azsnap.settings import Settings
 
@@ -99,6 +102,8 @@ class Reconciler:
             max_sleep=self.config.max_sleep,
         )
         self._disk_locks: dict[str, asyncio.Lock] = {}
+        targets = (self.observer, self.verdicts, self.config.limits, self.config.stalled_recheck)
+        self.claim_targets = ClaimReconciler(self.reconcile_disk, cloud, clock, *targets)
 
     # -- reconcile -----------------------------------------------------------------------------------------
 
@@ -108,11 +113,28 @@ class Reconciler:
         status: SnapshotPolicyStatus,
         *,
         on_demand_token: str | None = None,
+        claims: ClaimView | None = None,
     ) -> StatusReport:
-        """Observe, plan, act; never raises for Azure errors (they become the report's health)."""
+        """Observe, plan, act; never raises for Azure errors (they become the report's health).
+
+        A policy over PersistentVolumeClaims reads them in `claims` and reconciles each of their disks in turn.
+        """
+        if policy.spec.disk is None:
+            return await self.claim_targets.reconcile(policy, status, claims, on_demand_token)
+        return await self.reconcile_disk(policy, status, on_demand_token=on_demand_token)
+
+    async def reconcile_disk(
+        self,
+        policy: Policy,
+        status: SnapshotPolicyStatus,
+        *,
+        on_demand_token: str | None = None,
+    ) -> StatusReport:
+        """The reconcile of one disk (`spec.disk`, set for a claim's disk by `reconciler/targets.py`)."""
         now = self.clock.now()
         spec = policy.spec
-        coords = spec.disk.coordinates
+        ref = disk_ref(spec)
+        coords = ref.coordinates
         base: dict[str, Any] = {"diskName": coords.name, "schedule": schedule_summary(policy)}
         if schedule_changed(policy, status):
             base["slotsAccountedUntil"] = None  # the old watermark belongs to the old schedule
@@ -129,7 +151,7 @@ class Reconciler:
         groups = (coords.resource_group, spec.snapshot.resource_group or coords.resource_group)
         for attempt in range(2):
             try:
-                disk, vouched = await self.observer.disk_or_list(spec.disk.id, groups)
+                disk, vouched = await self.observer.disk_or_list(ref.id, groups)
             except CloudError as exc:
                 return self.verdicts.failed(exc, now, base, what=f"reading disk {coords.name}")
             if disk is None:
@@ -341,8 +363,15 @@ class Reconciler:
 
     # -- finalize ------------------------------------------------------------------------------------------
 
-    async def finalize(self, policy: Policy) -> FinalizeReport:
-        """Handle the policy's deletion: keep (Retain) or delete (Delete) its own snapshots, resumably."""
+    async def finalize(
+        self, policy: Policy, *, status: SnapshotPolicyStatus | None = None, claims: ClaimView | None = None
+    ) -> FinalizeReport:
+        """Handle the policy's deletion: keep (Retain) or delete (Delete) its own snapshots, resumably.
+
+        For claim targets, the disks are those of its claims now and of its `status.disks` entries.
+        """
+        if policy.spec.disk is None:
+            return await self.claim_targets.finalize(policy, status or SnapshotPolicyStatus(), claims, self.finalize)
         return await finalize(
             policy,
             cloud=self.cloud,

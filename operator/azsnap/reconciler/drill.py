@@ -81,7 +81,10 @@ class Driller:
         return await self._start(policy, spec, now)
 
     async def _start(self, policy: Policy, spec: RestoreDrillSpec, now: datetime) -> DrillReport:
-        coords = policy.spec.disk.coordinates
+        if policy.spec.disk is None:
+            return DrillReport()  # claim targets have several disks: the CRD takes restoreDrill only with spec.disk
+        disk = policy.spec.disk
+        coords = disk.coordinates
         snapshot_rg = policy.spec.snapshot.resource_group or coords.resource_group
         groups = {coords.resource_group, snapshot_rg}
         if self.scope is not None and spec.resource_group is not None:
@@ -96,10 +99,10 @@ class Driller:
                     record, now, "Failed", f"spec.restoreDrill.resourceGroup is out of scope: {refusal}"
                 )
         try:
-            observed = await self.observer.of_disk(policy.spec.disk.stand_in(location="", unique_id=""), groups)
+            observed = await self.observer.of_disk(disk.stand_in(location="", unique_id=""), groups)
         except CloudError:
             return DrillReport(next_time=now + DRILL_POLL)
-        snapshot = choose_snapshot(observed, policy.ref, policy.spec.disk.id, None)
+        snapshot = choose_snapshot(observed, policy.ref, disk.id, None)
         if snapshot is None:
             return DrillReport(next_time=now + NOTHING_YET)  # nothing to verify yet
         name = scratch_disk_name(coords.name, policy.ref.uid, now)
