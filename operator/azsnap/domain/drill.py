@@ -18,7 +18,7 @@ from pydantic.alias_generators import to_camel
 from azsnap.domain.durations import format_duration, parse_duration
 from azsnap.domain.observed import DiskSku
 
-__all__ = ["MAX_EVERY", "MIN_EVERY", "RestoreDrillSpec", "drill_due"]
+__all__ = ["MAX_EVERY", "MIN_EVERY", "DrillFields", "DrillStatus", "RestoreDrillSpec", "drill_due"]
 
 MIN_EVERY: Final = timedelta(hours=1)
 MAX_EVERY: Final = timedelta(days=366)
@@ -61,6 +61,25 @@ class RestoreDrillSpec(BaseModel):
         if not MIN_TIMEOUT <= value <= MAX_TIMEOUT:
             raise ValueError(f"must be between {format_duration(MIN_TIMEOUT)} and {format_duration(MAX_TIMEOUT)}")
         return value
+
+
+class DrillFields(BaseModel):
+    """The policy spec's drill field (`SnapshotPolicySpec` takes it in)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    restore_drill: RestoreDrillSpec | None = None
+
+
+class DrillStatus(BaseModel):
+    """The policy status fields of its restore drills (`reconciler/drill.py` writes them), as written."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    #: The last drill: result, snapshot, startedTime, finishedTime, durationSeconds, message.
+    last_verified_restore: dict[str, Any] | None = None
+    #: The drill in progress: diskId, location, snapshotId, snapshot, startedTime, usableTime, created.
+    restore_drill: dict[str, Any] | None = None
 
 
 def _time(value: Any) -> datetime | None:

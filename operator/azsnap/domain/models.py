@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from azsnap.domain.drill import RestoreDrillSpec
+from azsnap.domain.drill import DrillFields, DrillStatus
 from azsnap.domain.durations import format_duration, parse_duration
 from azsnap.domain.observed import Disk
 from azsnap.domain.targets import ClaimStatus, ClaimTargets, exactly_one_target
@@ -335,7 +335,7 @@ class OnSourceDiskDelete(StrEnum):
     APPLY_RETENTION = "ApplyRetention"
 
 
-class SnapshotPolicySpec(ClaimTargets):
+class SnapshotPolicySpec(DrillFields, ClaimTargets):
     """The desired state: which disks (exactly one target, `domain/targets.py`), how often, how long to keep."""
 
     disk: DiskRef | None = None
@@ -345,7 +345,6 @@ class SnapshotPolicySpec(ClaimTargets):
     suspend: StrictBool = False
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
     on_source_disk_delete: OnSourceDiskDelete = OnSourceDiskDelete.KEEP
-    restore_drill: RestoreDrillSpec | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> SnapshotPolicySpec:
@@ -391,7 +390,7 @@ class LastSnapshot(_Model):
     state: Literal["Creating", "Copying", "Succeeded", "Failed"]
 
 
-class SnapshotPolicyStatus(ClaimStatus):
+class SnapshotPolicyStatus(DrillStatus, ClaimStatus):
     """What the operator observed and did; written only through the status subresource."""
 
     observed_generation: int | None = None
@@ -410,9 +409,6 @@ class SnapshotPolicyStatus(ClaimStatus):
     pending_deletions: int | None = None
     #: `{count, newest: {name, time}, oldest: {name, time}}`, the usable snapshots (`domain.explain.restore_points`).
     restore_points: dict[str, Any] | None = None
-    #: The last restore drill and the one in progress (`reconciler.drill`), as written.
-    last_verified_restore: dict[str, Any] | None = None
-    restore_drill: dict[str, Any] | None = None
     last_on_demand_token: str | None = None
     #: Scheduled slots up to this instant have been accounted for (taken or counted in missedSlots).
     slots_accounted_until: datetime | None = None
