@@ -46,7 +46,7 @@ OPERATIONS: Final = (
 )
 
 FaultKind = Literal[
-    "latency", "429", "500", "503", "drop", "lro_failed", "failed_after_limit", "subscription_throttled"
+    "latency", "429", "500", "503", "drop", "lro_failed", "failed_after_limit", "subscription_throttled", "copy_failed"
 ]
 FAULT_KINDS: Final = frozenset(get_args(FaultKind))
 
@@ -87,7 +87,8 @@ class FaultRule:
 
     `count` limits how many requests the rule hits (None: no limit); `probability` draws from the emulator's
     seeded RNG. `lro_failed` and `failed_after_limit` apply to `snapshots.put` (and `lro_failed` to deletes):
-    the request is accepted and its long-running operation ends `Failed`.
+    the request is accepted and its long-running operation ends `Failed`. `copy_failed` applies to a CopyStart
+    `snapshots.put`: the copy is accepted and stops half-way with a `copyCompletionError`.
     """
 
     operation: str | None = None
@@ -154,6 +155,8 @@ class EmulatorConfig:
     lro_duration: timedelta | None = None
     #: Retry-After sent with accepted long-running operations and their running polls (0: none, as Azure).
     poll_retry_after_s: int = 0
+    #: CopyStart copies running at once per subscription and target region (Azure documents 100).
+    max_parallel_copies: int = 100
     #: Premium SSD v2 / Ultra background copy and CopyStart speed.
     copy_rate_percent_per_minute: float = 20.0
     #: True: a copy (CopyStart, background copy) is complete when its operation ends (Azure: it runs on after).

@@ -51,7 +51,7 @@ class FaultInjector:
                 "snapshots.delete",
             ):
                 continue
-            if rule.kind == "failed_after_limit" and operation != "snapshots.put":
+            if rule.kind in ("failed_after_limit", "copy_failed") and operation != "snapshots.put":
                 continue
             if rule.kind != "latency" and failed:
                 continue
