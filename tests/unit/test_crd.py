@@ -16,6 +16,7 @@ from tests.support.crd import cel_errors, crd, openapi_schema, schema_errors, wa
 from azsnap.domain import durations, models
 from azsnap.domain.models import (
     Condition,
+    CopyTarget,
     DeletionPolicy,
     DiskRef,
     LastSnapshot,
@@ -33,6 +34,8 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {
     "spec.schedule": ScheduleSpec,
     "spec.retention": RetentionSpec,
     "spec.snapshot": SnapshotSpec,
+    "spec.copies[]": CopyTarget,
+    "spec.copies[].retention": RetentionSpec,
     "status": SnapshotPolicyStatus,
     "status.conditions[]": Condition,
     "status.lastSnapshot": LastSnapshot,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from azsnap.domain.observed import Disk, Snapshot
 
@@ -23,6 +23,8 @@ class SnapshotRequest:
     tags: Mapping[str, str]
     incremental: bool = True
     sku: str | None = None
+    #: `Copy` (of the disk) or `CopyStart` (a cross-region copy: `source_disk_id` is then the source snapshot).
+    create_option: Literal["Copy", "CopyStart"] = "Copy"
 
 
 class CloudClient(Protocol):

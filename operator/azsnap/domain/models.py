@@ -36,6 +36,7 @@ __all__ = [
     "RESOURCE_GROUP_PATTERN",
     "TIME_ZONE_PATTERN",
     "Condition",
+    "CopyTarget",
     "DeletionPolicy",
     "DiskRef",
     "Duration",
@@ -333,6 +334,16 @@ class OnSourceDiskDelete(StrEnum):
     APPLY_RETENTION = "ApplyRetention"
 
 
+class CopyTarget(_Model):
+    """`spec.copies[]`: copy each snapshot to this region and group (see domain/copies.py for the rules)."""
+
+    region: str = Field(pattern=r"^[a-z][a-z0-9]{1,39}$")
+    resource_group: str = Field(pattern=RESOURCE_GROUP_PATTERN)
+    subscription_id: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+    retention: RetentionSpec | None = None  # None: the policy's own
+    copy_deadline: Duration = timedelta(hours=6)
+
+
 class SnapshotPolicySpec(_Model):
     """The desired state: which disk, how often, how long to keep."""
 
@@ -343,6 +354,7 @@ class SnapshotPolicySpec(_Model):
     suspend: StrictBool = False
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
     on_source_disk_delete: OnSourceDiskDelete = OnSourceDiskDelete.KEEP
+    copies: list[CopyTarget] | None = Field(default=None, max_length=3)
 
 
 @dataclass(frozen=True)
@@ -407,3 +419,4 @@ class SnapshotPolicyStatus(_Model):
     disk_name: str | None = None
     #: A one-line summary of the schedule (`0 * * * * Europe/Berlin`, `every 4h`), for `kubectl get`.
     schedule: str | None = None
+    copies: list[dict[str, Any]] | None = None  # per copy target: domain/copies.py's CopyStatus

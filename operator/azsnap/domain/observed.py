@@ -78,10 +78,15 @@ class Snapshot:
     incremental: bool = True
     completion_percent: float | None = None
     size_bytes: int = 0
+    #: `creationData.createOption` (`CopyStart` for a cross-region copy), and its `copyCompletionError.errorCode`.
+    create_option: str | None = None
+    copy_error: str | None = None
 
     @property
     def state(self) -> SnapshotState:
         ps = (self.provisioning_state or "").lower()
+        if self.copy_error is not None:
+            return SnapshotState.FAILED  # a CopyStart's background copy failed: it never completes
         if ps == "succeeded":
             if self.completion_percent is not None and self.completion_percent < 100:
                 return SnapshotState.COPYING
