@@ -244,3 +244,11 @@ def test_bad_targets_are_refused() -> None:
         policy([{"region": "northeurope", "resourceGroup": "rg-dr", "subscriptionId": "nope"}])
     with pytest.raises(ValueError):
         policy([{"region": "northeurope", "resourceGroup": "rg-dr"}] * 4)
+
+
+def test_a_target_is_overdue_while_a_snapshot_past_its_deadline_has_no_copy_at_or_after_it() -> None:
+    s0, s1 = source(0), source(1)
+    assert run([s0, s1], [], T0 + timedelta(hours=5)).overdue is None  # within the 6h deadline
+    late = run([s0, s1], [], T0 + timedelta(hours=7, minutes=1))
+    assert late.overdue is s1
+    assert run([s0, s1], [copy_of(s1)], T0 + timedelta(hours=7, minutes=1)).overdue is None

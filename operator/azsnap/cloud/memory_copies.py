@@ -6,6 +6,7 @@ errors `AzureCloud` maps them to.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -145,7 +146,7 @@ def start_copy(
         name=request.name,
         location=request.location,
         source_disk_id=source.id,
-        source_unique_id=None,
+        source_unique_id=str(uuid.uuid5(uuid.NAMESPACE_URL, source.id.lower())),  # the source snapshot's
         tags=dict(request.tags),
         incremental=True,
         created_at=now,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -166,6 +166,9 @@ class CopyPlan:
     newest_copied: Snapshot | None = None
     held: int = 0
     copies: tuple[Snapshot, ...] = field(default=())
+    #: The newest snapshot past its copy deadline that has no completed copy (at it or after it), if any:
+    #: the target's restore point is behind what the deadline promises.
+    overdue: Snapshot | None = None
 
     @property
     def lag_p50(self) -> float | None:
@@ -289,6 +292,15 @@ def plan_copies(
         if watermark is None or created > watermark:
             protected.add(source.name)
     deletes = _copy_retention(policy, target, mine, watermark, now, limits)
+    copied_until = _source_time(newest) if newest is not None else None
+    due = [
+        s
+        for s in sources
+        if s.state is SnapshotState.SUCCEEDED
+        and s.time_created is not None
+        and s.time_created + target.copy_deadline <= now
+        and (copied_until is None or s.time_created > copied_until)
+    ]
     return CopyPlan(
         start=start,
         running=running,
@@ -300,6 +312,7 @@ def plan_copies(
         newest_copied=newest,
         held=len(complete),
         copies=tuple(mine),
+        overdue=max(due, key=lambda s: (s.time_created or now, s.name), default=None),
     )
 
 
@@ -314,7 +327,8 @@ def _copy_retention(
     """The target's retention on its completed copies; failed attempts go once their source is accounted for."""
     retention = target.retention or policy.spec.retention
     zone = ZoneInfo(policy.spec.schedule.time_zone)
-    good = [c for c in mine if c.state is not SnapshotState.FAILED]
+    # A copy's sourceUniqueId is its source snapshot's: the disk's incarnation is in the disk-UID tag.
+    good = [replace(c, source_unique_id=None) for c in mine if c.state is not SnapshotState.FAILED]
     decision = decide_retention(retention, zone, good, now, limits)
     deletes = [DeleteAction(c, decision.delete[c.name]) for c in good if c.name in decision.delete]
     for c in mine:

@@ -25,6 +25,7 @@ from azsnap.reconciler.accounting import (
     watermark_after,
 )
 from azsnap.reconciler.act import Actor, Outcome, iso
+from azsnap.reconciler.copies import CopyFlow
 from azsnap.reconciler.finalize import finalize
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.orphans import disk_missing
@@ -48,11 +49,17 @@ class ReconcilerConfig:
     default_retry: timedelta = timedelta(seconds=30)
     #: Never sleep longer than this, so drift (a snapshot deleted by hand) is seen.
     max_sleep: timedelta = timedelta(hours=1)
+    #: Cross-region copies running at once per subscription and target region (Azure: 100).
+    parallel_copies: int = 100
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReconcilerConfig:
         """The limits and freshness an operator process was configured with."""
-        return cls(limits=settings.limits, list_freshness=timedelta(seconds=settings.list_freshness_seconds))
+        return cls(
+            limits=settings.limits,
+            list_freshness=timedelta(seconds=settings.list_freshness_seconds),
+            parallel_copies=settings.parallel_copies,
+        )
 
 
 def _all_succeeded(the_plan: Plan, outcome: Outcome) -> bool:
@@ -95,6 +102,7 @@ class Reconciler:
             max_sleep=self.config.max_sleep,
         )
         self._disk_locks: dict[str, asyncio.Lock] = {}
+        self.copies = CopyFlow(cloud, clock, self.observer, self.config.limits, parallel=self.config.parallel_copies)
 
     # -- reconcile -----------------------------------------------------------------------------------------
 
@@ -169,6 +177,9 @@ class Reconciler:
             on_demand_token=on_demand_token,
             last_on_demand_token=status.last_on_demand_token,
         )
+        copies = await self.copies.prepare(policy, status, disk, of_disk)
+        if copies is not None:  # sources a copy still needs are kept; copies due make the policy look again soon
+            the_plan = copies.guard(the_plan)
 
         actor = Actor(self.cloud, self.clock, self.observer, policy, disk, snapshot_rg)
         # Near the per-disk cap (counting every snapshot of the disk, in any group), retention makes room first.
@@ -185,7 +196,13 @@ class Reconciler:
             # A new snapshot can make an older one unnecessary at once (keepLast, hourly): delete it now rather
             # than at the next slot. The plan looked ahead for this; no second plan, no extra list call.
             outcome.error = await actor.deletes(the_plan.deletes_after_creates)
-        return await self._report(policy, status, on_demand_token, disk, groups, the_plan, previous, outcome, base, now)
+        if copies is not None:
+            await self.copies.act(copies)
+            base["copies"] = copies.status()
+        report = await self._report(
+            policy, status, on_demand_token, disk, groups, the_plan, previous, outcome, base, now
+        )
+        return report if copies is None else copies.adjust(report)
 
     async def _report(
         self,

@@ -199,6 +199,12 @@ class Observer:
         created = snapshot.time_created or self._clock.now()
         self._recent_creates.setdefault(disk.id.lower(), {})[_name_of(snapshot)] = created
 
+    def record_copy(self, subscription_id: str, snapshot: Snapshot) -> None:
+        """Apply a copy azsnap started (in a target region: no disk's window counts it) to the cached view."""
+        view = self._views.get(subscription_id.lower())
+        if view is not None:
+            view.add(snapshot if snapshot.time_created else replace(snapshot, time_created=self._clock.now()))
+
     def record_deleted(self, subscription_id: str, resource_group: str, name: str) -> None:
         """Apply a delete azsnap made to the cached view."""
         view = self._views.get(subscription_id.lower())
