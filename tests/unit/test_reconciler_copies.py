@@ -13,6 +13,7 @@ from azsnap.domain.conditions import HealthState
 from azsnap.domain.copies import TAG_COPY_OF
 from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, SnapshotState
+from azsnap.domain.scope import ScopeGuard
 from azsnap.reconciler import Reconciler, StatusReport
 from azsnap.reconciler.core import ReconcilerConfig
 
@@ -154,3 +155,18 @@ async def test_a_restart_mid_copy_resumes_without_a_duplicate() -> None:
     statuses = await run(Reconciler(cloud, clock), [policy], clock, START + timedelta(hours=2, minutes=10), statuses)
     names = [c.name for c in copies_in(cloud)]
     assert len(names) == len(set(names)) == 3 and not any(n.endswith(("r2", "r3")) for n in names)
+
+
+async def test_a_copy_target_outside_the_namespaces_scope_is_refused_before_any_call() -> None:
+    clock = ManualClock(START)
+    cloud = MemoryCloud(clock)
+    disk = cloud.add_disk(SUB, RG, "disk-0")
+    rules = "- namespaces: [default]\n  subscriptions: ['*']\n  diskResourceGroups: [rg-demo]\n"
+    refused = await Reconciler(cloud, clock, scope=ScopeGuard.from_yaml(rules)).reconcile(
+        make_policy(disk), SnapshotPolicyStatus()
+    )
+    assert refused.health.reason == "ScopeNotAllowed" and "rg-dr" in refused.health.message
+    assert sum(cloud.calls.values()) == 0
+    allowed = ScopeGuard.from_yaml(rules + "  snapshotResourceGroups: [rg-demo, rg-dr]\n")
+    report = await Reconciler(cloud, clock, scope=allowed).reconcile(make_policy(disk), SnapshotPolicyStatus())
+    assert report.health.state is HealthState.READY

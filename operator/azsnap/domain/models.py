@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from azsnap.domain.durations import format_duration, parse_duration
+from azsnap.domain.lifecycle import DeletionPolicy, OnSourceDiskDelete
 from azsnap.domain.observed import Disk
 
 __all__ = [
@@ -320,22 +321,8 @@ class SnapshotSpec(_Model):
         return tags
 
 
-class DeletionPolicy(StrEnum):
-    """What happens to a policy's snapshots when the policy is deleted."""
-
-    RETAIN = "Retain"
-    DELETE = "Delete"
-
-
-class OnSourceDiskDelete(StrEnum):
-    """What happens to a policy's snapshots while its disk does not exist (deleted, or not yet recreated)."""
-
-    KEEP = "Keep"
-    APPLY_RETENTION = "ApplyRetention"
-
-
 class CopyTarget(_Model):
-    """`spec.copies[]`: copy each snapshot to this region and group (see domain/copies.py for the rules)."""
+    """`spec.copies[]`: copy each snapshot to this region and group (the rules: domain/copies.py)."""
 
     region: str = Field(pattern=r"^[a-z][a-z0-9]{1,39}$")
     resource_group: str = Field(pattern=RESOURCE_GROUP_PATTERN)

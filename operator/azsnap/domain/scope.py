@@ -97,9 +97,23 @@ class ScopeGuard:
         snapshot_rg = policy.spec.snapshot.resource_group or coords.resource_group
         ns = policy.ref.namespace
         if any(r.allows(ns, coords.subscription_id, coords.resource_group, snapshot_rg) for r in self.rules):
-            return None
+            return self._check_copies(policy)
         return (
             f"Namespace {ns!r} may not target subscription {coords.subscription_id}, disk resource group "
             f"{coords.resource_group!r} and snapshot resource group {snapshot_rg!r}: no rule in {self.source} allows "
             "it. Ask the cluster admin to add a rule, or use a disk inside your namespace's scope."
         )
+
+    def _check_copies(self, policy: Policy) -> str | None:
+        """Each copy target is a snapshot group of the policy's namespace: a rule must allow it as one."""
+        coords = policy.spec.disk.coordinates
+        ns = policy.ref.namespace
+        for target in policy.spec.copies or []:
+            sub = target.subscription_id or coords.subscription_id
+            if not any(r.allows(ns, sub, coords.resource_group, target.resource_group) for r in self.rules):
+                return (
+                    f"Namespace {ns!r} may not copy snapshots to subscription {sub}, resource group "
+                    f"{target.resource_group!r} (spec.copies): no rule in {self.source} allows it as a snapshot "
+                    "resource group. Ask the cluster admin to add it to snapshotResourceGroups, or drop the target."
+                )
+        return None

@@ -22,7 +22,7 @@ from azsnap.cloud.interface import CloudClient
 from azsnap.cloud.pacer import pacing
 from azsnap.domain import naming
 from azsnap.domain.conditions import Health, HealthState
-from azsnap.domain.copies import CopyPlan, TargetState, plan_copies, status_of, target_key
+from azsnap.domain.copies import CopyPlan, TargetState, disk_hash, plan_copies, status_of, target_key
 from azsnap.domain.models import CopyTarget, Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
 from azsnap.domain.planner import Plan
@@ -136,7 +136,7 @@ class CopyFlow:
         for spec in targets:
             key = target_key(spec, disk.subscription_id)
             try:
-                seen = await self.observer.in_subscription(key[0], [spec.resource_group])
+                seen = await self.observer.copies_of(key[0], [spec.resource_group], disk_hash(disk.id))
             except CloudError as exc:
                 prepared.problem = f"listing {spec.resource_group} failed: {exc.message}"
                 continue
@@ -151,7 +151,7 @@ class CopyFlow:
                 state,
                 now,
                 self.limits,
-                room=self.parallel - _running_in(seen, key[2]),
+                room=self.parallel - self.observer.copies_running(key[0], key[2]),
                 disk_busy=disk_busy,
                 default_subscription=disk.subscription_id,
             )
@@ -176,8 +176,8 @@ class CopyFlow:
             sub, _, region = target.key
             lock = self._locks.setdefault((sub, region), asyncio.Lock())
             async with lock:
-                seen = await self.observer.in_subscription(sub, [target.spec.resource_group], fresh=False)
-                if _running_in(seen, region) >= self.parallel:
+                await self.observer.copies_of(sub, [target.spec.resource_group], "", fresh=False)  # a view exists
+                if self.observer.copies_running(sub, region) >= self.parallel:
                     continue  # another policy took the last place: next time
                 request = CopyRequest(
                     sub, target.spec.resource_group, action.name, region, action.source.id, action.tags
@@ -219,10 +219,3 @@ class CopyFlow:
                 self.observer.record_deleted(sub, snap.resource_group, snap.name)
                 prepared.deleted.append(snap.name)
                 prepared.events.append(Event("Normal", "CopyDeleted", f"Deleted copy {snap.name}: {delete.reason}"))
-
-
-def _running_in(seen: Sequence[Snapshot], region: str) -> int:
-    """CopyStart snapshots still copying into `region`, whoever started them."""
-    return sum(
-        1 for s in seen if s.create_option == "CopyStart" and s.location.lower() == region and s.state in _RUNNING
-    )
