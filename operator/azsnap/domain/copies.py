@@ -35,6 +35,7 @@ from azsnap.domain.retention import DeleteAction, decide_retention
 
 __all__ = [
     "MAX_LAG_SAMPLES",
+    "ROLE_COPY",
     "SOURCE_NOT_FOUND",
     "TAG_COPY_DISK",
     "TAG_COPY_OF",

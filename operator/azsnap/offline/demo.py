@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 import yaml
 
 from azsnap.domain import naming
+from azsnap.domain.copies import ROLE_COPY, TAG_ROLE
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL
 from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
 from azsnap.offline.demo_view import (
@@ -131,7 +132,8 @@ class Witness:
             tags = store.snapshots[k].body.get("tags") or {}
             uid, slot = naming.tag(tags, naming.TAG_POLICY_UID), naming.tag(tags, naming.TAG_SLOT)
             kind = naming.tag(tags, naming.TAG_KIND) or naming.KIND_SCHEDULED
-            if uid and slot and kind == naming.KIND_SCHEDULED:
+            copy = naming.tag(tags, TAG_ROLE) == ROLE_COPY  # a copy stands for its source's slot elsewhere
+            if uid and slot and kind == naming.KIND_SCHEDULED and not copy:
                 self.seen[k] = (uid, slot)
 
     def violations(self, policies: Mapping[str, str]) -> list[str]:
@@ -247,6 +249,9 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
                     group = (m["spec"].get("snapshot") or {}).get("resourceGroup")
                     if group:
                         box.emulator.store.groups.setdefault((DEMO_SUBSCRIPTION.lower(), group.lower()), DEMO_LOCATION)
+                    for target in m["spec"].get("copies") or []:  # a copy target: a group in another region
+                        sub = target.get("subscriptionId") or DEMO_SUBSCRIPTION
+                        box.emulator.add_resource_group(sub, target["resourceGroup"], target["region"])
                 witness = Witness(box.emulator, seed_unowned(box.emulator, clock.now(), options.disks))
                 memo = kopf.Memo({MEMO_KEY: box.runtime})
                 with view.running():
@@ -359,7 +364,8 @@ def _owned_in_azure(emulator: Emulator) -> Iterator[tuple[str, str]]:
     for snapshot in emulator.snapshots():
         tags = snapshot.get("tags") or {}
         uid = naming.tag(tags, naming.TAG_POLICY_UID)
-        if uid and naming.tag(tags, naming.TAG_MANAGED_BY) == naming.MANAGED_BY_VALUE:
+        copy = naming.tag(tags, TAG_ROLE) == ROLE_COPY  # copies are counted apart (status.copies)
+        if uid and naming.tag(tags, naming.TAG_MANAGED_BY) == naming.MANAGED_BY_VALUE and not copy:
             yield uid, str(snapshot["name"])
 
 
