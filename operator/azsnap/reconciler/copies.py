@@ -194,6 +194,8 @@ class CopyFlow:
                     prepared.problem = f"starting copy {action.name} failed: {exc.message}"
                     prepared.events.append(Event("Warning", "CopyFailed", f"Copy {action.name}: {exc.message}"))
                     continue
+                if made.completion_percent is None:  # an operation's output has no progress: running until listed
+                    made = replace(made, completion_percent=0.0)
                 self.observer.record_copy(sub, made)
             prepared.started.append(made.name)
             prepared.events.append(
