@@ -309,7 +309,8 @@ def test_namespaced_peering_objects(helm: str) -> None:
 def test_peering_crds_can_be_left_to_someone_else(helm: str) -> None:
     manifests = render(helm, "peering-ha", "peering.installCRDs=false")
     assert {c["metadata"]["name"] for c in of_kind(manifests, "CustomResourceDefinition")} == {
-        "snapshotpolicies.azsnap.io"
+        "snapshotpolicies.azsnap.io",
+        "snapshotrestores.azsnap.io",
     }
 
 

@@ -91,6 +91,19 @@ class ScopeGuard:
             rules.append(rule)
         return cls(rules, source=source)
 
+    def check_restore(self, namespace: str, subscription_id: str, target_rg: str, source_rg: str) -> str | None:
+        """A restore: its disk goes in `target_rg` (a disk group of the rule), its snapshot is read in `source_rg`
+        (a snapshot group of the rule, or else a disk group). None when allowed; otherwise what to change."""
+        if any(r.allows(namespace, subscription_id, target_rg, source_rg) for r in self.rules):
+            return None
+        return (
+            f"Namespace {namespace!r} may not restore into resource group {target_rg!r} of subscription "
+            f"{subscription_id} from snapshots in resource group {source_rg!r}: no rule in {self.source} allows it "
+            "(the disk's group must match the rule's diskResourceGroups, the snapshot's its snapshotResourceGroups). "
+            "Ask the cluster admin to add a rule, or restore into a group your namespace may use; azsnap made no "
+            "Azure call."
+        )
+
     def check(self, policy: Policy) -> str | None:
         """None when allowed; otherwise a message that says what to change."""
         coords = policy.spec.disk.coordinates

@@ -11,6 +11,7 @@ from azsnap.clock import Clock
 from azsnap.cloud.interface import CloudClient
 from azsnap.metrics import Metrics, MetricsServer
 from azsnap.reconciler import Reconciler
+from azsnap.reconciler.restore import RestoreReconciler, VolumeWriter
 from azsnap.settings import Settings
 
 __all__ = ["MEMO_KEY", "Runtime"]
@@ -39,6 +40,9 @@ class Runtime:
     nudges: dict[str, asyncio.Event] = field(default_factory=dict)
     #: Whether azsnap owns the cloud client (and so closes it at shutdown).
     owns_cloud: bool = True
+    #: The SnapshotRestore flow (made on first use by `handlers/restore.py`), and what creates restored volumes.
+    restorer: RestoreReconciler | None = None
+    volumes: VolumeWriter | None = None
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self.locks.setdefault(uid, asyncio.Lock())

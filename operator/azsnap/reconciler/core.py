@@ -9,13 +9,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from azsnap.clock import Clock
-from azsnap.cloud.errors import CloudError
+from azsnap.cloud.errors import CloudError, NotFound
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain import naming, schedule
 from azsnap.domain.conditions import Health, HealthState
 from azsnap.domain.models import Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
-from azsnap.domain.planner import COPY_RECHECK, CREATE_RECHECK, Plan, plan
+from azsnap.domain.planner import COPY_RECHECK, CREATE_RECHECK, DeleteAction, Plan, plan
 from azsnap.domain.scope import ScopeCheck
 from azsnap.reconciler.accounting import (
     accounted_until,
@@ -60,6 +60,10 @@ class ReconcilerConfig:
             list_freshness=timedelta(seconds=settings.list_freshness_seconds),
             parallel_copies=settings.parallel_copies,
         )
+
+
+class _DiskChanged(Exception):
+    """The disk Azure shows is not the one the snapshot list stood for: its deletes wait for a new pass."""
 
 
 def _all_succeeded(the_plan: Plan, outcome: Outcome) -> bool:
@@ -130,26 +134,32 @@ class Reconciler:
             if refusal is not None:
                 return self.verdicts.stalled("ScopeNotAllowed", refusal, now, base)
 
-        try:
-            disk = await self.observer.disk(spec.disk.id)
-        except CloudError as exc:
-            return self.verdicts.failed(exc, now, base, what=f"reading disk {coords.name}")
-        if disk is None:
-            return await disk_missing(
-                policy,
-                status,
-                base,
-                cloud=self.cloud,
-                clock=self.clock,
-                observer=self.observer,
-                verdicts=self.verdicts,
-                limits=self.config.limits,
-                recheck_minutes=int(self.config.stalled_recheck.total_seconds() // 60),
-            )
-
-        lock = self._disk_locks.setdefault(disk.id.lower(), asyncio.Lock())
-        async with lock:
-            return await self._reconcile_disk(policy, status, disk, on_demand_token, base)
+        groups = (coords.resource_group, spec.snapshot.resource_group or coords.resource_group)
+        for attempt in range(2):
+            try:
+                disk, vouched = await self.observer.disk_or_list(spec.disk.id, groups)
+            except CloudError as exc:
+                return self.verdicts.failed(exc, now, base, what=f"reading disk {coords.name}")
+            if disk is None:
+                return await disk_missing(
+                    policy,
+                    status,
+                    base,
+                    cloud=self.cloud,
+                    clock=self.clock,
+                    observer=self.observer,
+                    verdicts=self.verdicts,
+                    limits=self.config.limits,
+                    recheck_minutes=int(self.config.stalled_recheck.total_seconds() // 60),
+                )
+            lock = self._disk_locks.setdefault(disk.id.lower(), asyncio.Lock())
+            async with lock:
+                report = await self._reconcile_disk(
+                    policy, status, disk, on_demand_token, base, vouched and not attempt
+                )
+            if report is not None:
+                return report
+        raise AssertionError("a disk read on the second pass always gives a report")  # pragma: no cover
 
     async def _reconcile_disk(
         self,
@@ -158,7 +168,9 @@ class Reconciler:
         disk: Disk,
         on_demand_token: str | None,
         base: dict[str, Any],
-    ) -> StatusReport:
+        vouched: bool,
+    ) -> StatusReport | None:
+        """One pass on a disk; None when the list stood for the disk (`vouched`) and Azure then showed it changed."""
         spec = policy.spec
         snapshot_rg = spec.snapshot.resource_group or disk.resource_group
         groups = (disk.resource_group, snapshot_rg)
@@ -182,20 +194,39 @@ class Reconciler:
             the_plan = copies.guard(the_plan)
 
         actor = Actor(self.cloud, self.clock, self.observer, policy, disk, snapshot_rg)
+        outcome = actor.outcome
+        checked = not vouched
+
+        async def deletes(actions: Sequence[DeleteAction]) -> CloudError | None:
+            # A delete rests on the disk as it is now: a disk the list stood for is read first, unless a create of
+            # this pass came back from its incarnation (Azure read the disk for it).
+            nonlocal checked
+            if actions and not checked:
+                checked = (bool(outcome.created) and self.observer.holds(disk)) or await self.observer.confirm(disk)
+                if not checked:
+                    raise _DiskChanged
+            return await actor.deletes(actions)
+
         # Near the per-disk cap (counting every snapshot of the disk, in any group), retention makes room first.
         incremental = sum(1 for s in of_disk if s.incremental)
         deletes_first = incremental + len(the_plan.creates) > self.config.limits.per_disk_cap
         error: CloudError | None = None
-        if deletes_first:
-            error = await actor.deletes(the_plan.deletes) or await actor.creates(the_plan.creates)
-        else:
-            error = await actor.creates(the_plan.creates) or await actor.deletes(the_plan.deletes)
-        outcome = actor.outcome
-        outcome.error = error
-        if error is None and the_plan.deletes_after_creates and _all_succeeded(the_plan, outcome):
-            # A new snapshot can make an older one unnecessary at once (keepLast, hourly): delete it now rather
-            # than at the next slot. The plan looked ahead for this; no second plan, no extra list call.
-            outcome.error = await actor.deletes(the_plan.deletes_after_creates)
+        try:
+            if deletes_first:
+                error = await deletes(the_plan.deletes) or await actor.creates(the_plan.creates)
+            else:
+                error = await actor.creates(the_plan.creates) or await deletes(the_plan.deletes)
+            outcome.error = error
+            if error is None and the_plan.deletes_after_creates and _all_succeeded(the_plan, outcome):
+                # A new snapshot can make an older one unnecessary at once (keepLast, hourly): delete it now rather
+                # than at the next slot. The plan looked ahead for this; no second plan, no extra list call.
+                outcome.error = await deletes(the_plan.deletes_after_creates)
+        except _DiskChanged:
+            if not outcome.created:
+                return None
+        if vouched and isinstance(error, NotFound) and not outcome.created:
+            self.observer.forget_disk(disk.id)  # the list stood for a disk Azure says is gone: read it, start over
+            return None
         if copies is not None:
             await self.copies.act(copies)
             base["copies"] = copies.status()
