@@ -80,6 +80,7 @@ class Settings(BaseModel):
             window=timedelta(seconds=self.window_seconds),
             per_disk_cap=self.per_disk_cap,
             max_pending_copies=self.max_pending_copies,
+            max_parallel_copies=self.parallel_copies,
         )
 
     @classmethod

@@ -17,6 +17,7 @@ from azsnap.cloud.credentials import StaticTokenCredential
 from azsnap.domain.conditions import HealthState
 from azsnap.domain.copies import TAG_COPY_OF
 from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.observed import Limits
 from azsnap.emulator import Emulator, EmulatorConfig, FaultRule
 from azsnap.reconciler import Reconciler, StatusReport
 from azsnap.reconciler.core import ReconcilerConfig
@@ -169,7 +170,7 @@ async def test_the_region_cap_holds_with_150_disks() -> None:
     config = make_config(copy_rate_percent_per_minute=4.0)
     async with make_rig(config, 150) as rig:
         policies = [make_policy(i) for i in range(150)]
-        reconciler = Reconciler(rig.cloud, rig.clock, ReconcilerConfig(parallel_copies=100))
+        reconciler = Reconciler(rig.cloud, rig.clock, ReconcilerConfig(limits=Limits(max_parallel_copies=100)))
         most = 0
 
         def check() -> None:

@@ -252,3 +252,18 @@ def test_a_target_is_overdue_while_a_snapshot_past_its_deadline_has_no_copy_at_o
     late = run([s0, s1], [], T0 + timedelta(hours=7, minutes=1))
     assert late.overdue is s1
     assert run([s0, s1], [copy_of(s1)], T0 + timedelta(hours=7, minutes=1)).overdue is None
+
+
+def test_copies_need_a_disk_not_claims() -> None:
+    from azsnap.domain.validation import validate_spec
+
+    raw = {
+        "volumeClaim": "data",
+        "schedule": {"cron": "0 * * * *"},
+        "retention": {"keepLast": 3},
+        "copies": [{"region": "northeurope", "resourceGroup": "rg-dr"}],
+    }
+    spec, errors = validate_spec(raw)
+    assert spec is None and [(e.path, e.message) for e in errors] == [
+        ("spec.copies", "works with spec.disk only, not yet with volumeClaim or a selector")
+    ]

@@ -12,7 +12,7 @@ from azsnap.domain import naming
 from azsnap.domain.conditions import HealthState
 from azsnap.domain.copies import TAG_COPY_OF
 from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
-from azsnap.domain.observed import Disk, SnapshotState
+from azsnap.domain.observed import Disk, Limits, SnapshotState
 from azsnap.domain.scope import ScopeGuard
 from azsnap.reconciler import Reconciler, StatusReport
 from azsnap.reconciler.core import ReconcilerConfig
@@ -108,7 +108,7 @@ async def test_one_copy_per_disk_at_a_time_and_the_region_cap_across_policies() 
     clock = ManualClock(START)
     cloud = MemoryCloud(clock, region_copy_duration=timedelta(minutes=30), parallel_copies=1000)
     disks = [cloud.add_disk(SUB, RG, f"disk-{i}") for i in range(6)]
-    reconciler = Reconciler(cloud, clock, ReconcilerConfig(parallel_copies=4))
+    reconciler = Reconciler(cloud, clock, ReconcilerConfig(limits=Limits(max_parallel_copies=4)))
     policies = [make_policy(d, uid=f"uid-{i}") for i, d in enumerate(disks)]
     most = 0
 

@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 from azsnap.domain.durations import format_duration, parse_duration
 from azsnap.domain.lifecycle import DeletionPolicy, OnSourceDiskDelete
 from azsnap.domain.observed import Disk
+from azsnap.domain.targets import ClaimStatus, ClaimTargets, exactly_one_target
 
 __all__ = [
     "API_GROUP",
@@ -331,10 +332,10 @@ class CopyTarget(_Model):
     copy_deadline: Duration = timedelta(hours=6)
 
 
-class SnapshotPolicySpec(_Model):
-    """The desired state: which disk, how often, how long to keep."""
+class SnapshotPolicySpec(ClaimTargets):
+    """The desired state: which disks (exactly one target, `domain/targets.py`), how often, how long to keep."""
 
-    disk: DiskRef
+    disk: DiskRef | None = None
     schedule: ScheduleSpec
     retention: RetentionSpec
     snapshot: SnapshotSpec = Field(default_factory=SnapshotSpec)
@@ -342,6 +343,11 @@ class SnapshotPolicySpec(_Model):
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
     on_source_disk_delete: OnSourceDiskDelete = OnSourceDiskDelete.KEEP
     copies: list[CopyTarget] | None = Field(default=None, max_length=3)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SnapshotPolicySpec:
+        exactly_one_target(self.disk, self.volume_claim, self.volume_claim_selector)
+        return self
 
 
 @dataclass(frozen=True)
@@ -382,7 +388,7 @@ class LastSnapshot(_Model):
     state: Literal["Creating", "Copying", "Succeeded", "Failed"]
 
 
-class SnapshotPolicyStatus(_Model):
+class SnapshotPolicyStatus(ClaimStatus):
     """What the operator observed and did; written only through the status subresource."""
 
     observed_generation: int | None = None

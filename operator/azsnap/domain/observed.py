@@ -120,5 +120,7 @@ class Limits:
     per_disk_cap: int = 500
     #: Premium SSD v2 / Ultra: at most this many snapshots still copying per disk.
     max_pending_copies: int = 3
+    #: Cross-region copies (CopyStart) running at once per subscription and target region.
+    max_parallel_copies: int = 100
     #: A failed snapshot is deleted after this grace period (kept a while so people can look at it).
     failed_grace: timedelta = timedelta(hours=1)

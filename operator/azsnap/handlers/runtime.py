@@ -11,6 +11,7 @@ from azsnap.clock import Clock
 from azsnap.cloud.interface import CloudClient
 from azsnap.metrics import Metrics, MetricsServer
 from azsnap.reconciler import Reconciler
+from azsnap.reconciler.claims import ClaimInterest
 from azsnap.reconciler.restore import RestoreReconciler, VolumeWriter
 from azsnap.settings import Settings
 
@@ -43,6 +44,8 @@ class Runtime:
     #: The SnapshotRestore flow (made on first use by `handlers/restore.py`), and what creates restored volumes.
     restorer: RestoreReconciler | None = None
     volumes: VolumeWriter | None = None
+    #: The claim targets of the policies, so that a claim's change wakes the ones that cover it.
+    claim_interest: ClaimInterest = field(default_factory=ClaimInterest)
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self.locks.setdefault(uid, asyncio.Lock())
@@ -53,3 +56,4 @@ class Runtime:
     def forget(self, uid: str) -> None:
         for table in (self.wakeups, self.written, self.locks, self.nudges):
             table.pop(uid, None)
+        self.claim_interest.forget(uid)

@@ -113,12 +113,12 @@ class PreparedCopies:
 class CopyFlow:
     """Copies for every policy of one operator process (shares the region locks)."""
 
-    def __init__(self, cloud: CloudClient, clock: Clock, observer: Observer, limits: Limits, *, parallel: int = 100):
+    def __init__(self, cloud: CloudClient, clock: Clock, observer: Observer, limits: Limits):
         self.cloud = cloud
         self.clock = clock
         self.observer = observer
         self.limits = limits
-        self.parallel = parallel
+        self.parallel = limits.max_parallel_copies
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def prepare(
@@ -166,6 +166,15 @@ class CopyFlow:
                 reason = "CopySourceLost" if why == "sourceDeleted" else "CopyMissed"
                 prepared.events.append(Event("Warning", reason, f"Snapshot {name}: {text}; counted in copiesMissed."))
         return prepared
+
+    async def finish(
+        self, prepared: PreparedCopies | None, report: StatusReport, status: SnapshotPolicyStatus
+    ) -> StatusReport:
+        """Act on the copies after the disk's own snapshots, and put their status, events and health in the report."""
+        if prepared is None:  # no targets: a status of targets that left the spec goes
+            return replace(report, status={**report.status, "copies": None}) if status.copies else report
+        await self.act(prepared)
+        return prepared.adjust(replace(report, status={**report.status, "copies": prepared.status()}))
 
     async def act(self, prepared: PreparedCopies) -> None:
         """Start the planned copies (the region's room checked again under its lock), then the targets' deletes."""

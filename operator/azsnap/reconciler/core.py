@@ -17,6 +17,8 @@ from azsnap.domain.models import Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
 from azsnap.domain.planner import COPY_RECHECK, CREATE_RECHECK, DeleteAction, Plan, plan
 from azsnap.domain.scope import ScopeCheck
+from azsnap.domain.targets import ClaimView
+from azsnap.domain.volumes import disk_ref
 from azsnap.reconciler.accounting import (
     accounted_until,
     schedule_changed,
@@ -30,6 +32,7 @@ from azsnap.reconciler.finalize import finalize
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.orphans import disk_missing
 from azsnap.reconciler.report import Event, FinalizeReport, StatusReport
+from azsnap.reconciler.targets import ClaimReconciler
 from azsnap.reconciler.verdicts import Verdicts
 from azsnap.settings import Settings
 
@@ -49,17 +52,11 @@ class ReconcilerConfig:
     default_retry: timedelta = timedelta(seconds=30)
     #: Never sleep longer than this, so drift (a snapshot deleted by hand) is seen.
     max_sleep: timedelta = timedelta(hours=1)
-    #: Cross-region copies running at once per subscription and target region (Azure: 100).
-    parallel_copies: int = 100
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReconcilerConfig:
         """The limits and freshness an operator process was configured with."""
-        return cls(
-            limits=settings.limits,
-            list_freshness=timedelta(seconds=settings.list_freshness_seconds),
-            parallel_copies=settings.parallel_copies,
-        )
+        return cls(limits=settings.limits, list_freshness=timedelta(seconds=settings.list_freshness_seconds))
 
 
 class _DiskChanged(Exception):
@@ -106,7 +103,9 @@ class Reconciler:
             max_sleep=self.config.max_sleep,
         )
         self._disk_locks: dict[str, asyncio.Lock] = {}
-        self.copies = CopyFlow(cloud, clock, self.observer, self.config.limits, parallel=self.config.parallel_copies)
+        self.copies = CopyFlow(cloud, clock, self.observer, self.config.limits)
+        targets = (self.observer, self.verdicts, self.config.limits, self.config.stalled_recheck)
+        self.claim_targets = ClaimReconciler(self.reconcile_disk, cloud, clock, *targets)
 
     # -- reconcile -----------------------------------------------------------------------------------------
 
@@ -116,11 +115,28 @@ class Reconciler:
         status: SnapshotPolicyStatus,
         *,
         on_demand_token: str | None = None,
+        claims: ClaimView | None = None,
     ) -> StatusReport:
-        """Observe, plan, act; never raises for Azure errors (they become the report's health)."""
+        """Observe, plan, act; never raises for Azure errors (they become the report's health).
+
+        A policy over PersistentVolumeClaims reads them in `claims` and reconciles each of their disks in turn.
+        """
+        if policy.spec.disk is None:
+            return await self.claim_targets.reconcile(policy, status, claims, on_demand_token)
+        return await self.reconcile_disk(policy, status, on_demand_token=on_demand_token)
+
+    async def reconcile_disk(
+        self,
+        policy: Policy,
+        status: SnapshotPolicyStatus,
+        *,
+        on_demand_token: str | None = None,
+    ) -> StatusReport:
+        """The reconcile of one disk (`spec.disk`, set for a claim's disk by `reconciler/targets.py`)."""
         now = self.clock.now()
         spec = policy.spec
-        coords = spec.disk.coordinates
+        ref = disk_ref(spec)
+        coords = ref.coordinates
         base: dict[str, Any] = {"diskName": coords.name, "schedule": schedule_summary(policy)}
         if schedule_changed(policy, status):
             base["slotsAccountedUntil"] = None  # the old watermark belongs to the old schedule
@@ -137,7 +153,7 @@ class Reconciler:
         groups = (coords.resource_group, spec.snapshot.resource_group or coords.resource_group)
         for attempt in range(2):
             try:
-                disk, vouched = await self.observer.disk_or_list(spec.disk.id, groups)
+                disk, vouched = await self.observer.disk_or_list(ref.id, groups)
             except CloudError as exc:
                 return self.verdicts.failed(exc, now, base, what=f"reading disk {coords.name}")
             if disk is None:
@@ -190,8 +206,7 @@ class Reconciler:
             last_on_demand_token=status.last_on_demand_token,
         )
         copies = await self.copies.prepare(policy, status, disk, of_disk)
-        if copies is not None:  # sources a copy still needs are kept; copies due make the policy look again soon
-            the_plan = copies.guard(the_plan)
+        the_plan = the_plan if copies is None else copies.guard(the_plan)  # keeps the sources copies need
 
         actor = Actor(self.cloud, self.clock, self.observer, policy, disk, snapshot_rg)
         outcome = actor.outcome
@@ -227,13 +242,10 @@ class Reconciler:
         if vouched and isinstance(error, NotFound) and not outcome.created:
             self.observer.forget_disk(disk.id)  # the list stood for a disk Azure says is gone: read it, start over
             return None
-        if copies is not None:
-            await self.copies.act(copies)
-            base["copies"] = copies.status()
         report = await self._report(
             policy, status, on_demand_token, disk, groups, the_plan, previous, outcome, base, now
         )
-        return report if copies is None else copies.adjust(report)
+        return await self.copies.finish(copies, report, status)
 
     async def _report(
         self,
@@ -358,8 +370,15 @@ class Reconciler:
 
     # -- finalize ------------------------------------------------------------------------------------------
 
-    async def finalize(self, policy: Policy) -> FinalizeReport:
-        """Handle the policy's deletion: keep (Retain) or delete (Delete) its own snapshots, resumably."""
+    async def finalize(
+        self, policy: Policy, *, status: SnapshotPolicyStatus | None = None, claims: ClaimView | None = None
+    ) -> FinalizeReport:
+        """Handle the policy's deletion: keep (Retain) or delete (Delete) its own snapshots, resumably.
+
+        For claim targets, the disks are those of its claims now and of its `status.disks` entries.
+        """
+        if policy.spec.disk is None:
+            return await self.claim_targets.finalize(policy, status or SnapshotPolicyStatus(), claims, self.finalize)
         return await finalize(
             policy,
             cloud=self.cloud,

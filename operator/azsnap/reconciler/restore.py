@@ -30,6 +30,7 @@ from azsnap.domain.restore import (
     restore_tags,
     snapshot_coordinates,
 )
+from azsnap.domain.volumes import disk_ref
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, FinalizeReport, StatusReport
 from azsnap.reconciler.verdicts import Verdicts
@@ -154,6 +155,12 @@ class RestoreReconciler:
                 f"No SnapshotPolicy {spec.source.policy!r} in this namespace. Name a policy of the namespace in "
                 "spec.source.policy, or a snapshot by its ARM ID in spec.source.snapshotId; azsnap made no Azure call."
             )
+        if policy.spec.disk is None:
+            return (
+                f"SnapshotPolicy {spec.source.policy!r} targets PersistentVolumeClaims, so several disks: name the "
+                "snapshot by its ARM ID in spec.source.snapshotId (the policy's status.disks lists its disks); azsnap "
+                "made no Azure call."
+            )
         coords = policy.spec.disk.coordinates
         return _Source(coords.subscription_id, policy.spec.snapshot.resource_group or coords.resource_group)
 
@@ -226,12 +233,13 @@ class RestoreReconciler:
                 return f"The snapshot {name} (in resource group {resource_group}) does not exist in Azure."
             return found
         assert policy is not None  # `_source` answered with a message otherwise
-        coords = policy.spec.disk.coordinates
+        ref = disk_ref(policy.spec)  # `_source` refused a policy over claims
+        coords = ref.coordinates
         groups = {coords.resource_group, policy.spec.snapshot.resource_group or coords.resource_group}
-        stand_in = policy.spec.disk.stand_in(location="", unique_id="")
+        stand_in = ref.stand_in(location="", unique_id="")
         observed = await self.observer.of_disk(stand_in, groups)
         at = spec.source.at_or_before
-        found = choose_snapshot(observed, policy.ref, policy.spec.disk.id, at)
+        found = choose_snapshot(observed, policy.ref, ref.id, at)
         if found is None:
             when = f" taken at or before {at.isoformat()}" if at is not None else ""
             return (
