@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azsnap.clock import ManualClock
+from azsnap.cloud.errors import TransientError
 from azsnap.cloud.memory import MemoryCloud
 from azsnap.domain import naming
 from azsnap.domain.conditions import HealthState
@@ -170,3 +171,46 @@ async def test_a_copy_target_outside_the_namespaces_scope_is_refused_before_any_
     allowed = ScopeGuard.from_yaml(rules + "  snapshotResourceGroups: [rg-demo, rg-dr]\n")
     report = await Reconciler(cloud, clock, scope=allowed).reconcile(make_policy(disk), SnapshotPolicyStatus())
     assert report.health.state is HealthState.READY
+
+
+class _TargetUnreadable(MemoryCloud):
+    """The target subscription's snapshots cannot be listed (its role is missing, or Azure fails there)."""
+
+    async def list_snapshots(self, subscription_id: str, resource_group: str | None) -> list[Any]:
+        if subscription_id == OTHER_SUB:
+            raise TransientError("the target subscription could not be listed", code="ServerTimeout", status=503)
+        return await super().list_snapshots(subscription_id, resource_group)
+
+
+OTHER_SUB = "11111111-1111-1111-1111-111111111111"
+
+
+async def test_no_source_is_deleted_while_a_target_cannot_be_read() -> None:
+    clock = ManualClock(START)
+    cloud = _TargetUnreadable(clock)
+    disk = cloud.add_disk(SUB, RG, "disk-0")
+    for hours in (
+        30,
+        29,
+        28,
+    ):  # older than copyDeadline: no copy protects them, retention (keepLast 2) would delete one
+        slot = START.replace(second=0) - timedelta(hours=hours)
+        policy = make_policy(disk, copies=[{**TARGET, "subscriptionId": OTHER_SUB}])
+        name = naming.snapshot_name(disk.name, policy.ref.uid, slot)
+        cloud.seed_snapshot(disk, name, tags=naming.snapshot_tags(policy, disk, slot), created_at=slot)
+    report = await Reconciler(cloud, clock).reconcile(policy, SnapshotPolicyStatus())
+    assert report.deleted == () and len(report.created) == 1
+    assert "could not be listed" in report.health.message and report.next_time <= clock.now() + timedelta(minutes=2)
+    readable = await Reconciler(cloud, clock).reconcile(make_policy(disk), SnapshotPolicyStatus())
+    assert len(readable.deleted) == 2  # with the target readable, retention goes on (keepLast 2 of 4)
+
+
+async def test_status_copies_go_when_the_targets_leave_the_spec() -> None:
+    clock = ManualClock(START)
+    cloud = MemoryCloud(clock)
+    disk = cloud.add_disk(SUB, RG, "disk-0")
+    reconciler = Reconciler(cloud, clock)
+    status = fold(SnapshotPolicyStatus(), await reconciler.reconcile(make_policy(disk), SnapshotPolicyStatus()))
+    assert status.copies
+    report = await reconciler.reconcile(make_policy(disk, copies=None), status)
+    assert "copies" in report.status and report.status["copies"] is None

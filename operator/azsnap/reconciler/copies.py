@@ -56,6 +56,8 @@ class PreparedCopies:
     started: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     problem: str = ""
+    #: A target could not be read: what its copies need is unknown, so no source is deleted this time.
+    blind: bool = False
 
     @property
     def protected(self) -> frozenset[str]:
@@ -64,10 +66,14 @@ class PreparedCopies:
     def guard(self, the_plan: Plan) -> Plan:
         """The policy's plan without deleting a protected source, and looking again soon while copies are due."""
         keep = self.protected
-        deletes = tuple(d for d in the_plan.deletes if d.snapshot.name not in keep)
-        after = tuple(d for d in the_plan.deletes_after_creates if d.snapshot.name not in keep)
+        deletes = () if self.blind else tuple(d for d in the_plan.deletes if d.snapshot.name not in keep)
+        after = () if self.blind else tuple(d for d in the_plan.deletes_after_creates if d.snapshot.name not in keep)
         # A new source (this reconcile's creates) needs its copy soon after it exists.
-        busy = bool(the_plan.creates) or any(t.plan.start or t.plan.running or t.plan.blocked for t in self.targets)
+        busy = (
+            self.blind
+            or bool(the_plan.creates)
+            or any(t.plan.start or t.plan.running or t.plan.blocked for t in self.targets)
+        )
         wake = min(the_plan.next_time, self.now + COPY_POLL) if busy else the_plan.next_time
         return replace(the_plan, deletes=deletes, deletes_after_creates=after, next_time=wake)
 
@@ -139,6 +145,7 @@ class CopyFlow:
                 seen = await self.observer.copies_of(key[0], [spec.resource_group], disk_hash(disk.id))
             except CloudError as exc:
                 prepared.problem = f"listing {spec.resource_group} failed: {exc.message}"
+                prepared.blind = True
                 continue
             in_target = [s for s in seen if s.resource_group.lower() == key[1] and s.location.lower() == key[2]]
             state = TargetState.from_status(previous.get((spec.region, spec.resource_group)))
