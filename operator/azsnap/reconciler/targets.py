@@ -27,7 +27,7 @@ from azsnap.domain.observed import Limits
 from azsnap.domain.schedule import validate_schedule
 from azsnap.domain.targets import ClaimView, DiskEntry, bounded_entries
 from azsnap.domain.volumes import ClaimDisk, ClaimProblem, resolve_targets
-from azsnap.reconciler.accounting import schedule_changed, schedule_summary
+from azsnap.reconciler.accounting import combined_restore_points, schedule_changed, schedule_summary
 from azsnap.reconciler.act import iso
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.orphans import disk_missing
@@ -359,6 +359,7 @@ def _sums(
         "diskSnapshotLimit": None if not fields else max(int(f.get("diskSnapshotLimit") or 0) for f in fields) or None,
         "missedSlots": (status.missed_slots or 0) + len(missed),
         "pendingDeletions": sum(int(f.get("pendingDeletions") or 0) for f in fields),
+        "restorePoints": combined_restore_points(fields),
         "lastOnDemandToken": tokens.pop() if len(tokens) == 1 and None not in tokens else status.last_on_demand_token,
     }
     # A field no disk reported this time (Azure failed for all of them) keeps what the status holds.
