@@ -143,8 +143,7 @@ class Witness:
             uid, slot = naming.tag(tags, naming.TAG_POLICY_UID), naming.tag(tags, naming.TAG_SLOT)
             kind = naming.tag(tags, naming.TAG_KIND) or naming.KIND_SCHEDULED
             source = str(((body.get("properties") or {}).get("creationData") or {}).get("sourceResourceId") or "")
-            copy = naming.tag(tags, TAG_ROLE) == ROLE_COPY  # a copy stands for its source's slot elsewhere
-            if uid and slot and kind == naming.KIND_SCHEDULED and not copy:
+            if uid and slot and kind == naming.KIND_SCHEDULED and naming.tag(tags, TAG_ROLE) != ROLE_COPY:
                 self.seen[k] = (uid, source.lower(), slot)
 
     def violations(self, policies: Mapping[str, str]) -> list[str]:
@@ -237,7 +236,7 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
     from azsnap.clock import LoopClock
     from azsnap.emulator.kubernetes import KubeEmulator, run_operator
     from azsnap.handlers.runtime import MEMO_KEY
-    from azsnap.offline.sandbox import azure_sandbox
+    from azsnap.offline.sandbox import add_policy_groups, azure_sandbox
 
     view = view or DemoView()
     examples = find_examples(options.examples)
@@ -257,13 +256,7 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
                     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
             pv2 = 1 if any("pv2-disk-" in str((m["spec"].get("disk") or {}).get("id")) for m in manifests) else 0
             async with azure_sandbox(clock, config=EmulatorConfig(), disks=options.disks, premium_v2_disks=pv2) as box:
-                for m in manifests:
-                    group = (m["spec"].get("snapshot") or {}).get("resourceGroup")
-                    if group:
-                        box.emulator.store.groups.setdefault((DEMO_SUBSCRIPTION.lower(), group.lower()), DEMO_LOCATION)
-                    for target in m["spec"].get("copies") or []:  # a copy target: a group in another region
-                        sub = target.get("subscriptionId") or DEMO_SUBSCRIPTION
-                        box.emulator.add_resource_group(sub, target["resourceGroup"], target["region"])
+                add_policy_groups(box.emulator, manifests)
                 witness = Witness(box.emulator, seed_unowned(box.emulator, clock.now(), options.disks))
                 memo = kopf.Memo({MEMO_KEY: box.runtime})
                 with view.running():
@@ -393,8 +386,8 @@ def _owned_in_azure(emulator: Emulator) -> Iterator[tuple[str, str]]:
     for snapshot in emulator.snapshots():
         tags = snapshot.get("tags") or {}
         uid = naming.tag(tags, naming.TAG_POLICY_UID)
-        copy = naming.tag(tags, TAG_ROLE) == ROLE_COPY  # copies are counted apart (status.copies)
-        if uid and naming.tag(tags, naming.TAG_MANAGED_BY) == naming.MANAGED_BY_VALUE and not copy:
+        ours = naming.tag(tags, naming.TAG_MANAGED_BY) == naming.MANAGED_BY_VALUE
+        if uid and ours and naming.tag(tags, TAG_ROLE) != ROLE_COPY:  # copies are counted apart (status.copies)
             yield uid, str(snapshot["name"])
 
 
