@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from tests.support.crd import cel_errors, crd, openapi_schema, schema_errors, walk
 
 from azsnap.domain import durations, models
+from azsnap.domain.drill import RestoreDrillSpec
 from azsnap.domain.models import (
     Condition,
     CopyTarget,
@@ -39,6 +40,7 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {
     "status": SnapshotPolicyStatus,
     "status.conditions[]": Condition,
     "status.lastSnapshot": LastSnapshot,
+    "spec.restoreDrill": RestoreDrillSpec,
 }
 
 
@@ -107,7 +109,12 @@ def test_required_fields_match_the_models() -> None:
 
 def test_defaults_match_the_models() -> None:
     minimal = SnapshotPolicySpec.model_validate(
-        {"disk": {"id": DISK}, "schedule": {"every": "1h"}, "retention": {"keepLast": 1}}
+        {
+            "disk": {"id": DISK},
+            "schedule": {"every": "1h"},
+            "retention": {"keepLast": 1},
+            "restoreDrill": {"every": "1d"},
+        }
     ).model_dump(by_alias=True, mode="json")
     defaults = {path: schema["default"] for path, schema in walk(openapi_schema()) if "default" in schema}
     assert defaults == {
@@ -118,6 +125,8 @@ def test_defaults_match_the_models() -> None:
         "spec.suspend": False,
         "spec.deletionPolicy": "Retain",
         "spec.onSourceDiskDelete": "Keep",
+        "spec.restoreDrill.sku": "StandardSSD_LRS",
+        "spec.restoreDrill.timeout": "6h",
     }
     for path, default in defaults.items():
         value: Any = {"spec": minimal}

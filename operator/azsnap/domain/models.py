@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from azsnap.domain.drill import DrillFields, DrillStatus
 from azsnap.domain.durations import format_duration, parse_duration
 from azsnap.domain.lifecycle import DeletionPolicy, OnSourceDiskDelete
 from azsnap.domain.observed import Disk
@@ -332,7 +333,7 @@ class CopyTarget(_Model):
     copy_deadline: Duration = timedelta(hours=6)
 
 
-class SnapshotPolicySpec(ClaimTargets):
+class SnapshotPolicySpec(DrillFields, ClaimTargets):
     """The desired state: which disks (exactly one target, `domain/targets.py`), how often, how long to keep."""
 
     disk: DiskRef | None = None
@@ -388,7 +389,7 @@ class LastSnapshot(_Model):
     state: Literal["Creating", "Copying", "Succeeded", "Failed"]
 
 
-class SnapshotPolicyStatus(ClaimStatus):
+class SnapshotPolicyStatus(DrillStatus, ClaimStatus):
     """What the operator observed and did; written only through the status subresource."""
 
     observed_generation: int | None = None
