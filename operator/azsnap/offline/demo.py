@@ -14,8 +14,8 @@ import logging
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
@@ -27,8 +27,16 @@ from azsnap.cloud.credentials import StaticTokenCredential
 from azsnap.domain import naming
 from azsnap.domain.copies import ROLE_COPY, TAG_ROLE
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL
-from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
+from azsnap.emulator import Emulator, EmulatorConfig
 from azsnap.offline.demo_claims import start_claims
+from azsnap.offline.demo_invariants import Witness, seed_unowned
+from azsnap.offline.demo_restore import (
+    demo_registry,
+    drill_results,
+    install_restore_crd,
+    restore_results,
+    start_restore,
+)
 from azsnap.offline.demo_view import (
     DemoEvent,
     DemoSummary,
@@ -117,83 +125,9 @@ def load_policies(examples: Path, disks: int) -> list[dict[str, Any]]:
             extra = yaml.safe_load(yaml.safe_dump(template))
             extra["metadata"]["name"] = f"hourly-disk-{i}"
             extra["spec"]["disk"]["id"] = disk_id(f"disk-{i}")
+            extra["spec"].pop("restoreDrill", None)  # the demo shows one drill, not one per extra disk
             policies.append(extra)
     return policies
-
-
-# ---- the invariants ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Witness:
-    """Watches Azure's side during the run: every snapshot ever seen, and the unowned ones that must survive."""
-
-    emulator: Emulator
-    unowned: list[str] = field(default_factory=list)
-    #: Snapshot key → (policy UID, source disk, slot) for every scheduled snapshot azsnap made that was ever seen (a
-    #: policy over claims takes one snapshot of each of its disks per slot).
-    seen: dict[tuple[str, str, str], tuple[str, str, str]] = field(default_factory=dict)
-
-    def sample(self) -> None:
-        """Remember snapshots that appeared since the last sample."""
-        store = self.emulator.store
-        for k in store.snapshots.keys() - self.seen.keys():
-            body = store.snapshots[k].body
-            tags = body.get("tags") or {}
-            uid, slot = naming.tag(tags, naming.TAG_POLICY_UID), naming.tag(tags, naming.TAG_SLOT)
-            kind = naming.tag(tags, naming.TAG_KIND) or naming.KIND_SCHEDULED
-            source = str(((body.get("properties") or {}).get("creationData") or {}).get("sourceResourceId") or "")
-            if uid and slot and kind == naming.KIND_SCHEDULED and naming.tag(tags, TAG_ROLE) != ROLE_COPY:
-                self.seen[k] = (uid, source.lower(), slot)
-
-    def violations(self, policies: Mapping[str, str]) -> list[str]:
-        """Duplicate slots, unowned snapshots gone, and every per-disk limit Azure saw broken."""
-        self.sample()
-        broken: list[str] = []
-        slots = Counter(self.seen.values())
-        names = {uid: key for key, uid in policies.items()}
-        for (uid, source, slot), count in sorted(slots.items()):
-            if count > 1:
-                disk = source.rpartition("/")[2]
-                broken.append(f"duplicate slot: {count} snapshots for slot {slot} of {names.get(uid, uid)} ({disk})")
-        present = {k[2] for k in self.emulator.store.snapshots}
-        for name in self.unowned:
-            if name.lower() not in present:
-                broken.append(f"unowned snapshot deleted: {name}")
-        broken.extend(f"limit exceeded: {v}" for v in self.emulator.violations)
-        return broken
-
-
-def seed_unowned(emulator: Emulator, now: datetime, disks: int) -> list[str]:
-    """Snapshots azsnap must never delete: two made by hand, one tagged by another azsnap installation."""
-    seeds: list[tuple[str, str, dict[str, str]]] = []
-    if disks > 0:
-        seeds.append(("disk-0-before-upgrade", "disk-0", {"owner": "dba-team"}))
-    if disks > 2:
-        seeds.append(("disk-2-manual", "disk-2", {}))
-        seeds.append(
-            (
-                "disk-2-other-cluster-20260301T0000Z",
-                "disk-2",
-                {
-                    naming.TAG_MANAGED_BY: naming.MANAGED_BY_VALUE,
-                    naming.TAG_POLICY_UID: "0b7cf6a2-3c55-4b8e-9f3e-other-cluster",
-                    naming.TAG_SLOT: "2026-03-01T00:00:00Z",
-                    naming.TAG_KIND: naming.KIND_SCHEDULED,
-                },
-            )
-        )
-    for name, disk, tags in seeds:
-        body = {
-            "location": DEMO_LOCATION,
-            "tags": tags,
-            "properties": {
-                "creationData": {"createOption": "Copy", "sourceResourceId": disk_id(disk)},
-                "incremental": True,
-            },
-        }
-        emulator.store.create_snapshot(now, DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, name, body)
-    return [name for name, _, _ in seeds]
 
 
 # ---- the run -------------------------------------------------------------------------------------------------
@@ -251,6 +185,7 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
             for document in yaml.safe_load_all(crd.read_text()) if crd else ():
                 if document:
                     kube.install_crd(document)
+            install_restore_crd(kube, (Path.cwd(), _SOURCE_ROOT))
             for namespace in namespaces:
                 if namespace != "default":
                     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
@@ -260,8 +195,11 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
                 witness = Witness(box.emulator, seed_unowned(box.emulator, clock.now(), options.disks))
                 memo = kopf.Memo({MEMO_KEY: box.runtime})
                 with view.running():
-                    async with run_operator(kube=kube, namespaces=namespaces, memo=memo) as operator:
+                    registry = demo_registry()
+                    async with run_operator(registry, kube=kube, namespaces=namespaces, memo=memo) as operator:
                         start_claims(kube, box.emulator, manifests, options.hours)
+                        start_restore(kube, manifests, options.hours)
+                        witness.disks = [str(d["id"]) for d in box.emulator.disks()]
                         for m in manifests:
                             kube.apply(m)
                         interrupted = await _advance(
@@ -274,6 +212,7 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
                 summary = _summary(
                     options, objects, kube.events(), box.emulator, witness, uids, clock.now(), real_start, interrupted
                 )
+                summary.restores = restore_results(kube)
                 if options.snapshots:
                     summary.snapshots = await _list_snapshots(kube, box)
                 return summary
@@ -366,6 +305,7 @@ def _summary(
             deleted=reasons.get((key, "SnapshotDeleted"), 0),
             missed=int(((obj.get("status") or {}).get("missedSlots")) or 0),
         )
+    drills = {key: n for (key, reason), n in reasons.items() if reason == "RestoreVerified"}
     requests = emulator.requests
     return DemoSummary(
         hours=options.hours,
@@ -378,6 +318,7 @@ def _summary(
         elapsed_hours=(ended_at - options.start).total_seconds() / 3600,
         real_seconds=time.monotonic() - real_start,
         interrupted=interrupted,
+        drills=drill_results(objects, drills),
     )
 
 

@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from azsnap.offline.demo_restore import RestoreResult
 from azsnap.tools.snapshots import PolicySnapshots, policy_json
 
 __all__ = [
@@ -40,6 +41,8 @@ LOG_LINES: Final = 12
 #: The plain (non-terminal) output prints the table every this many emulated hours.
 PLAIN_EVERY_HOURS: Final = 12
 _WIDTH: Final = 132
+#: Normal events the plain output prints as they come, as it does warnings: a drill proved, a restore made.
+SHOWN_EVENTS: Final = frozenset({"RestoreVerified", "Restored"})
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,9 @@ class DemoSummary:
     interrupted: bool = False
     #: `azsnap snapshots` for every policy at the end, when asked for (`--snapshots`).
     snapshots: list[PolicySnapshots] = field(default_factory=list)
+    #: Each drilled policy's last restore drill, and every SnapshotRestore, at the end.
+    drills: list[RestoreResult] = field(default_factory=list)
+    restores: list[RestoreResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -110,6 +116,8 @@ class DemoSummary:
                 "invariant_violations": len(self.violations),
                 "azure_calls_by_operation": dict(sorted(self.azure_calls.items())),
             },
+            "drills": {r.name: {"result": r.ready, "message": r.message} for r in self.drills},
+            "restores": {r.name: {"ready": r.ready, "message": r.message} for r in self.restores},
             "hours": int(self.hours) if float(self.hours).is_integer() else self.hours,
         } | ({"snapshots": [policy_json(r) for r in self.snapshots]} if self.snapshots else {})
 
@@ -249,12 +257,18 @@ def summary_table(summary: DemoSummary) -> RenderableType:
         Text(f"Azure calls: {sum(summary.azure_calls.values())} ({calls})"),
         Text(f"Throttled (429): {summary.throttled}"),
     ]
+    lines.extend(Text(f"Restore drill of {_name(d.name)}: {d.ready} ({d.message})") for d in summary.drills)
+    lines.extend(Text(f"SnapshotRestore {_name(r.name)}: Ready {r.ready}, {r.message}") for r in summary.restores)
     if summary.violations:
         lines.append(Text(f"Invariants: {len(summary.violations)} broken", style="bold red"))
         lines.extend(Text(f"  - {v}", style="red") for v in summary.violations)
     else:
         lines.append(
-            Text("Invariants: all held (no duplicate slot, no unowned snapshot deleted, no limit exceeded)", "green")
+            Text(
+                "Invariants: all held (no duplicate slot, no unowned snapshot deleted, no disk deleted, "
+                "no limit exceeded)",
+                "green",
+            )
         )
     ran = f"{summary.elapsed_hours:.1f} of {summary.hours:g}" if summary.interrupted else f"{summary.hours:g}"
     stop = "Interrupted after" if summary.interrupted else "Done:"
@@ -331,7 +345,8 @@ class PlainView(DemoView):
             self._deleted += event.reason == "SnapshotDeleted"
             if event.type == "Warning":
                 self._warnings += 1
-                self.console.print(_event_line(event))
+            if event.type == "Warning" or event.reason in SHOWN_EVENTS:
+                self.console.print(_event_line(event), soft_wrap=True)  # a whole line, however long, as a log has
         if self._hour % PLAIN_EVERY_HOURS == 0 or frame.elapsed_hours >= frame.hours:
             self.console.print(
                 f"[{frame.now:%Y-%m-%d %H:%M} UTC, {frame.elapsed_hours:.0f} of {frame.hours:g} h] "
