@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,17 @@ def test_six_emulated_hours_every_example_acts_and_no_invariant_breaks() -> None
     # starting deadline) and the later ones: without it, at most 3 x 7.
     assert summary["policies"]["default/postgres-cluster"]["created"] >= 3 * 6 + 4
 
+    # minimal-hourly's daily drill: at 00:00, from its first snapshot. gfs's newest snapshot restored 15 minutes after
+    # the middle hour (03:15): the 03:00 one, to a new disk that became Ready.
+    assert set(summary["drills"]) == {"default/minimal-hourly"}
+    drill = summary["drills"]["default/minimal-hourly"]
+    assert drill["result"] == "Succeeded"
+    assert drill["message"].startswith("1 succeeded in the run; last: disk-0-") and "20260327T0000Z" in drill["message"]
+    assert set(summary["restores"]) == {"default/restore-gfs"}
+    restored = summary["restores"]["default/restore-gfs"]
+    assert restored["ready"] == "True"
+    assert "disk-2-restored" in restored["message"] and "20260327T0300Z" in restored["message"]
+
     totals = summary["totals"]
     assert totals["invariant_violations"] == 0
     assert totals["throttled"] == 0
@@ -84,6 +96,11 @@ def test_plain_output_shows_the_table_and_the_summary_and_extra_disks_get_hourly
     assert "hourly-disk-4" in out
     assert "Summary" in out
     assert "Invariants: all held" in out
+    # The drill and the restore (applied at 01:15) print a line each as they happen, and one in the summary.
+    assert re.search(r"^03-27 00:00  RestoreVerified  minimal-hourly +Restore drill of snapshot disk-0-", out, re.M)
+    assert re.search(r"^03-27 01:15  Restored +restore-gfs +Disk disk-2-restored restored from snapshot", out, re.M)
+    assert "Restore drill of minimal-hourly: Succeeded (1 succeeded in the run; last: disk-0-" in out
+    assert "SnapshotRestore restore-gfs: Ready True, Disk disk-2-restored restored from snapshot disk-2-" in out
 
 
 def test_a_missing_examples_directory_is_a_usage_error(tmp_path: Path) -> None:
@@ -98,6 +115,9 @@ def test_extra_disks_get_a_copy_of_the_hourly_example() -> None:
         p["metadata"]["name"]: p["spec"]["disk"]["id"] for p in policies if p["metadata"]["name"].startswith("hourly-")
     }
     assert extra == {"hourly-disk-4": disk_id("disk-4"), "hourly-disk-5": disk_id("disk-5")}
+    # One drill in the demo: the copies of minimal-hourly do not drill their disks.
+    drilled = [p["metadata"]["name"] for p in policies if "restoreDrill" in p["spec"]]
+    assert drilled == ["minimal-hourly"]
     assert len(load_policies(EXAMPLES, 2)) == len(example_policies())
 
 
@@ -191,6 +211,18 @@ def test_an_unowned_snapshot_deleted_and_a_limit_exceeded_are_reported() -> None
     broken = witness.violations({})
     assert broken[0] == "unowned snapshot deleted: disk-2-manual"
     assert len(broken) == 2 and broken[1].startswith("limit exceeded: ") and "disk-1" in broken[1]
+
+
+def test_a_disk_made_and_deleted_again_is_fine_but_one_there_before_deleted_is_reported() -> None:
+    emu, _ = emulator()
+    witness = Witness(emu)
+    witness.disks = [str(d["id"]) for d in emu.disks()]
+    emu.seed_disk(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, "disk-0-drill-scratch")  # as a drill or a restore makes
+    assert witness.violations({}) == []
+    emu.delete_disk(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, "disk-0-drill-scratch")
+    assert witness.violations({}) == []
+    emu.delete_disk(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, "disk-1")
+    assert witness.violations({}) == ["disk deleted: disk-1"]
 
 
 def test_snapshots_at_the_end_list_what_each_policy_holds() -> None:
