@@ -16,7 +16,7 @@ from azure.mgmt.compute.models import Disk as SdkDisk
 from azure.mgmt.compute.models import Snapshot as SdkSnapshot
 from azure.mgmt.core.exceptions import ARMErrorFormat
 
-from azsnap.cloud.errors import NotFound, PermanentError, Throttled, TransientError
+from azsnap.cloud.errors import Forbidden, NotFound, PermanentError, Throttled, TransientError
 from azsnap.cloud.mapping import (
     disk_from_azure,
     map_error,
@@ -308,8 +308,6 @@ def test_identity_errors_without_an_answer_or_with_a_5xx_are_transient() -> None
 @pytest.mark.parametrize(
     ("status", "code"),
     [
-        (403, "AuthorizationFailed"),
-        (403, "LinkedAuthorizationFailed"),
         (409, "SnapshotsLimitReached"),
         (400, "InvalidParameter"),
         (400, "InvalidResourceName"),
@@ -319,6 +317,16 @@ def test_other_4xx_are_permanent_with_azure_code_and_message(status: int, code: 
     err = map_error(arm_error(status, code, f"{code} happened"))
     assert isinstance(err, PermanentError)
     assert (err.code, err.message, err.status) == (code, f"{code} happened", status)
+    assert outcome_of(err) == "permanent"
+
+
+@pytest.mark.parametrize("code", ["AuthorizationFailed", "LinkedAuthorizationFailed"])
+def test_a_missing_permission_is_forbidden_and_says_what_to_do(code: str) -> None:
+    said = "The client 'x' does not have authorization to perform action 'Microsoft.Compute/disks/write'."
+    err = map_error(arm_error(403, code, said))
+    assert type(err) is Forbidden and isinstance(err, PermanentError)
+    assert (err.code, err.status) == (code, 403)
+    assert said in err.message and "docs/azure-setup.md" in err.message
     assert outcome_of(err) == "permanent"
 
 

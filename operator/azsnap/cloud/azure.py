@@ -16,10 +16,10 @@ from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import AsyncHTTPPolicy, AsyncRetryPolicy
 from azure.core.pipeline.transport import AioHttpTransport, AsyncHttpResponse, HttpRequest
 from azure.mgmt.compute.aio import ComputeManagementClient
-from azure.mgmt.core.polling.async_arm_polling import AsyncARMPolling
 
 from azsnap.cloud.accounting import AccountingPolicy, BeforeRequest, OnResponse, RequestStats, operation_of
 from azsnap.cloud.credentials import arm_scope, make_credential
+from azsnap.cloud.disks import DiskWrites, JsonResultPolling
 from azsnap.cloud.errors import NotFound, PermanentError, TransientError
 from azsnap.cloud.interface import CloudClient, SnapshotRequest
 from azsnap.cloud.mapping import (
@@ -113,14 +113,6 @@ class _NoThrottleRetry(AsyncRetryPolicy):  # type: ignore[type-arg]  # its type 
         return bool(super().is_retry(settings, response))
 
 
-class _JsonResultPolling(AsyncARMPolling):
-    """ARM's polling, with the finished resource handed back as its JSON: the SDK's model of it is never read."""
-
-    def _parse_resource(self, pipeline_response: PipelineResponse[Any, Any]) -> Any:
-        response = pipeline_response.http_response
-        return response.json() if response.body() else None
-
-
 class _WaitPolicy(AsyncHTTPPolicy[HttpRequest, AsyncHttpResponse]):
     """Awaits `before_request` for every attempt azure-core sends: first tries, retries, pages and LRO polls."""
 
@@ -138,10 +130,11 @@ class _WaitPolicy(AsyncHTTPPolicy[HttpRequest, AsyncHttpResponse]):
         return await self.next.send(request)
 
 
-class AzureCloud(CloudClient):
+class AzureCloud(DiskWrites, CloudClient):
     """`CloudClient` over ARM. One SDK client per subscription, made on first use (the subscription comes from IDs).
 
-    Long-running operations are waited for at most `options.lro_timeout`; past it the Azure operation goes on,
+    Disk writes (a restore's) come from `DiskWrites`. Long-running operations are waited for at most
+    `options.lro_timeout`; past it the Azure operation goes on,
     `create_snapshot` returns the snapshot as last seen (still Creating) and `delete_snapshot` returns.
     `before_request` (a pacer's hook) is awaited before every HTTP request: each call's first request, and its
     retries, further pages and LRO polls too, since Azure charges each of them to a budget. `on_response` sees
@@ -340,7 +333,7 @@ class AzureCloud(CloudClient):
 
         async def create() -> Snapshot | None:
             endpoint = {"endpoint": self.options.base_url}
-            polling = _JsonResultPolling(self.options.polling_interval, path_format_arguments=endpoint)
+            polling = JsonResultPolling(self.options.polling_interval, path_format_arguments=endpoint)
             poller = await client.snapshots.begin_create_or_update(  # type: ignore[call-overload]  # takes JSON too
                 request.resource_group, request.name, body, polling=polling
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CloudError", "NotFound", "PermanentError", "SlotMissed", "Throttled", "TransientError"]
+__all__ = ["CloudError", "Forbidden", "NotFound", "PermanentError", "SlotMissed", "Throttled", "TransientError"]
 
 
 class CloudError(Exception):
@@ -40,6 +40,12 @@ class Throttled(TransientError):
 
 class PermanentError(CloudError):
     """A 4xx that will not fix itself (AuthorizationFailed, SnapshotsLimitReached, InvalidParameter, ...)."""
+
+
+class Forbidden(PermanentError):
+    """Azure's 403: the operator's identity lacks a permission (`AuthorizationFailed`), or one on a resource the
+    request names (`LinkedAuthorizationFailed`, e.g. the snapshot a disk is made from). Retrying cannot help: a person
+    must grant the role (docs/azure-setup.md)."""
 
 
 class SlotMissed(CloudError):

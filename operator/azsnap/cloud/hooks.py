@@ -19,6 +19,7 @@ __all__ = ["OPERATION_KINDS", "PaceSource", "PacerHooks", "Priority", "pacing", 
 OPERATION_KINDS: Final[Mapping[str, Kind]] = {
     "snapshots.create": "create",
     "snapshots.delete": "delete",
+    "disks.delete": "delete",  # a restore's disk: Azure charges it to DeleteDisks, as snapshot deletes
     "snapshots.list": "list",
     "disks.list": "list",
     "snapshots.get": "get",

@@ -22,7 +22,7 @@ from azure.core.exceptions import (
 )
 from azure.identity import CredentialUnavailableError
 
-from azsnap.cloud.errors import CloudError, NotFound, PermanentError, Throttled, TransientError
+from azsnap.cloud.errors import CloudError, Forbidden, NotFound, PermanentError, Throttled, TransientError
 from azsnap.domain.observed import Disk, Snapshot
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,14 @@ def disk_from_azure(raw: Mapping[str, Any]) -> Disk:
         size_bytes=_int(props.get("diskSizeBytes")),
         provisioning_state=_str(props.get("provisioningState")) or "Unknown",
         completion_percent=_number(props.get("completionPercent")),
+        tags=_tags(raw.get("tags")),
+        source_resource_id=_str(_sub(props, "creationData").get("sourceResourceId")),
+        zone=_zone(raw.get("zones")),
     )
+
+
+def _zone(value: object) -> str | None:
+    return str(value[0]) if isinstance(value, list) and len(value) == 1 else None
 
 
 def snapshot_from_azure(raw: Mapping[str, Any]) -> Snapshot:
@@ -233,7 +240,8 @@ def map_error(exc: BaseException, *, default_retry_after: float = DEFAULT_RETRY_
 
     404 → NotFound; 429 → Throttled; 408, 5xx, dropped connections and timeouts → TransientError; the per-disk
     snapshot window (409 `OperationNotAllowed`) → TransientError; a long-running operation that ended `Failed`
-    → transient or permanent by its code; any other 4xx → PermanentError with Azure's code and message.
+    → transient or permanent by its code; 403 (a missing permission) → Forbidden; any other 4xx → PermanentError
+    with Azure's code and message.
     """
     if isinstance(exc, CloudError):
         return exc
@@ -277,6 +285,13 @@ def _map_http(exc: HttpResponseError, status: int, default_retry_after: float) -
         return PermanentError(message, code=code)
     if status == 408 or status >= 500:
         return TransientError(message, retry_after=said, code=code, status=status)
+    if status == 403:
+        return Forbidden(
+            f"Azure refused for lack of a permission: {message} Grant the operator's identity the role in "
+            "docs/azure-setup.md.",
+            code=code or "AuthorizationFailed",
+            status=status,
+        )
     if status == 409:
         log.warning("Azure refused with a conflict", extra={"status": status, "code": code, "azure_message": message})
         if lowered in _CONFLICT_CODES or "TooManyRequests" in details:

@@ -18,8 +18,9 @@ from typing import Final
 
 from azsnap.clock import Clock
 from azsnap.cloud.errors import CloudError, NotFound, PermanentError, TransientError
-from azsnap.cloud.interface import CloudClient, SnapshotRequest
+from azsnap.cloud.interface import CloudClient, DiskRequest, SnapshotRequest, existing_disk_answer
 from azsnap.cloud.mapping import parse_resource_id
+from azsnap.cloud.restored import RestoredDisks
 from azsnap.domain.observed import Disk, Limits, Snapshot
 
 __all__ = ["MemoryCloud"]
@@ -27,7 +28,15 @@ __all__ = ["MemoryCloud"]
 #: Azure's snapshot name rule: 1-80 of letters, digits, `_`, `.`, `-`; starts alphanumeric; ends alphanumeric or `_`.
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?$")
 
-OPERATIONS: Final = ("disks.get", "snapshots.list", "snapshots.create", "snapshots.delete")
+OPERATIONS: Final = (
+    "disks.get",
+    "snapshots.list",
+    "snapshots.create",
+    "snapshots.delete",
+    "snapshots.get",
+    "disks.create",
+    "disks.delete",
+)
 
 
 def _key(*parts: str) -> tuple[str, ...]:
@@ -74,7 +83,8 @@ class MemoryCloud(CloudClient):
     """`CloudClient` held in dictionaries; time comes from `clock`, so tests move it by hand.
 
     `creating_for` keeps a new snapshot `Creating` that long (0: it succeeds at once); `copy_duration` is how
-    long a Premium SSD v2 / Ultra snapshot takes to reach `completionPercent` 100.
+    long a Premium SSD v2 / Ultra snapshot takes to reach `completionPercent` 100, and `hydrate_duration` how long
+    a Premium SSD v2 / Ultra disk made from a snapshot takes to hydrate.
     """
 
     def __init__(
@@ -84,6 +94,7 @@ class MemoryCloud(CloudClient):
         limits: Limits | None = None,
         creating_for: timedelta = timedelta(0),
         copy_duration: timedelta = timedelta(minutes=30),
+        hydrate_duration: timedelta = timedelta(minutes=30),
     ) -> None:
         self._clock = clock
         self.limits = limits or Limits()
@@ -94,6 +105,7 @@ class MemoryCloud(CloudClient):
         self._history: dict[str, _DiskHistory] = {}
         self._faults: dict[str, deque[_Fault]] = {}
         self._serial = 0
+        self.restored = RestoredDisks(clock, hydrate_duration)
         #: Calls by operation (`disks.get`, `snapshots.list`, `snapshots.create`, `snapshots.delete`), faults included.
         self.calls: Counter[str] = Counter()
         self.closed = False
@@ -201,7 +213,49 @@ class MemoryCloud(CloudClient):
         rid = parse_resource_id(disk_id)
         if rid.resource_type.lower() != "disks":
             raise PermanentError(f"{disk_id!r} is not a managed disk ID", code="InvalidResourceId")
-        return self._disks.get(_key(rid.subscription_id, rid.resource_group, rid.name))
+        disk = self._disks.get(_key(rid.subscription_id, rid.resource_group, rid.name))
+        return self.restored.render(disk) if disk is not None else None
+
+    async def get_snapshot(self, subscription_id: str, resource_group: str, name: str) -> Snapshot | None:
+        await self._enter("snapshots.get")
+        record = self._snapshots.get(_key(subscription_id, resource_group, name))
+        return self._render(record) if record is not None else None
+
+    async def create_disk(self, request: DiskRequest) -> Disk:
+        await self._enter("disks.create")
+        existing = self._disks.get(_key(request.subscription_id, request.resource_group, request.name))
+        if existing is not None:
+            return self.restored.render(existing_disk_answer(existing, request))
+        rid = parse_resource_id(request.source_snapshot_id)
+        record = self._snapshots.get(_key(rid.subscription_id, rid.resource_group, rid.name))
+        source = self._render(record) if record is not None else None
+        if source is None or source.location.lower() != request.location.lower():
+            # Azure cannot see a source in another region from the target's either: 404 NotFound.
+            raise NotFound(f"Resource {rid.name} is not found.", code="NotFound", status=404)
+        self.restored.check(request, source)
+        self._serial += 1
+        disk = Disk(
+            id=request.disk_id,
+            name=request.name,
+            subscription_id=request.subscription_id,
+            resource_group=request.resource_group,
+            location=source.location,
+            unique_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{request.disk_id.lower()}#{self._serial}")),
+            sku=request.sku,
+            size_bytes=(request.size_gb or 0) * 1024**3 or source.size_bytes,
+            tags=dict(request.tags),
+            source_resource_id=source.id,
+            zone=request.zone,
+        )
+        self._disks[_key(request.subscription_id, request.resource_group, request.name)] = disk
+        self.restored.made(disk)
+        return self.restored.render(disk)
+
+    async def delete_disk(self, disk_id: str) -> None:
+        await self._enter("disks.delete")
+        rid = parse_resource_id(disk_id)
+        if self._disks.pop(_key(rid.subscription_id, rid.resource_group, rid.name), None) is not None:
+            self.restored.forget(disk_id)
 
     async def list_snapshots(self, subscription_id: str, resource_group: str | None) -> list[Snapshot]:
         await self._enter("snapshots.list")

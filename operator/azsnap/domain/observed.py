@@ -38,6 +38,10 @@ class Disk:
     provisioning_state: str = "Succeeded"
     #: For a disk that is itself being copied (e.g. restored from a snapshot): 0-100, else None.
     completion_percent: float | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    #: What the disk was made from (`creationData.sourceResourceId`), if anything.
+    source_resource_id: str | None = None
+    zone: str | None = None
 
     @property
     def tier(self) -> DiskTier:

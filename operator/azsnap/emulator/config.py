@@ -46,7 +46,16 @@ OPERATIONS: Final = (
 )
 
 FaultKind = Literal[
-    "latency", "429", "500", "503", "drop", "lro_failed", "failed_after_limit", "subscription_throttled"
+    "latency",
+    "429",
+    "500",
+    "503",
+    "drop",
+    "lro_failed",
+    "failed_after_limit",
+    "subscription_throttled",
+    "forbidden",
+    "linked_forbidden",
 ]
 FAULT_KINDS: Final = frozenset(get_args(FaultKind))
 
@@ -86,8 +95,10 @@ class FaultRule:
     """Inject a fault into requests of one operation (or every operation when `operation` is None).
 
     `count` limits how many requests the rule hits (None: no limit); `probability` draws from the emulator's
-    seeded RNG. `lro_failed` and `failed_after_limit` apply to `snapshots.put` (and `lro_failed` to deletes):
-    the request is accepted and its long-running operation ends `Failed`.
+    seeded RNG. `lro_failed` and `failed_after_limit` apply to `snapshots.put` (`lro_failed` also to disk PUTs and
+    to deletes): the request is accepted and its long-running operation ends `Failed`. `forbidden` answers ARM's
+    403 `AuthorizationFailed` (the identity lacks the operation's action); `linked_forbidden` answers 403
+    `LinkedAuthorizationFailed` to a PUT that names a source it may not read (a disk copied from a snapshot).
     """
 
     operation: str | None = None

@@ -110,6 +110,8 @@ class Emulator:
         )
 
     def disks(self, subscription_id: str | None = None, resource_group: str | None = None) -> list[dict[str, Any]]:
+        """Every disk as a GET would show it now (operations due by now are settled first)."""
+        self.store.settle(self.clock.now())
         return [d.to_json() for k, d in self.store.disks.items() if _matches(k, subscription_id, resource_group)]
 
     # ---- assertions and control --------------------------------------------------------------------------------

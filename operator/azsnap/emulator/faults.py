@@ -9,6 +9,9 @@ from azsnap.emulator.config import FaultRule
 
 __all__ = ["FaultInjector"]
 
+#: Requests whose long-running operation a fault can make end `Failed`.
+_LRO_OPERATIONS = frozenset({"snapshots.put", "snapshots.delete", "disks.put", "disks.delete"})
+
 
 @dataclass
 class _Armed:
@@ -46,10 +49,9 @@ class FaultInjector:
             rule = armed.rule
             if armed.exhausted() or (rule.operation is not None and rule.operation != operation):
                 continue
-            if rule.kind in ("lro_failed", "failed_after_limit") and operation not in (
-                "snapshots.put",
-                "snapshots.delete",
-            ):
+            if rule.kind in ("lro_failed", "failed_after_limit") and operation not in _LRO_OPERATIONS:
+                continue
+            if rule.kind == "linked_forbidden" and operation not in ("snapshots.put", "disks.put"):
                 continue
             if rule.kind == "failed_after_limit" and operation != "snapshots.put":
                 continue

@@ -52,6 +52,9 @@ def dump_store(store: Store) -> dict[str, Any]:
                 "tags": d.tags,
                 "carried": d.carried,
                 "encryption": d.encryption,
+                "zones": d.zones,
+                "hydrate_minutes": d.hydrate_minutes,
+                "completion": d.completion,
             }
             for d in store.disks.values()
         ],
@@ -117,6 +120,9 @@ def load_store(store: Store, data: dict[str, Any]) -> None:
             d["tags"],
             d["carried"],
             d["encryption"],
+            zones=d.get("zones"),
+            hydrate_minutes=d.get("hydrate_minutes"),
+            completion=d.get("completion"),
         )
         store.disks[(disk.subscription_id.lower(), disk.resource_group.lower(), disk.name.lower())] = disk
     for s in data["snapshots"]:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from azsnap.clock import Clock
 from azsnap.emulator.arm import ArmError
+from azsnap.emulator.authz import forbidden, linked_forbidden
 from azsnap.emulator.config import API_VERSION, EmulatorConfig
 from azsnap.emulator.control import Controlled, add_control_routes
 from azsnap.emulator.lro import json_response, lro_headers, poll_answer
@@ -148,7 +149,7 @@ class _Handler:
             if request.method in ("PUT", "POST"):
                 body = await self._body(request)
             self.emu.store.settle(self.emu.clock.now())
-            fail = await self._faults(operation, request, match)
+            fail = await self._faults(operation, request, match, body)
             location = self._location(operation, match, body)
             rate_headers, refused = self.emu.throttler.charge(operation, request.method, match["sub"], location)
             if refused is not None:
@@ -195,7 +196,7 @@ class _Handler:
                 f"The request content was invalid and could not be deserialized: {exc.msg}.",
             ) from exc
 
-    async def _faults(self, operation: str, request: web.Request, match: re.Match[str]) -> str | None:
+    async def _faults(self, operation: str, request: web.Request, match: re.Match[str], body: Any) -> str | None:
         """Apply the faults drawn for this request; returns an LRO failure to plant, if any."""
         for rule in self.emu.faults.draw(operation):
             if rule.kind == "latency":
@@ -211,6 +212,10 @@ class _Handler:
                 raise ArmError(500, "InternalServerError", "Encountered internal server error. Please try again.")
             elif rule.kind == "503":
                 raise _server_timeout(match["sub"], self.emu.clock.now().strftime("%Y%m%dT%H%M%SZ"))
+            elif rule.kind == "forbidden":
+                raise forbidden(operation, request.path)
+            elif rule.kind == "linked_forbidden":
+                raise linked_forbidden(operation, request.path, body)
             else:
                 return rule.kind
         return None
@@ -284,11 +289,15 @@ class _Handler:
         return json_response(200, self.emu.store.get_disk(m["sub"], m["rg"], m["name"]).to_json())
 
     async def _disks_put(self, request: web.Request, m: re.Match[str], body: Any, fail: str | None) -> web.Response:
-        _, op = self.emu.store.put_disk(self.emu.clock.now(), m["sub"], m["rg"], m["name"], body)
+        _, op = self.emu.store.put_disk(
+            self.emu.clock.now(), m["sub"], m["rg"], m["name"], body, fail=fail == "lro_failed"
+        )
         return self._accepted(request, op, echo("disks", m["sub"], m["rg"], m["name"], body))
 
     async def _disks_delete(self, request: web.Request, m: re.Match[str], body: Any, fail: str | None) -> web.Response:
-        op = self.emu.store.start_disk_delete(self.emu.clock.now(), m["sub"], m["rg"], m["name"])
+        op = self.emu.store.start_disk_delete(
+            self.emu.clock.now(), m["sub"], m["rg"], m["name"], fail=fail == "lro_failed"
+        )
         return web.Response(status=204) if op is None else self._accepted(request, op)
 
     async def _disks_list(self, request: web.Request, m: re.Match[str], body: Any, fail: str | None) -> web.Response:

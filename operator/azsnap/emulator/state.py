@@ -108,16 +108,19 @@ class Store:
         return [d for k, d in self.disks.items() if _in_scope(k, subscription_id, resource_group)]
 
     def put_disk(
-        self, now: datetime, subscription_id: str, resource_group: str, name: str, body: object
+        self, now: datetime, subscription_id: str, resource_group: str, name: str, body: object, *, fail: bool = False
     ) -> tuple[DiskRecord, Operation]:
-        """Create a disk (Empty, or Copy of a snapshot or disk) or update an existing one's tags."""
-        return disk_rules.put_disk(self, now, subscription_id, resource_group, name, body)
+        """Create a disk (Empty, or Copy of a snapshot or disk) or update an existing one's tags.
+
+        `fail`: the create is accepted and its operation ends `Failed` (the disk is then gone).
+        """
+        return disk_rules.put_disk(self, now, subscription_id, resource_group, name, body, fail=fail)
 
     def start_disk_delete(
-        self, now: datetime, subscription_id: str, resource_group: str, name: str
+        self, now: datetime, subscription_id: str, resource_group: str, name: str, *, fail: bool = False
     ) -> Operation | None:
         """Start deleting a disk through ARM; None when there is nothing to delete (ARM answers 204)."""
-        return disk_rules.delete_disk(self, now, subscription_id, resource_group, name)
+        return disk_rules.delete_disk(self, now, subscription_id, resource_group, name, fail=fail)
 
     # ---- lookups and errors ------------------------------------------------------------------------------------
 
@@ -259,6 +262,9 @@ class Store:
 
     def settle(self, now: datetime) -> None:
         """Finish every operation whose time has come; forget old ones."""
+        for disk in self.disks.values():
+            if disk.hydrate_minutes is not None and disk.completion != 100.0:  # only those still hydrating
+                disk.hydrate(now)
         for operation in self.operations.ended_before(now - OPERATION_TTL):
             del self.operations[operation.id]
         for operation in self.operations.due(now):
@@ -287,7 +293,11 @@ class Store:
             return None
         if operation.target_kind == "disks":
             disk = self.disks.get(operation.target)
-            return disk.to_json() if disk is not None else None
+            if disk is None:
+                return None
+            output = disk.to_json()
+            output["properties"].pop("completionPercent", None)  # progress is on the disk's GET, as for snapshots
+            return output
         record = self.snapshots.get(operation.target)
         if record is None:
             return None
