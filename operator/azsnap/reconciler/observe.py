@@ -12,6 +12,7 @@ freshness window, and longer for a large subscription (`SECONDS_PER_PAGE`), so i
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -37,6 +38,12 @@ _PAGE: Final = 100
 _Key = tuple[str, str]  # (resource group, name), lower-cased
 
 
+def _lowered(name: str) -> str:
+    """The name lower-cased, the same string when it already is (a view holds hundreds of thousands of keys)."""
+    lowered = name.lower()
+    return name if lowered == name else lowered
+
+
 def _name_of(snapshot: Snapshot) -> str:
     return f"{snapshot.resource_group}/{snapshot.name}".lower()
 
@@ -53,7 +60,7 @@ class _View:
     by_disk: dict[str, dict[_Key, Snapshot]] = field(default_factory=dict)
 
     def add(self, snapshot: Snapshot) -> None:
-        key = (snapshot.resource_group.lower(), snapshot.name.lower())
+        key = (sys.intern(snapshot.resource_group.lower()), _lowered(snapshot.name))
         self.remove(key)
         self.snapshots[key] = snapshot
         self.by_disk.setdefault((snapshot.source_resource_id or "").lower(), {})[key] = snapshot
