@@ -226,6 +226,29 @@ def capacity(
 
 
 @app.command()
+def snapshots(
+    policy: Annotated[
+        str | None, typer.Argument(help="A SnapshotPolicy name; all of the namespace when left out.")
+    ] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="The policies' namespace.")] = None,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Every namespace.")] = False,
+    disk: Annotated[str | None, typer.Option(help="Only the policies of this disk (its ARM ID).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of the table.")] = False,
+    kubeconfig: Annotated[str | None, typer.Option(help="The kubeconfig file (default: KUBECONFIG).")] = None,
+    context: Annotated[str | None, typer.Option(help="The kubeconfig context (default: the current one).")] = None,
+) -> None:
+    """List policies' snapshots in Azure: time, slot, state, size, held or not, and the rules that keep each."""
+    import sys
+
+    from azsnap.tools.snapshots import SnapshotsOptions, run_snapshots
+
+    options = SnapshotsOptions(policy, namespace, all_namespaces, disk, as_json, kubeconfig, context)
+    code = run_snapshots(options, out=sys.stdout, err=sys.stderr)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
 def demo(
     hours: Annotated[float, typer.Option(min=0.1, help="Emulated hours to run.")] = 72.0,
     speed: Annotated[
@@ -236,13 +259,16 @@ def demo(
     ] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the final summary, as one line of JSON.")] = False,
     examples: Annotated[Path | None, typer.Option(help="Directory of SnapshotPolicy YAML files to apply.")] = None,
+    snapshots: Annotated[
+        bool, typer.Option("--snapshots", help="At the end, list every policy's snapshots (azsnap snapshots -A).")
+    ] = False,
 ) -> None:
     """Run the real operator against an embedded Azure and Kubernetes on emulated time; exit 1 if an invariant broke."""
     import sys
 
     from azsnap.offline.demo import DemoOptions, run_command
 
-    options = DemoOptions(hours=hours, speed=speed, disks=disks, examples=examples)
+    options = DemoOptions(hours=hours, speed=speed, disks=disks, examples=examples, snapshots=snapshots)
     try:
         code = run_command(options, as_json=as_json, out=sys.stdout)
     except FileNotFoundError as exc:

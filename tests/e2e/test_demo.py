@@ -168,3 +168,21 @@ def test_an_unowned_snapshot_deleted_and_a_limit_exceeded_are_reported() -> None
     broken = witness.violations({})
     assert broken[0] == "unowned snapshot deleted: disk-2-manual"
     assert len(broken) == 2 and broken[1].startswith("limit exceeded: ") and "disk-1" in broken[1]
+
+
+def test_snapshots_at_the_end_list_what_each_policy_holds() -> None:
+    result = demo("--hours", "3", "--speed", "0", "--json", "--snapshots")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    listed = {f"{p['namespace']}/{p['name']}": p for p in summary["snapshots"]}
+    assert set(listed) == set(summary["policies"])
+    for key, got in summary["policies"].items():
+        assert len(listed[key]["snapshots"]) == got["held"], key
+        assert listed[key]["restorePoints"]["count"] <= got["held"], key
+    hourly = listed["default/minimal-hourly"]["snapshots"]
+    assert hourly[0]["notes"][-1] == "newest good" and hourly[0]["held"]
+    plain = demo("--hours", "1", "--speed", "0", "--snapshots")
+    assert plain.exit_code == 0, plain.output
+    tail = plain.stdout.split("$ azsnap snapshots -A\n", 1)[1]
+    assert tail.startswith("default/count-and-age  disk disk-3: ")
+    assert "NAME" in tail and "KEPT BY" in tail

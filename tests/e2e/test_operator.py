@@ -131,6 +131,10 @@ async def test_create_takes_the_first_snapshot_and_reports_ready_with_every_stat
         assert status["lastSuccessfulSnapshotTime"]
         assert status["nextSnapshotTime"] == "2026-01-05T01:00:00Z"
         assert status["diskName"] == "disk-0"
+        (only,) = snapshots(box)
+        point = {"name": only["name"], "time": status["lastSnapshot"]["createdTime"]}
+        assert status["restorePoints"] == {"count": 1, "newest": point, "oldest": point}
+        assert point["time"].startswith("2026-01-05T00:00:")
         assert {c["type"]: c["status"] for c in status["conditions"]} == {
             "Ready": "True",
             "Reconciling": "False",
@@ -160,6 +164,12 @@ async def test_three_days_of_hourly_gfs_leave_exactly_the_expected_set(kube: Kub
         assert obj is not None
         assert obj["status"]["snapshotCount"] == 25
         assert obj["status"]["missedSlots"] == 0
+        points = obj["status"]["restorePoints"]
+        by_slot = {s["tags"][naming.TAG_SLOT]: s["name"] for s in snapshots(box)}
+        assert points["count"] == 25
+        assert points["newest"]["name"] == by_slot["2026-01-08T00:00:00Z"]
+        assert points["oldest"]["name"] == by_slot["2026-01-06T23:00:00Z"]
+        assert points["oldest"]["time"].startswith("2026-01-06T23:00:")
         assert box.emulator.violations == []
         creates = [r for r in box.emulator.requests if r.operation == "snapshots.put" and r.status in (200, 202)]
         assert len(creates) == 73
@@ -256,6 +266,9 @@ async def test_a_deleted_disk_stalls_the_policy_with_a_clear_message(kube: KubeE
         assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
         assert kstatus.compute(obj).status is kstatus.KStatus.FAILED
         assert len(snapshots(box, "disk-1")) == 1, "the snapshot already taken is kept"
+        # the disk is gone, its snapshot is the one way back: still a restore point in status
+        assert obj["status"]["restorePoints"]["count"] == 1
+        assert obj["status"]["restorePoints"]["newest"]["name"] == snapshots(box, "disk-1")[0]["name"]
 
 
 async def test_an_edited_policy_is_observed_and_its_new_retention_applies(kube: KubeEmulator) -> None:

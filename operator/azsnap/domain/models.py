@@ -400,6 +400,8 @@ class SnapshotPolicyStatus(_Model):
     disk_snapshot_limit: int | None = None
     missed_slots: int | None = None
     pending_deletions: int | None = None
+    #: `{count, newest: {name, time}, oldest: {name, time}}`, the usable snapshots (`domain.explain.restore_points`).
+    restore_points: dict[str, Any] | None = None
     last_on_demand_token: str | None = None
     #: Scheduled slots up to this instant have been accounted for (taken or counted in missedSlots).
     slots_accounted_until: datetime | None = None

@@ -36,6 +36,7 @@ __all__ = [
     "RetentionDecision",
     "decide_retention",
     "finalize_owned",
+    "period_label",
     "plan_finalize",
     "snapshot_time",
 ]
@@ -94,6 +95,27 @@ def _period_keys(zone: ZoneInfo) -> dict[str, Callable[[datetime], Hashable]]:
         "monthly": lambda t: (local(t).year, local(t).month),
         "yearly": lambda t: local(t).year,
     }
+
+
+#: How each generational tier names its period (on the zone's wall clock), for people: the same periods as above.
+_PERIOD_FORMATS: Final = {
+    "hourly": "%Y-%m-%d %H:00",
+    "daily": "%Y-%m-%d",
+    "monthly": "%Y-%m",
+    "yearly": "%Y",
+}
+
+
+def period_label(tier: str, when: datetime, zone: ZoneInfo) -> str:
+    """The period of `tier` that `when` falls in, as a person reads it: `2026-03-29`, `2026-W13`, `2026-03`."""
+    local = when.astimezone(zone)
+    if tier == "weekly":
+        year, week, _ = local.isocalendar()
+        return f"{year}-W{week:02d}"
+    label = local.strftime(_PERIOD_FORMATS[tier])
+    if tier == "hourly" and local.fold:
+        label += " (repeated)"  # the second run of an hour the clocks went back over
+    return label
 
 
 def decide_retention(

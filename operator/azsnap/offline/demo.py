@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import yaml
 
+from azsnap.cloud.azure import AzureCloud
+from azsnap.cloud.credentials import StaticTokenCredential
 from azsnap.domain import naming
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL
 from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
@@ -35,7 +38,9 @@ from azsnap.offline.demo_view import (
     policy_key,
     policy_row,
 )
-from azsnap.offline.sandbox import disk_id
+from azsnap.offline.sandbox import Sandbox, disk_id
+from azsnap.tools.cluster import Selection, connect
+from azsnap.tools.snapshots import PolicySnapshots, gather, render_table
 
 if TYPE_CHECKING:
     from azsnap.emulator.kubernetes import KubeEmulator
@@ -80,6 +85,8 @@ class DemoOptions:
     disks: int = EXAMPLE_DISKS
     examples: Path | None = None
     start: datetime = DEMO_START
+    #: At the end, list every policy's snapshots as `azsnap snapshots -A` does.
+    snapshots: bool = False
 
 
 # ---- the policies ----------------------------------------------------------------------------------------------
@@ -260,9 +267,25 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
                             await asyncio.sleep(SETTLE.total_seconds())
                     objects = kube.list(API_GROUP, API_VERSION, PLURAL)
                 uids = {policy_key(o): str(o["metadata"]["uid"]) for o in objects}
-                return _summary(
+                summary = _summary(
                     options, objects, kube.events(), box.emulator, witness, uids, clock.now(), real_start, interrupted
                 )
+                if options.snapshots:
+                    summary.snapshots = await _list_snapshots(kube, box)
+                return summary
+
+
+async def _list_snapshots(kube: KubeEmulator, box: Sandbox) -> list[PolicySnapshots]:
+    """`azsnap snapshots -A` at the end of the run: policies through the kubernetes client, snapshots via the SDK."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = await asyncio.to_thread(connect, str(kube.write_kubeconfig(Path(tmp) / "kubeconfig")))
+        objects = await asyncio.to_thread(cluster.read_policies, Selection(namespace=None))
+    # A client of its own, as `azsnap snapshots` has: the operator's connections ended with it.
+    cloud = AzureCloud.from_settings(box.runtime.settings, credential=StaticTokenCredential())
+    try:
+        return await gather(objects, cloud, box.clock, box.runtime.settings.limits)
+    finally:
+        await cloud.close()
 
 
 def _frame(
@@ -380,6 +403,8 @@ def run_command(options: DemoOptions, *, as_json: bool, out: TextIO) -> int:
     view = make_view(out, speed=options.speed, as_json=as_json)
     summary = run(options, view)
     view.finish(summary)
+    if summary.snapshots and not as_json:
+        out.write("\n$ azsnap snapshots -A\n" + render_table(summary.snapshots))
     if not summary.ok:
         return 1
     return 130 if summary.interrupted else 0

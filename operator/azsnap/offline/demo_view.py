@@ -16,6 +16,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from azsnap.tools.snapshots import PolicySnapshots, policy_json
+
 __all__ = [
     "DemoEvent",
     "DemoSummary",
@@ -89,6 +91,8 @@ class DemoSummary:
     elapsed_hours: float = 0.0
     real_seconds: float = 0.0
     interrupted: bool = False
+    #: `azsnap snapshots` for every policy at the end, when asked for (`--snapshots`).
+    snapshots: list[PolicySnapshots] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -107,7 +111,7 @@ class DemoSummary:
                 "azure_calls_by_operation": dict(sorted(self.azure_calls.items())),
             },
             "hours": int(self.hours) if float(self.hours).is_integer() else self.hours,
-        }
+        } | ({"snapshots": [policy_json(r) for r in self.snapshots]} if self.snapshots else {})
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,21 @@ from typing import Any
 
 from azsnap.domain import naming
 from azsnap.domain.durations import format_duration
+from azsnap.domain.explain import restore_points
 from azsnap.domain.models import Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
 from azsnap.domain.planner import Plan
+from azsnap.domain.retention import snapshot_time
 from azsnap.reconciler.act import Outcome, iso
 
-__all__ = ["accounted_until", "schedule_changed", "schedule_summary", "status_fields", "watermark_after"]
+__all__ = [
+    "accounted_until",
+    "restore_points_field",
+    "schedule_changed",
+    "schedule_summary",
+    "status_fields",
+    "watermark_after",
+]
 
 
 def schedule_summary(policy: Policy) -> str:
@@ -49,6 +58,16 @@ def watermark_after(the_plan: Plan, outcome: Outcome, previous: datetime | None)
     if previous is not None:
         watermark = max(watermark, previous)
     return watermark
+
+
+def restore_points_field(owned: Sequence[Snapshot], now: datetime) -> dict[str, Any]:
+    """`status.restorePoints`: the newest and oldest usable snapshot (name and time) and how many there are."""
+    points = restore_points(owned, now)
+    field: dict[str, Any] = {"count": points.count}
+    for key, snapshot in (("newest", points.newest), ("oldest", points.oldest)):
+        # None removes a point that is gone (status is written as a merge patch)
+        field[key] = None if snapshot is None else {"name": snapshot.name, "time": iso(snapshot_time(snapshot))}
+    return field
 
 
 def _state_word(snapshot: Snapshot) -> str:
@@ -99,4 +118,5 @@ def status_fields(
         "pendingDeletions": pending_deletions,
         "slotsAccountedUntil": iso(watermark),
         "lastOnDemandToken": on_demand_token if on_demand_done else status.last_on_demand_token,
+        "restorePoints": restore_points_field(owned, next_slot),
     }

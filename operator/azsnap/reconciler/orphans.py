@@ -12,6 +12,7 @@ from azsnap.domain import naming, retention
 from azsnap.domain.models import OnSourceDiskDelete, Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits, Snapshot
 from azsnap.domain.retention import DeleteAction
+from azsnap.reconciler.accounting import restore_points_field
 from azsnap.reconciler.act import Actor
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, StatusReport
@@ -98,6 +99,7 @@ async def disk_missing(
         "diskSnapshotLimit": limits.per_disk_cap,
         "nextSnapshotTime": None,
         "pendingDeletions": 0,
+        "restorePoints": restore_points_field(owned, now),
     }
     if error is not None:
         return verdicts.failed(

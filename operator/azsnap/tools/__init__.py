@@ -1,0 +1,1 @@
+"""Commands that read a live cluster and Azure for a person: `azsnap snapshots`."""

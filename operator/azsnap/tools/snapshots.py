@@ -1,0 +1,311 @@
+"""`azsnap snapshots`: a policy's snapshots in Azure, each with its state, size, holds and the rules that keep it.
+
+Policies are read from the cluster (`read_policies`, the `kubernetes` client with the kubeconfig as kubectl
+reads it); snapshots through `cloud/` with the operator's own settings and credentials, read the way a reconcile
+reads them (one list of the subscription, shared by its policies); why each snapshot is kept is
+`domain.explain`, retention's own decision told per snapshot. Nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, TextIO
+
+from azsnap.clock import Clock, WallClock
+from azsnap.cloud.errors import CloudError
+from azsnap.cloud.interface import CloudClient
+from azsnap.domain import naming
+from azsnap.domain.explain import Explanation, RestorePoints, explain, restore_points
+from azsnap.domain.models import API_GROUP, API_VERSION, KIND, OnSourceDiskDelete, Policy, PolicyRef
+from azsnap.domain.observed import Limits, Snapshot
+from azsnap.domain.validation import format_errors, validate_manifest
+from azsnap.reconciler.observe import Observer
+from azsnap.settings import ENV_PREFIX, CredentialMode, Settings, SettingsError
+from azsnap.tools.cluster import ClusterError, Selection, connect
+
+__all__ = [
+    "PolicySnapshots",
+    "SnapshotsOptions",
+    "gather",
+    "parse_policy",
+    "policy_json",
+    "render",
+    "render_table",
+    "run_snapshots",
+]
+
+_GIB: Final = 1024**3
+
+
+@dataclass(frozen=True)
+class PolicySnapshots:
+    """One policy's snapshots as Azure has them now, explained; or why they could not be read."""
+
+    namespace: str
+    name: str
+    disk_id: str
+    problem: str | None = None
+    disk_exists: bool = True
+    #: Snapshots of the disk's ARM ID in Azure, the policy's and everyone else's.
+    disk_snapshots: int = 0
+    snapshots: tuple[Explanation, ...] = ()
+    points: RestorePoints = field(default_factory=lambda: RestorePoints(None, None, 0))
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def parse_policy(obj: Mapping[str, Any]) -> tuple[Policy | None, str]:
+    """The policy a cluster object describes, or what is wrong with its spec."""
+    meta = obj.get("metadata") or {}
+    spec, errors = validate_manifest(
+        {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "metadata": meta, "spec": obj.get("spec")}
+    )
+    if spec is None or errors:
+        return None, f"the policy is invalid: {format_errors(errors)}"
+    ref = PolicyRef(namespace=meta.get("namespace") or "", name=meta.get("name") or "", uid=meta.get("uid") or "")
+    return Policy(ref=ref, spec=spec), ""
+
+
+async def gather(
+    objects: Sequence[Mapping[str, Any]], cloud: CloudClient, clock: Clock, limits: Limits
+) -> list[PolicySnapshots]:
+    """Each policy's snapshots, read from Azure and explained, in the order given."""
+    observer = Observer(cloud, clock)
+    return [await _one(obj, observer, clock.now(), limits) for obj in objects]
+
+
+async def _one(obj: Mapping[str, Any], observer: Observer, now: datetime, limits: Limits) -> PolicySnapshots:
+    meta = obj.get("metadata") or {}
+    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    policy, problem = parse_policy(obj)
+    if policy is None:
+        disk_id = str(((obj.get("spec") or {}).get("disk") or {}).get("id") or "")
+        return PolicySnapshots(namespace, name, disk_id, problem=problem)
+    spec = policy.spec
+    coords = spec.disk.coordinates
+    groups = (coords.resource_group, spec.snapshot.resource_group or coords.resource_group)
+    try:
+        disk = await observer.disk(spec.disk.id)
+        if disk is not None:
+            of_disk = await observer.of_disk(disk, groups)
+            owned = [s for s in of_disk if naming.is_owned(s, policy.ref, disk)]
+        else:
+            listed = await observer.in_subscription(coords.subscription_id, groups)
+            of_disk = [s for s in listed if (s.source_resource_id or "").lower() == spec.disk.id.lower()]
+            owned = [s for s in of_disk if naming.owns(s, policy.ref, spec.disk.id)]
+    except CloudError as exc:
+        return PolicySnapshots(namespace, name, spec.disk.id, problem=f"Azure refused to answer: {exc}")
+    stopped_by = None
+    if spec.suspend:
+        stopped_by = "suspended"
+    elif disk is None and spec.on_source_disk_delete is OnSourceDiskDelete.KEEP:
+        stopped_by = "onSourceDiskDelete"
+    return PolicySnapshots(
+        namespace,
+        name,
+        spec.disk.id,
+        disk_exists=disk is not None,
+        disk_snapshots=len(of_disk),
+        snapshots=tuple(explain(spec.retention, spec.schedule.zone, owned, now, limits, stopped_by=stopped_by)),
+        points=restore_points(owned, now),
+    )
+
+
+# ---- JSON ----------------------------------------------------------------------------------------------------
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else naming.format_slot(when)
+
+
+def _point(snapshot: Snapshot | None) -> dict[str, Any] | None:
+    if snapshot is None:
+        return None
+    return {"name": snapshot.name, "id": snapshot.id, "time": _iso(snapshot.time_created or naming.slot_of(snapshot))}
+
+
+def snapshot_json(e: Explanation) -> dict[str, Any]:
+    """One snapshot, every field the table shows and the rest a script wants (ARM ID, raw state, reasons)."""
+    s = e.snapshot
+    return {
+        "name": s.name,
+        "id": s.id,
+        "resourceGroup": s.resource_group,
+        "time": _iso(e.time),
+        "slot": _iso(e.slot),
+        "onDemand": naming.is_on_demand(s),
+        "state": str(e.state),
+        "provisioningState": s.provisioning_state,
+        "completionPercent": s.completion_percent,
+        "sizeBytes": s.size_bytes,
+        "incremental": s.incremental,
+        "restorePoint": e.restore_point,
+        "held": e.held,
+        "holds": list(e.holds),
+        "keptBy": list(e.rules),
+        "notes": list(e.notes),
+        "deleting": e.deleting,
+    }
+
+
+def policy_json(row: PolicySnapshots) -> dict[str, Any]:
+    """One policy's part of `azsnap snapshots --json`."""
+    return {
+        "namespace": row.namespace,
+        "name": row.name,
+        "disk": row.disk_id,
+        "diskExists": row.disk_exists,
+        "diskSnapshotCount": row.disk_snapshots,
+        "problem": row.problem,
+        "restorePoints": {
+            "count": row.points.count,
+            "newest": _point(row.points.newest),
+            "oldest": _point(row.points.oldest),
+        },
+        "snapshots": [snapshot_json(e) for e in row.snapshots],
+    }
+
+
+# ---- the table -----------------------------------------------------------------------------------------------
+
+_COLUMNS: Final = ("NAME", "TIME (UTC)", "SLOT", "STATE", "SIZE", "HELD", "KEPT BY")
+
+
+def _minute(when: datetime | None) -> str:
+    return "-" if when is None else when.strftime("%Y-%m-%d %H:%M")
+
+
+def _slot(e: Explanation) -> str:
+    if naming.is_on_demand(e.snapshot):
+        return "on demand"
+    if e.slot is None:
+        return "-"
+    if e.time is not None and e.time.date() == e.slot.date():
+        return e.slot.strftime("%H:%M")
+    return _minute(e.slot)
+
+
+def _size(snapshot: Snapshot) -> str:
+    if not snapshot.size_bytes:
+        return "-"
+    gib = snapshot.size_bytes / _GIB
+    return f"{gib:.0f} GiB" if gib >= 1 else f"{snapshot.size_bytes / 1024**2:.0f} MiB"
+
+
+def _state(e: Explanation) -> str:
+    if e.snapshot.completion_percent is not None and e.snapshot.completion_percent < 100:
+        return f"{e.state} {e.snapshot.completion_percent:.0f}%"
+    return str(e.state)
+
+
+def _kept_by(e: Explanation) -> str:
+    if e.deleting is not None:
+        return f"deleted at the next reconcile: {e.deleting}"
+    return ", ".join(e.notes)
+
+
+def _header(row: PolicySnapshots) -> str:
+    disk = row.disk_id.rsplit("/", 1)[-1] or "?"
+    if row.problem is not None:
+        return f"{row.key}  disk {disk}: {row.problem}"
+    gone = "" if row.disk_exists else " (the disk does not exist)"
+    points = row.points
+    text = f"{row.key}  disk {disk}{gone}: {len(row.snapshots)} snapshot(s), {points.count} restore point(s)"
+    if points.newest is not None and points.oldest is not None:
+        text += f" from {_minute(points.oldest.time_created)} to {_minute(points.newest.time_created)}"
+    others = row.disk_snapshots - len(row.snapshots)
+    if others > 0:
+        text += f"; {others} other snapshot(s) of the disk azsnap does not manage for this policy"
+    return text
+
+
+def render_table(rows: Sequence[PolicySnapshots]) -> str:
+    """Per policy, a heading and one line per snapshot, newest first."""
+    if not rows:
+        return "No SnapshotPolicy matched.\n"
+    blocks: list[str] = []
+    for row in rows:
+        lines = [_header(row)]
+        table = [
+            (e.snapshot.name, _minute(e.time), _slot(e), _state(e), _size(e.snapshot), "yes" if e.held else "no")
+            for e in row.snapshots
+        ]
+        if table:
+            widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(_COLUMNS[:-1])]
+            lines.append("  ".join(c.ljust(w) for c, w in zip(_COLUMNS[:-1], widths, strict=True)) + "  KEPT BY")
+            for cells, e in zip(table, row.snapshots, strict=True):
+                body = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+                lines.append(f"{body}  {_kept_by(e)}".rstrip())
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def render(rows: Sequence[PolicySnapshots], *, as_json: bool) -> str:
+    """The command's output: the table, or `{"policies": [...]}` as indented JSON."""
+    if as_json:
+        return json.dumps({"policies": [policy_json(r) for r in rows]}, indent=2) + "\n"
+    return render_table(rows)
+
+
+# ---- the command ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SnapshotsOptions:
+    """What `azsnap snapshots` was asked for."""
+
+    policy: str | None = None
+    namespace: str | None = None
+    all_namespaces: bool = False
+    disk: str | None = None
+    as_json: bool = False
+    kubeconfig: str | None = None
+    context: str | None = None
+
+
+def _settings(environ: Mapping[str, str]) -> Settings:
+    """The operator's settings from `AZSNAP_*`; the credential defaults to azure-identity's chain (az login too)."""
+    env = dict(environ)
+    env.setdefault(f"{ENV_PREFIX}CREDENTIAL", str(CredentialMode.DEFAULT))
+    return Settings.from_env(env)
+
+
+async def _read_azure(objects: Sequence[Mapping[str, Any]], settings: Settings) -> list[PolicySnapshots]:
+    from azsnap.cloud.azure import AzureCloud  # the SDK is imported only where it is used
+
+    cloud = AzureCloud.from_settings(settings)
+    try:
+        return await gather(objects, cloud, WallClock(), settings.limits)
+    finally:
+        await cloud.close()
+
+
+def run_snapshots(
+    options: SnapshotsOptions, *, out: TextIO, err: TextIO, environ: Mapping[str, str] = os.environ
+) -> int:
+    """`azsnap snapshots`: 0 when every policy was read, 1 when one could not be, 2 on bad input or no cluster."""
+    if options.policy is not None and options.all_namespaces:
+        err.write("azsnap snapshots: a policy is named in one namespace: drop --all-namespaces or the name\n")
+        return 2
+    try:
+        settings = _settings(environ)
+    except SettingsError as exc:
+        err.write(f"azsnap snapshots: {exc}\n")
+        return 2
+    try:
+        cluster = connect(options.kubeconfig, options.context)
+        namespace = None if options.all_namespaces else options.namespace or cluster.namespace
+        objects = cluster.read_policies(Selection(namespace, options.policy, options.disk))
+    except ClusterError as exc:
+        err.write(f"azsnap snapshots: {exc}\n")
+        return 2
+    rows = asyncio.run(_read_azure(objects, settings))
+    out.write(render(rows, as_json=options.as_json))
+    return 1 if any(r.problem for r in rows) else 0
