@@ -96,6 +96,12 @@ class _CallClock:
             self.started = asyncio.get_running_loop().time()
             self.timeout.reschedule(self.started + self.limit)
 
+    def next_page(self) -> None:
+        """A list's next page has a deadline of its own (250,000 snapshots are 2,500 pages), from its first request."""
+        if self.timeout is not None:
+            self.started = None
+            self.timeout.reschedule(None)
+
 
 _CALL: ContextVar[_CallClock | None] = ContextVar("azsnap_call_clock", default=None)
 
@@ -235,13 +241,13 @@ class AzureCloud(DiskWrites, CloudClient):
             async with asyncio.timeout(None) as clock.timeout:
                 result = await call()
         except Exception as exc:
+            error = map_error(exc, default_retry_after=self.options.default_retry_after)
             if isinstance(exc, TimeoutError) and clock.timeout is not None and clock.timeout.expired():
-                exc = TransientError(
+                error = TransientError(
                     f"the {operation} call ran past its {self.options.call_timeout:.0f}s deadline "
                     "(retries and long-running operation included)",
                     code="CallDeadline",
                 )
-            error = map_error(exc, default_retry_after=self.options.default_retry_after)
             self.stats.record_call(operation, outcome_of(error))
             if error is exc:
                 raise
@@ -289,12 +295,14 @@ class AzureCloud(DiskWrites, CloudClient):
         client = self._client(subscription_id)
 
         async def every_page() -> list[Snapshot]:
-            pages = (
-                client.snapshots.list()
-                if resource_group is None
-                else client.snapshots.list_by_resource_group(resource_group)
-            )
-            return [snapshot_from_azure(s) async for s in pages]
+            snapshots = client.snapshots
+            pages = snapshots.list() if resource_group is None else snapshots.list_by_resource_group(resource_group)
+            found, clock = [], _CALL.get()
+            async for page in pages.by_page():
+                found.extend([snapshot_from_azure(s) async for s in page])
+                if clock is not None:
+                    clock.next_page()
+            return found
 
         try:
             # A subscription-wide list spans regions: it draws on no one region's budget.

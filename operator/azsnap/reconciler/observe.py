@@ -155,8 +155,8 @@ class Observer:
         return max(self._freshness, timedelta(seconds=SECONDS_PER_PAGE * pages))
 
     async def _list(self, subscription_id: str, groups: list[str]) -> _View:
-        sub = subscription_id.lower()
-        if self._clock.now() >= self._narrow_until.get(sub, self._clock.now()):
+        sub, now = subscription_id.lower(), self._clock.now()
+        if now >= self._narrow_until.get(sub, now):  # one reading: a wall clock moves between two
             try:
                 listed = await self._cloud.list_snapshots(subscription_id, None)
             except PermanentError as exc:
