@@ -61,6 +61,8 @@ class Settings(BaseModel):
     scope_file: str | None = None  # the tenancy allow-list (a mounted ConfigMap key); unset: no allow-list
     tick_seconds: float = Field(default=300.0, gt=0)  # longest a policy's timer sleeps between looks at its wake-up
     pacing: bool = True  # wait for Azure's request budget before each call (docs/pacing.md); off: call at once
+    restores: bool = False  # serve SnapshotRestore resources (needs their CRD and the restore role: docs/restore.md)
+    restore_volumes: bool = False  # let restores create PersistentVolumes and claims (needs the chart's RBAC for them)
 
     @property
     def resolved_arm_endpoint(self) -> str:

@@ -29,7 +29,8 @@ def example_policies() -> dict[str, dict[str, Any]]:
     found = {}
     for path in sorted(EXAMPLES.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "SnapshotPolicy":
+            # The demo's disks are named by ARM ID; claim targets need claims in a cluster (the demo applies none).
+            if doc and doc.get("kind") == "SnapshotPolicy" and "disk" in doc["spec"]:
                 found[f"{doc['metadata'].get('namespace', 'default')}/{doc['metadata']['name']}"] = doc
     return found
 

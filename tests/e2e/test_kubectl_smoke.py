@@ -126,18 +126,25 @@ def _sample(name: str, spec: Mapping[str, Any], *, age: timedelta, last: timedel
 
 
 #: The states the samples describe: (document, the kubectl command shown, now, namespace, policies).
+SAMPLE_SELECTOR_SPEC: Final = {
+    "volumeClaimSelector": {"matchLabels": {"app": "postgres"}},
+    "snapshot": {"resourceGroup": "rg-team-a-snapshots"},
+    "schedule": {"cron": "0 * * * *", "timeZone": "Europe/Berlin"},
+    "retention": {"hourly": 24, "daily": 7, "weekly": 4, "monthly": 12},
+}
+
 SAMPLES: Final = [
     ("README.md", "kubectl get snappol -n team-a", datetime(2026, 3, 29, 11, 12, tzinfo=UTC), "team-a", [
-        _sample("postgres-data", SAMPLE_POLICY_SPEC, age=timedelta(days=31), last=timedelta(minutes=12),
-                diskName="pg-data-0", schedule="0 * * * * Europe/Berlin", snapshotCount=44,
+        _sample("postgres-data", SAMPLE_SELECTOR_SPEC, age=timedelta(days=31), last=timedelta(minutes=12),
+                disksReady="3/3", schedule="0 * * * * Europe/Berlin", snapshotCount=132,
                 nextSnapshotTime="2026-03-29T12:00:00Z"),
     ]),
     ("docs/policy-reference.md", "kubectl get snappol", datetime(2026, 3, 29, 12, 12, tzinfo=UTC), "default", [
         _sample("minimal-hourly", yaml.safe_load(EXAMPLE.read_text())["spec"], age=timedelta(days=3),
-                last=timedelta(minutes=12), diskName="disk-0", schedule="every 1h", snapshotCount=24,
+                last=timedelta(minutes=12), diskName="disk-0", disksReady="1/1", schedule="every 1h", snapshotCount=24,
                 nextSnapshotTime="2026-03-29T13:00:00Z"),
         _sample("nightly-berlin", {**SAMPLE_POLICY_SPEC, "schedule": {"cron": "30 2 * * *", "timeZone": "Europe/Berlin"}},
-                age=timedelta(days=20), last=timedelta(hours=11, minutes=11, seconds=20), diskName="disk-1",
+                age=timedelta(days=20), last=timedelta(hours=11, minutes=11, seconds=20), diskName="disk-1", disksReady="1/1",
                 schedule="30 2 * * * Europe/Berlin", snapshotCount=14, nextSnapshotTime="2026-03-30T00:30:00Z"),
     ]),
 ]  # fmt: skip

@@ -22,9 +22,14 @@ from tests.support.kube import EPOCH, SNAPSHOT_POLICY, condition, eventually, in
 
 import azsnap.handlers  # noqa: F401  (registers the handlers on kopf's default registry)
 from azsnap.clock import LoopClock
+from azsnap.cloud.interface import SnapshotRequest
+from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION
 from azsnap.emulator.kubernetes import KubeEmulator, run_operator
+from azsnap.handlers import restore
 from azsnap.handlers.policy import ANNOTATION_SNAPSHOT_NOW
+from azsnap.handlers.restore_volumes import KubeVolumes
 from azsnap.handlers.runtime import MEMO_KEY
+from azsnap.handlers.startup import configure_kopf
 from azsnap.offline.sandbox import azure_sandbox, disk_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.looptime]
@@ -113,3 +118,96 @@ async def test_the_chart_grants_exactly_what_a_peering_run_uses() -> None:
         kube.apply({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "azsnap"}})
         used = await _full_run(kube, peering="azsnap")
     assert _granted(_chart("peering.enabled=true")) == used
+
+
+async def _restore_run(kube: KubeEmulator) -> set[Rule]:
+    """The restore handlers through restores' whole life (into a new disk, a volume and claim, clashes with a volume and
+    a claim that are not theirs, deletion with Retain and Delete); the requests they made, in RBAC terms."""
+    kube.install_crd(yaml.safe_load((ROOT / "crds" / "snapshotrestores.azsnap.io.yaml").read_text()))
+    registry = kopf.OperatorRegistry()
+    restore.register(registry)
+    async with azure_sandbox(LoopClock(EPOCH)) as box:
+        box.runtime.volumes = KubeVolumes(kopf.ConnectionInfo(server=kube.url))
+        source = await box.runtime.cloud.get_disk(disk_id("disk-0"))
+        assert source is not None
+        made = await box.runtime.cloud.create_snapshot(
+            SnapshotRequest(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, "s0", DEMO_LOCATION, source.id, tags={})
+        )
+        kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": "theirs"},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "csi": {"driver": "x", "volumeHandle": "y"},
+                },
+            }
+        )
+        kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "theirs", "namespace": "default"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            }
+        )
+        before = set(kube.api.audit)
+        async with run_operator(
+            registry,
+            kube=kube,
+            memo=kopf.Memo({MEMO_KEY: box.runtime}),
+            configure=lambda settings: configure_kopf(settings, box.runtime.settings),
+        ):
+            target = {"resourceGroup": DEMO_RESOURCE_GROUP}
+            specs = {
+                "plain": {"source": {"snapshotId": made.id}, "target": {**target, "name": "r-plain"}},
+                "gone": {
+                    "source": {"snapshotId": made.id},
+                    "target": {**target, "name": "r-gone"},
+                    "deletionPolicy": "Delete",
+                },
+                "mounted": {
+                    "source": {"snapshotId": made.id},
+                    "target": {**target, "name": "r-mounted"},
+                    "persistentVolume": {"name": "r-mounted"},
+                    "persistentVolumeClaim": {"name": "r-mounted"},
+                },
+                "clash": {
+                    "source": {"snapshotId": made.id},
+                    "target": {**target, "name": "r-clash"},
+                    "persistentVolume": {"name": "theirs"},
+                },
+                "clash-claim": {
+                    "source": {"snapshotId": made.id},
+                    "target": {**target, "name": "r-clash-claim"},
+                    "persistentVolume": {"name": "r-clash-claim"},
+                    "persistentVolumeClaim": {"name": "theirs"},
+                },
+            }
+            for name, spec in specs.items():
+                kube.apply(
+                    {
+                        "apiVersion": "azsnap.io/v1alpha1",
+                        "kind": "SnapshotRestore",
+                        "metadata": {"name": name, "namespace": "default"},
+                        "spec": spec,
+                    }
+                )
+
+            def settled(name: str) -> Any:
+                cond = condition(kube.get("azsnap.io", "v1alpha1", "snapshotrestores", "default", name), "Ready")
+                return cond is not None and (cond["status"] == "True" or cond["reason"] == "VolumeFailed")
+
+            await eventually(lambda: all(settled(name) for name in specs))
+            for name in specs:
+                kube.delete("azsnap.io", "v1alpha1", "snapshotrestores", "default", name)
+            await eventually(lambda: not kube.list("azsnap.io", "v1alpha1", "snapshotrestores", "default"))
+        await box.runtime.volumes.close()
+        return set(kube.api.audit) - before
+
+
+async def test_the_chart_grants_exactly_what_a_run_with_restores_uses(kube: KubeEmulator) -> None:
+    used = await _full_run(kube, peering=None) | await _restore_run(kube)
+    assert _granted(_chart("restore.enabled=true", "restore.volumes=true")) == used

@@ -28,7 +28,7 @@ def manifests() -> list[dict[str, Any]]:
 
 
 async def test_the_restored_volume_and_claim_are_accepted_and_lead_to_the_new_disk(kube: KubeEmulator) -> None:
-    by_kind = {m["kind"]: m for m in manifests()}
+    by_kind = {m["kind"]: m for m in manifests() if m["apiVersion"] == "v1"}
     assert set(by_kind) == {"PersistentVolume", "PersistentVolumeClaim"}
     pv, pvc = by_kind["PersistentVolume"], by_kind["PersistentVolumeClaim"]
     namespace, claim = pvc["metadata"]["namespace"], pvc["metadata"]["name"]

@@ -132,8 +132,10 @@ async def test_an_empty_spec_stalls_naming_every_required_field() -> None:
     harness = Harness()
     condition = stalled(await harness.reconcile(body({})))
     assert condition["reason"] == "InvalidSpec"
-    for field in ("spec.disk", "spec.schedule", "spec.retention"):
+    for field in ("spec.schedule", "spec.retention"):
         assert f"{field}: required" in condition["message"]
+    assert "spec: set exactly one of disk (an ARM ID), volumeClaim" in condition["message"]
+    assert "; got none" in condition["message"]
     assert sum(harness.cloud.calls.values()) == 0
 
 

@@ -193,6 +193,7 @@ def test_printer_columns_point_at_fields_that_exist() -> None:
     columns = {c["name"]: (c["type"], c["jsonPath"]) for c in version["additionalPrinterColumns"]}
     assert columns == {
         "Disk": ("string", ".status.diskName"),
+        "Disks": ("string", ".status.disksReady"),
         "Schedule": ("string", ".status.schedule"),
         "Ready": ("string", '.status.conditions[?(@.type=="Ready")].status'),
         "Last snapshot": ("date", ".status.lastSnapshot.createdTime"),

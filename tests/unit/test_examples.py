@@ -36,6 +36,8 @@ def test_the_promised_examples_are_there() -> None:
         "gfs.yaml",
         "count-and-age.yaml",
         "suspended-retain.yaml",
+        "pvc-name.yaml",
+        "pvc-selector.yaml",
     }
 
 
@@ -47,6 +49,9 @@ def test_example_is_valid_for_the_crd_and_the_models(path: Path) -> None:
     assert errors == []
     assert spec is not None
     assert doc["metadata"]["namespace"] == "default"
+    if spec.disk is None:  # a claim target: its disks are known in a cluster only
+        assert path.name.startswith("pvc-") and spec.snapshot.resource_group == "rg-demo"
+        return
     disk = parse_disk_id(spec.disk.id)
     assert (disk.subscription_id, disk.resource_group, disk.name in DEMO_DISKS) == (DEMO_SUBSCRIPTION, "rg-demo", True)
 
@@ -97,3 +102,12 @@ def test_suspended_and_retained() -> None:
     spec = spec_of("suspended-retain.yaml")
     assert spec.suspend is True
     assert spec.deletion_policy is DeletionPolicy.RETAIN
+
+
+def test_claim_targets() -> None:
+    named = spec_of("pvc-name.yaml")
+    assert (named.disk, named.volume_claim, named.volume_claim_selector) == (None, "data-postgres-0", None)
+    selected = spec_of("pvc-selector.yaml")
+    assert selected.disk is None and selected.volume_claim is None and selected.volume_claim_selector is not None
+    selector = selected.volume_claim_selector.selector
+    assert selector.matches({"app": "postgres"}) and not selector.matches({"app": "postgres", "backup": "skip"})

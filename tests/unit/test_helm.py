@@ -54,7 +54,10 @@ ALLOWED_RULES = {
     ("azsnap.io", "snapshotpolicies"): {"list", "watch", "patch"},
     ("azsnap.io", "snapshotpolicies/status"): {"patch"},
     ("", "events"): {"create"},
+    ("", "persistentvolumeclaims"): {"list", "watch"},
 }
+#: PersistentVolumes have no namespace: read through a ClusterRole of their own in a namespace-scoped install.
+VOLUME_RULES = {("", "persistentvolumes"): {"list", "watch"}}
 PEERING_RULES = {
     ("kopf.dev", "clusterkopfpeerings"): {"list", "watch", "patch"},
     ("kopf.dev", "kopfpeerings"): {"list", "watch", "patch"},
@@ -155,7 +158,7 @@ def test_rbac_has_no_wildcards_and_only_the_verbs_azsnap_uses(helm: str, scenari
     manifests = render(helm, scenario)
     granted = list(rules(manifests))
     assert granted
-    allowed = {**ALLOWED_RULES, **PEERING_RULES}
+    allowed = {**ALLOWED_RULES, **PEERING_RULES, **VOLUME_RULES}
     for group, resource, verb in granted:
         assert "*" not in (group, resource, verb)
         assert verb in allowed.get((group, resource), set()), f"{verb} on {group}/{resource} is not needed"
@@ -166,8 +169,13 @@ def test_rbac_has_no_wildcards_and_only_the_verbs_azsnap_uses(helm: str, scenari
             assert not rule.get("resourceNames")
     # Everything azsnap needs is granted in each place it works.
     needed = {(g, r, v) for (g, r), verbs in ALLOWED_RULES.items() for v in verbs}
+    volumes = {(g, r, v) for (g, r), verbs in VOLUME_RULES.items() for v in verbs}
     for role in operator_roles(manifests):
-        assert needed <= set(rules([role]))
+        if role["metadata"]["name"].endswith("-volumes"):
+            assert set(rules([role])) == volumes  # the one cluster-wide rule of a namespace-scoped install
+        else:
+            assert needed <= set(rules([role]))
+    assert volumes <= set(rules(manifests))
 
 
 def test_cluster_wide_install_binds_a_cluster_role_to_the_service_account(helm: str) -> None:
@@ -185,10 +193,14 @@ def test_cluster_wide_install_binds_a_cluster_role_to_the_service_account(helm: 
     assert "AZSNAP_NAMESPACES" not in env_of(manifests)
 
 
-def test_namespace_scoped_install_has_no_cluster_rbac(helm: str) -> None:
+def test_namespace_scoped_install_has_no_cluster_rbac_but_reading_volumes(helm: str) -> None:
     manifests = render(helm, "namespace-scoped")
-    assert not of_kind(manifests, "ClusterRole")
-    assert not of_kind(manifests, "ClusterRoleBinding")
+    # PersistentVolumes have no namespace: listing and watching them (for claim targets) is the one cluster-wide
+    # grant; nothing else is cluster-wide.
+    (volumes,) = of_kind(manifests, "ClusterRole")
+    assert volumes["rules"] == [{"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["list", "watch"]}]
+    (binding,) = of_kind(manifests, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == volumes["metadata"]["name"]
     roles = {r["metadata"]["namespace"] for r in of_kind(manifests, "Role")}
     bindings = {b["metadata"]["namespace"]: b for b in of_kind(manifests, "RoleBinding")}
     assert roles == set(bindings) == {"team-a", "team-b"}
@@ -309,7 +321,8 @@ def test_namespaced_peering_objects(helm: str) -> None:
 def test_peering_crds_can_be_left_to_someone_else(helm: str) -> None:
     manifests = render(helm, "peering-ha", "peering.installCRDs=false")
     assert {c["metadata"]["name"] for c in of_kind(manifests, "CustomResourceDefinition")} == {
-        "snapshotpolicies.azsnap.io"
+        "snapshotpolicies.azsnap.io",
+        "snapshotrestores.azsnap.io",
     }
 
 

@@ -19,7 +19,7 @@ from azure.mgmt.compute.aio import ComputeManagementClient
 
 from azsnap.cloud.accounting import AccountingPolicy, BeforeRequest, OnResponse, RequestStats, operation_of
 from azsnap.cloud.credentials import arm_scope, make_credential
-from azsnap.cloud.disks import DiskWrites, JsonResultPolling
+from azsnap.cloud.disks import DiskWrites
 from azsnap.cloud.errors import NotFound, PermanentError, TransientError
 from azsnap.cloud.interface import CloudClient, SnapshotRequest
 from azsnap.cloud.mapping import (
@@ -30,6 +30,7 @@ from azsnap.cloud.mapping import (
     parse_resource_id,
     snapshot_from_azure,
 )
+from azsnap.cloud.polling import JsonResultPolling
 from azsnap.domain.observed import Disk, Snapshot
 from azsnap.settings import Settings
 
@@ -341,7 +342,11 @@ class AzureCloud(DiskWrites, CloudClient):
 
         async def create() -> Snapshot | None:
             endpoint = {"endpoint": self.options.base_url}
-            polling = JsonResultPolling(self.options.polling_interval, path_format_arguments=endpoint)
+            polling = JsonResultPolling(
+                self.options.polling_interval,
+                output_is_final=request.background_copy is False,
+                path_format_arguments=endpoint,
+            )
             poller = await client.snapshots.begin_create_or_update(  # type: ignore[call-overload]  # takes JSON too
                 request.resource_group, request.name, body, polling=polling
             )

@@ -7,28 +7,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from azure.core.pipeline import PipelineResponse
 from azure.mgmt.compute.aio import ComputeManagementClient
-from azure.mgmt.core.polling.async_arm_polling import AsyncARMPolling
 
 from azsnap.cloud.errors import NotFound, PermanentError, TransientError
 from azsnap.cloud.interface import DiskRequest, existing_disk_answer
 from azsnap.cloud.mapping import disk_from_azure, parse_resource_id
+from azsnap.cloud.polling import JsonResultPolling
 from azsnap.domain.observed import Disk
 
-__all__ = ["DiskWrites", "JsonResultPolling"]
+__all__ = ["DiskWrites"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class JsonResultPolling(AsyncARMPolling):
-    """ARM's polling, with the finished resource handed back as its JSON: the SDK's model of it is never read."""
-
-    def _parse_resource(self, pipeline_response: PipelineResponse[Any, Any]) -> Any:
-        response = pipeline_response.http_response
-        return response.json() if response.body() else None
 
 
 class _Options(Protocol):

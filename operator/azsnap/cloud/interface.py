@@ -24,6 +24,9 @@ class SnapshotRequest:
     tags: Mapping[str, str]
     incremental: bool = True
     sku: str | None = None
+    #: Whether the source disk copies its snapshots in the background (Premium SSD v2, Ultra); None: not known.
+    #: When it does not, the finished operation's answer is the whole snapshot and no final read is needed.
+    background_copy: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from pydantic.alias_generators import to_camel
 
 from azsnap.domain.durations import format_duration, parse_duration
 from azsnap.domain.observed import Disk
+from azsnap.domain.targets import ClaimStatus, ClaimTargets, exactly_one_target
 
 __all__ = [
     "API_GROUP",
@@ -333,16 +334,21 @@ class OnSourceDiskDelete(StrEnum):
     APPLY_RETENTION = "ApplyRetention"
 
 
-class SnapshotPolicySpec(_Model):
-    """The desired state: which disk, how often, how long to keep."""
+class SnapshotPolicySpec(ClaimTargets):
+    """The desired state: which disks (exactly one target, `domain/targets.py`), how often, how long to keep."""
 
-    disk: DiskRef
+    disk: DiskRef | None = None
     schedule: ScheduleSpec
     retention: RetentionSpec
     snapshot: SnapshotSpec = Field(default_factory=SnapshotSpec)
     suspend: StrictBool = False
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
     on_source_disk_delete: OnSourceDiskDelete = OnSourceDiskDelete.KEEP
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SnapshotPolicySpec:
+        exactly_one_target(self.disk, self.volume_claim, self.volume_claim_selector)
+        return self
 
 
 @dataclass(frozen=True)
@@ -383,7 +389,7 @@ class LastSnapshot(_Model):
     state: Literal["Creating", "Copying", "Succeeded", "Failed"]
 
 
-class SnapshotPolicyStatus(_Model):
+class SnapshotPolicyStatus(ClaimStatus):
     """What the operator observed and did; written only through the status subresource."""
 
     observed_generation: int | None = None

@@ -29,6 +29,7 @@ from azsnap.domain import naming
 from azsnap.domain.durations import format_duration
 from azsnap.domain.models import Policy, RetentionSpec
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
+from azsnap.domain.volumes import disk_ref
 
 __all__ = [
     "RULES",
@@ -242,7 +243,7 @@ def finalize_owned(snapshot: Snapshot, policy: Policy, disk: Disk | None) -> boo
         naming.tag(tags, naming.TAG_MANAGED_BY) == naming.MANAGED_BY_VALUE
         and naming.tag(tags, naming.TAG_POLICY_UID) == policy.ref.uid
         and bool(naming.tag(tags, naming.TAG_DISK_UID))
-        and (source is None or source.lower() == policy.spec.disk.id.lower())
+        and (source is None or source.lower() == disk_ref(policy.spec).id.lower())
     )
 
 

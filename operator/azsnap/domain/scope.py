@@ -47,11 +47,12 @@ class ScopeRule:
     disk_resource_groups: tuple[str, ...]
     snapshot_resource_groups: tuple[str, ...]
 
-    def allows(self, namespace: str, subscription: str, disk_rg: str, snapshot_rg: str) -> bool:
+    def allows(self, namespace: str, subscription: str, disk_rg: str | None, snapshot_rg: str) -> bool:
+        """`disk_rg` None: the disk came through a claim of the namespace, which is its fence (no group to check)."""
         return (
             _match(namespace, self.namespaces)
             and _match(subscription, self.subscriptions)
-            and _match(disk_rg, self.disk_resource_groups)
+            and (disk_rg is None or _match(disk_rg, self.disk_resource_groups))
             and _match(snapshot_rg, self.snapshot_resource_groups or self.disk_resource_groups)
         )
 
@@ -91,13 +92,44 @@ class ScopeGuard:
             rules.append(rule)
         return cls(rules, source=source)
 
-    def check(self, policy: Policy) -> str | None:
-        """None when allowed; otherwise a message that says what to change."""
-        coords = policy.spec.disk.coordinates
-        snapshot_rg = policy.spec.snapshot.resource_group or coords.resource_group
-        ns = policy.ref.namespace
-        if any(r.allows(ns, coords.subscription_id, coords.resource_group, snapshot_rg) for r in self.rules):
+    def check_restore(self, namespace: str, subscription_id: str, target_rg: str, source_rg: str) -> str | None:
+        """A restore: its disk goes in `target_rg` (a disk group of the rule), its snapshot is read in `source_rg`
+        (a snapshot group of the rule, or else a disk group). None when allowed; otherwise what to change."""
+        if any(r.allows(namespace, subscription_id, target_rg, source_rg) for r in self.rules):
             return None
+        return (
+            f"Namespace {namespace!r} may not restore into resource group {target_rg!r} of subscription "
+            f"{subscription_id} from snapshots in resource group {source_rg!r}: no rule in {self.source} allows it "
+            "(the disk's group must match the rule's diskResourceGroups, the snapshot's its snapshotResourceGroups). "
+            "Ask the cluster admin to add a rule, or restore into a group your namespace may use; azsnap made no "
+            "Azure call."
+        )
+
+    def check(self, policy: Policy) -> str | None:
+        """None when allowed; otherwise a message that says what to change.
+
+        A claim target is checked disk by disk, once its claims are resolved (`reconciler/targets.py`): the claim
+        belongs to the policy's namespace, which is the fence for its disk, so the disk's resource group (the
+        cluster's node resource group) is not checked; the subscription and the snapshot group, where azsnap writes,
+        are.
+        """
+        spec = policy.spec
+        if spec.disk is None:
+            return None  # no disk yet: each resolved disk is checked on its own
+        coords = spec.disk.coordinates
+        snapshot_rg = spec.snapshot.resource_group or coords.resource_group
+        ns = policy.ref.namespace
+        of_claim = spec.volume_claim is not None or spec.volume_claim_selector is not None
+        disk_rg = None if of_claim else coords.resource_group
+        if any(r.allows(ns, coords.subscription_id, disk_rg, snapshot_rg) for r in self.rules):
+            return None
+        if of_claim:
+            return (
+                f"Namespace {ns!r} may not write snapshots to subscription {coords.subscription_id} and resource "
+                f"group {snapshot_rg!r}: no rule in {self.source} allows it (for a PersistentVolumeClaim's disk the "
+                "rule's snapshotResourceGroups, or else its diskResourceGroups, must match the snapshot group). Ask the "
+                "cluster admin to add a rule, or set spec.snapshot.resourceGroup to a group your namespace may use."
+            )
         return (
             f"Namespace {ns!r} may not target subscription {coords.subscription_id}, disk resource group "
             f"{coords.resource_group!r} and snapshot resource group {snapshot_rg!r}: no rule in {self.source} allows "

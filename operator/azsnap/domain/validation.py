@@ -12,6 +12,7 @@ from pydantic_core import ErrorDetails
 
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, SnapshotPolicySpec
 from azsnap.domain.schedule import validate_schedule
+from azsnap.domain.targets import TARGET_FIELDS, exactly_one_target
 
 __all__ = ["FieldError", "format_errors", "validate_manifest", "validate_spec"]
 
@@ -51,7 +52,13 @@ def validate_manifest(doc: Mapping[str, Any]) -> tuple[SnapshotPolicySpec | None
         errors.append(FieldError("kind", f"must be {KIND!r}, got {_shown(doc.get('kind'))}"))
     errors.extend(_metadata_errors(doc.get("metadata")))
     if "spec" not in doc:
-        errors.append(FieldError("spec", "required: the policy needs a spec with disk, schedule and retention"))
+        errors.append(
+            FieldError(
+                "spec",
+                "required: the policy needs a spec with a target (disk, volumeClaim or "
+                "volumeClaimSelector), schedule and retention",
+            )
+        )
         return None, errors
     spec, spec_errors = validate_spec(doc["spec"])
     errors.extend(spec_errors)
@@ -65,9 +72,19 @@ def validate_spec(raw: Any) -> tuple[SnapshotPolicySpec | None, list[FieldError]
     try:
         spec = SnapshotPolicySpec.model_validate(dict(raw))
     except ValidationError as exc:
-        return None, [_field_error(detail) for detail in exc.errors(include_url=False)]
+        errors = [_field_error(detail) for detail in exc.errors(include_url=False)]
+        return None, errors + [e for e in _target_errors(raw) if e not in errors]
     errors = [_schedule_error(problem) for problem in validate_schedule(spec.schedule)]
     return (None if errors else spec), errors
+
+
+def _target_errors(raw: Mapping[str, Any]) -> list[FieldError]:
+    """Exactly one target, said even when other fields fail first (the model checks it only once they pass)."""
+    try:
+        exactly_one_target(*(raw.get(name) for name in TARGET_FIELDS))
+    except ValueError as exc:
+        return [FieldError("spec", str(exc))]
+    return []
 
 
 def _metadata_errors(metadata: Any) -> list[FieldError]:

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from azsnap.domain.models import parse_disk_id
+from azsnap.domain.models import DiskRef, SnapshotPolicySpec, parse_disk_id
+from azsnap.domain.schedule import slot_offset
+from azsnap.domain.targets import ClaimView
 
-__all__ = ["AZURE_DISK_CSI_DRIVER", "ClaimDisk", "ClaimProblem", "resolve_claim_disk"]
+__all__ = [
+    "AZURE_DISK_CSI_DRIVER",
+    "ClaimDisk",
+    "ClaimProblem",
+    "disk_ref",
+    "policy_offset",
+    "resolve_claim_disk",
+    "resolve_targets",
+    "target_text",
+]
 
 #: The Azure Disk CSI driver's name, as PersistentVolumes it provisions carry it in `spec.csi.driver`.
 AZURE_DISK_CSI_DRIVER: Final = "disk.csi.azure.com"
@@ -32,6 +44,9 @@ class ClaimProblem(StrEnum):
     VOLUME_BOUND_ELSEWHERE = "VolumeBoundElsewhere"
     NOT_AZURE_DISK = "NotAzureDisk"
     NOT_A_DISK_ID = "NotADiskId"
+    #: Another claim of the policy already names this disk, or a disk of the same name (their snapshots would share
+    #: names in one resource group).
+    DUPLICATE_DISK = "DuplicateDisk"
 
 
 @dataclass(frozen=True)
@@ -117,3 +132,66 @@ def _checked(claim: str, volume_name: str, field: str, value: str) -> ClaimDisk:
 
 def _problem(claim: str, problem: ClaimProblem, message: str) -> ClaimDisk:
     return ClaimDisk(claim=claim, problem=problem, message=message)
+
+
+def disk_ref(spec: SnapshotPolicySpec) -> DiskRef:
+    """The disk a per-disk flow works on: `spec.disk` (the disks of claim targets are resolved first, one by one)."""
+    if spec.disk is None:
+        raise ValueError("the policy targets PersistentVolumeClaims: resolve them to disks first")
+    return spec.disk
+
+
+def target_text(spec: SnapshotPolicySpec) -> str:
+    """The policy's target in words, for logs: the disk's ARM ID, `claim <name>` or `claims <selector>`."""
+    if spec.disk is not None:
+        return spec.disk.id
+    if spec.volume_claim is not None:
+        return f"claim {spec.volume_claim}"
+    return f"claims {spec.volume_claim_selector.summary() if spec.volume_claim_selector else ''}"
+
+
+def policy_offset(spec: SnapshotPolicySpec) -> timedelta:
+    """When a slot is due after its time: the disk's jitter offset, or for claim targets the latest any disk's can be."""
+    if spec.disk is not None:
+        return slot_offset(spec.schedule, spec.disk.id)
+    return spec.schedule.jitter or timedelta(0)
+
+
+def resolve_targets(spec: SnapshotPolicySpec, namespace: str, view: ClaimView) -> list[ClaimDisk]:
+    """The claims a claim target names in `namespace` (never another), each with its disk or why it has none.
+
+    A selector's claims come in name order. Two claims naming one disk, or two disks of one name (their snapshot
+    names would collide in one resource group), leave the later claim with `DuplicateDisk`.
+    """
+    if spec.volume_claim is not None:
+        found: list[tuple[str, Mapping[str, Any] | None]] = [
+            (spec.volume_claim, view.claim(namespace, spec.volume_claim))
+        ]
+    elif spec.volume_claim_selector is not None:
+        selector = spec.volume_claim_selector.selector
+        found = sorted(
+            (str(meta.get("name") or ""), claim)
+            for claim in view.claims(namespace)
+            if (meta := claim.get("metadata") or {}).get("namespace") == namespace
+            and selector.matches(meta.get("labels") or {})
+        )
+    else:
+        return []
+    resolved: list[ClaimDisk] = []
+    ids: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for name, claim in found:
+        volume_name = str(((claim or {}).get("spec") or {}).get("volumeName") or "")
+        answer = resolve_claim_disk(f"{namespace}/{name}", claim, view.volume(volume_name) if volume_name else None)
+        disk_id = answer.disk_id
+        if disk_id is not None:
+            disk_name = parse_disk_id(disk_id).name.lower()
+            twin = ids.get(disk_id.lower()) or names.get(disk_name)
+            if twin is not None:
+                answer = _problem(answer.claim, ClaimProblem.DUPLICATE_DISK, f"PersistentVolumeClaim {answer.claim} "
+                                  f"names disk {disk_id}, and {twin} already names that disk or one of the same "
+                                  "name; azsnap snapshots it once, through the first claim")  # fmt: skip
+            else:
+                ids[disk_id.lower()] = names[disk_name] = answer.claim
+        resolved.append(answer)
+    return resolved

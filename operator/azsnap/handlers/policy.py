@@ -22,10 +22,13 @@ from azsnap.domain.models import (
     PolicyRef,
     SnapshotPolicyStatus,
 )
+from azsnap.domain.targets import ClaimView
 from azsnap.domain.validation import format_errors, validate_manifest
+from azsnap.domain.volumes import target_text
 from azsnap.handlers.runtime import MEMO_KEY, Runtime
 from azsnap.handlers.startup import FINALIZER
 from azsnap.handlers.status import record_metrics, verdict
+from azsnap.handlers.volumes import IndexedClaims
 from azsnap.reconciler import StatusReport
 
 __all__ = ["ANNOTATION_SNAPSHOT_NOW", "finalize", "reconcile", "tick"]
@@ -69,7 +72,9 @@ def _policy(body: kopf.Body) -> tuple[Policy | None, str]:
     return Policy(ref=ref, spec=spec), ""
 
 
-async def _reconcile(body: kopf.Body, patch: kopf.Patch, runtime: Runtime, *, only_if_due: bool = False) -> None:
+async def _reconcile(
+    body: kopf.Body, patch: kopf.Patch, runtime: Runtime, claims: ClaimView | None, *, only_if_due: bool = False
+) -> None:
     meta = body.metadata
     uid = meta.uid or ""
     generation = meta.get("generation")
@@ -89,12 +94,17 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, runtime: Runtime, *, on
             report = StatusReport(health=health, status={}, events=(), next_time=now + _STALLED_RECHECK)
         else:
             token = meta.annotations.get(ANNOTATION_SNAPSHOT_NOW)
-            report = await runtime.reconciler.reconcile(policy, _status_model(current), on_demand_token=token)
+            runtime.claim_interest.remember(uid, policy.ref.namespace, policy.spec)
+            report = await runtime.reconciler.reconcile(
+                policy, _status_model(current), on_demand_token=token, claims=claims
+            )
         elapsed = asyncio.get_running_loop().time() - started
 
         health = verdict(body, policy, report, current, now)
         conditions = conditions_for(health, current.get("conditions") or [], now=now, generation=generation)
         new_status: dict[str, Any] = {**report.status, "conditions": conditions, "observedGeneration": generation}
+        if policy is not None and policy.spec.disk is not None:  # one disk: `Disks` says whether it is Ready
+            new_status["disksReady"] = "1/1" if health.state is HealthState.READY else "0/1"
         for key, value in new_status.items():
             patch.status[key] = value
         written = runtime.written[uid] = {**current, **new_status}
@@ -132,7 +142,7 @@ def _log_outcome(
         "reconciled" if happened or changed else "nothing due",
         extra={
             "policy": f"{meta.namespace}/{meta.name}",
-            "disk": None if policy is None else policy.spec.disk.id,
+            "disk": None if policy is None else target_text(policy.spec),
             "state": str(health.state),
             "reason": health.reason,
             "snapshots_created": list(report.created),
@@ -147,9 +157,9 @@ def _log_outcome(
 @kopf.on.resume(**_RESOURCE)
 @kopf.on.create(**_RESOURCE)
 @kopf.on.update(**_RESOURCE)
-async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     """Create, update (spec or the on-demand annotation) and resume all reconcile the same way."""
-    await _reconcile(body, patch, memo[MEMO_KEY])
+    await _reconcile(body, patch, memo[MEMO_KEY], IndexedClaims.from_kwargs(kwargs))
 
 
 @kopf.timer(**_RESOURCE, interval=_TIMER_GAP)
@@ -171,7 +181,7 @@ async def tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: An
             nudge.clear()
             ready = FINALIZER in (body.metadata.get("finalizers") or []) and uid in runtime.wakeups
             if ready and _due(runtime, uid):
-                await _reconcile(body, patch, runtime, only_if_due=True)
+                await _reconcile(body, patch, runtime, IndexedClaims.from_kwargs(kwargs), only_if_due=True)
                 return
             nap = TICK_SECONDS
             if ready:
@@ -197,7 +207,7 @@ def _due(runtime: Runtime, uid: str) -> bool:
 
 
 @kopf.on.delete(**_RESOURCE)
-async def finalize(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def finalize(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """Retain or delete the policy's own snapshots; the finalizer goes only when that is done."""
     runtime: Runtime = memo[MEMO_KEY]
     uid = body.metadata.uid or ""
@@ -207,7 +217,8 @@ async def finalize(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         runtime.forget(uid)
         return
     async with runtime.lock(uid):
-        report = await runtime.reconciler.finalize(policy)
+        claims = IndexedClaims.from_kwargs(kwargs)
+        report = await runtime.reconciler.finalize(policy, status=_status_model(dict(body.status)), claims=claims)
     for event in report.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if not report.done:

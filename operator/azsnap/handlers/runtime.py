@@ -11,6 +11,8 @@ from azsnap.clock import Clock
 from azsnap.cloud.interface import CloudClient
 from azsnap.metrics import Metrics, MetricsServer
 from azsnap.reconciler import Reconciler
+from azsnap.reconciler.claims import ClaimInterest
+from azsnap.reconciler.restore import RestoreReconciler, VolumeWriter
 from azsnap.settings import Settings
 
 __all__ = ["MEMO_KEY", "Runtime"]
@@ -39,6 +41,11 @@ class Runtime:
     nudges: dict[str, asyncio.Event] = field(default_factory=dict)
     #: Whether azsnap owns the cloud client (and so closes it at shutdown).
     owns_cloud: bool = True
+    #: The SnapshotRestore flow (made on first use by `handlers/restore.py`), and what creates restored volumes.
+    restorer: RestoreReconciler | None = None
+    volumes: VolumeWriter | None = None
+    #: The claim targets of the policies, so that a claim's change wakes the ones that cover it.
+    claim_interest: ClaimInterest = field(default_factory=ClaimInterest)
 
     def lock(self, uid: str) -> asyncio.Lock:
         return self.locks.setdefault(uid, asyncio.Lock())
@@ -49,3 +56,4 @@ class Runtime:
     def forget(self, uid: str) -> None:
         for table in (self.wakeups, self.written, self.locks, self.nudges):
             table.pop(uid, None)
+        self.claim_interest.forget(uid)

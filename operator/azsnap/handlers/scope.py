@@ -47,3 +47,9 @@ class ScopeFile:
         if self._guard is None:
             return f"No policy is allowed while {self._problem}. Ask the cluster admin to fix it."
         return self._guard.check(policy)
+
+    def check_restore(self, namespace: str, subscription_id: str, target_rg: str, source_rg: str) -> str | None:
+        self._reload()
+        if self._guard is None:
+            return f"No restore is allowed while {self._problem}. Ask the cluster admin to fix it."
+        return self._guard.check_restore(namespace, subscription_id, target_rg, source_rg)

@@ -13,6 +13,7 @@ from azsnap.clock import WallClock
 from azsnap.cloud.buckets import PacerConfig
 from azsnap.cloud.pacer import Pacer, PacerHooks
 from azsnap.domain.models import API_GROUP
+from azsnap.handlers.restore_volumes import KubeVolumes
 from azsnap.handlers.runtime import MEMO_KEY, Runtime
 from azsnap.handlers.scope import ScopeFile
 from azsnap.metrics import Metrics
@@ -89,6 +90,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         runtime = build_runtime(Settings.from_env(os.environ))
         memo[MEMO_KEY] = runtime
     configure_kopf(settings, runtime.settings)
+    if runtime.settings.restore_volumes and runtime.volumes is None:
+        # kopf's own login: the pod's service account in a cluster, the kubeconfig elsewhere.
+        info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+        if info is not None:
+            runtime.volumes = KubeVolumes(info)
     if runtime.settings.metrics_port and runtime.metrics_server is None:
         runtime.metrics_server = await runtime.metrics.start_server(runtime.settings.metrics_port)
     logger.info(
@@ -110,5 +116,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if runtime.metrics_server is not None:
         await runtime.metrics_server.close()
         runtime.metrics_server = None
+    if isinstance(runtime.volumes, KubeVolumes):
+        await runtime.volumes.close()
     if runtime.owns_cloud:
         await runtime.cloud.close()

@@ -9,10 +9,10 @@ from typing import Any
 import kopf
 
 from azsnap.cloud.accounting import RequestStats
-from azsnap.domain import schedule
 from azsnap.domain.conditions import Health, HealthState
 from azsnap.domain.health import BackupFacts, assess, freshness
 from azsnap.domain.models import Policy
+from azsnap.domain.volumes import policy_offset
 from azsnap.handlers.runtime import Runtime
 from azsnap.reconciler import StatusReport
 
@@ -41,7 +41,7 @@ def verdict(
     last = status.get("lastSnapshot") or {}
     facts = BackupFacts(
         schedule=spec.schedule,
-        offset=schedule.slot_offset(spec.schedule, spec.disk.id),
+        offset=policy_offset(spec),
         suspended=spec.suspend,
         created=_time(body.metadata.get("creationTimestamp")),
         last_success=_time(status.get("lastSuccessfulSnapshotTime")),
@@ -87,7 +87,7 @@ def record_metrics(
     suspended = policy is not None and policy.spec.suspend
     if policy is not None and not policy.spec.suspend:
         spec = policy.spec
-        fresh = freshness(spec.schedule, schedule.slot_offset(spec.schedule, spec.disk.id), runtime.clock.now())
+        fresh = freshness(spec.schedule, policy_offset(spec), runtime.clock.now())
         if fresh is not None:
             stale_after = fresh.stale_after.total_seconds()
     metrics.policy_state(

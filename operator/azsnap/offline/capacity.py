@@ -16,6 +16,7 @@ from azsnap.cloud.buckets import PacerConfig
 from azsnap.cloud.budget import BucketUse, capacity_needed, theoretical_best_lateness
 from azsnap.domain import schedule
 from azsnap.domain.models import API_GROUP, KIND, Policy, PolicyRef, SnapshotPolicySpec
+from azsnap.offline.preview import stand_in_ref
 
 __all__ = [
     "CapacityError",
@@ -170,7 +171,7 @@ def assess(
     for policy in policies:
         if policy.spec.suspend:
             continue
-        by_sub.setdefault(policy.spec.disk.coordinates.subscription_id.lower(), []).append(policy)
+        by_sub.setdefault(stand_in_ref(policy.spec).coordinates.subscription_id.lower(), []).append(policy)
     slots_of: dict[str, list[datetime]] = {}  # many policies share a schedule: expand each one once
     results = []
     for sub, members in sorted(by_sub.items()):
@@ -188,8 +189,9 @@ def assess(
             if slots is None:
                 slots = slots_of[key] = schedule.slots_between(spec.schedule, now, now + HORIZON)
             creates += len(slots)
-            group = (spec.snapshot.resource_group or spec.disk.coordinates.resource_group).lower()
-            offset = schedule.slot_offset(spec.schedule, spec.disk.id)
+            ref = stand_in_ref(spec)
+            group = (spec.snapshot.resource_group or ref.coordinates.resource_group).lower()
+            offset = schedule.slot_offset(spec.schedule, ref.id)
             cohort = (key, offset, spec.schedule.starting_deadline.total_seconds(), group)
             cohorts[cohort] = cohorts.get(cohort, 0) + 1
             group_held[group] = group_held.get(group, 0.0) + _retained(spec, len(slots) / hours)

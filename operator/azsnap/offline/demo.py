@@ -107,7 +107,8 @@ def load_policies(examples: Path, disks: int) -> list[dict[str, Any]]:
     policies: list[dict[str, Any]] = []
     for path in sorted(examples.glob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
-            if isinstance(document, dict) and document.get("kind") == KIND:
+            # Claim targets need claims in the cluster: the demo's disks are named by ARM ID.
+            if isinstance(document, dict) and document.get("kind") == KIND and "disk" in (document.get("spec") or {}):
                 policies.append(document)
     template = next((p for p in policies if p["metadata"]["name"] == SCALE_TEMPLATE), None)
     if template is not None:

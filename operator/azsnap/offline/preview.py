@@ -15,12 +15,21 @@ from pydantic import ValidationError
 
 from azsnap.domain import naming, retention
 from azsnap.domain.durations import format_duration
-from azsnap.domain.models import API_GROUP, API_VERSION, KIND, Policy, PolicyRef, SnapshotPolicySpec
+from azsnap.domain.models import API_GROUP, API_VERSION, KIND, DiskRef, Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.domain.observed import Disk, Limits, Snapshot
 from azsnap.domain.planner import as_made, plan
 from azsnap.domain.schedule import to_instant, validate_schedule
 
-__all__ = ["PREVIEW_START", "PreviewDay", "PreviewResult", "load_policy", "preview_disk", "run_preview", "simulate"]
+__all__ = [
+    "PREVIEW_START",
+    "PreviewDay",
+    "PreviewResult",
+    "load_policy",
+    "preview_disk",
+    "run_preview",
+    "simulate",
+    "stand_in_ref",
+]
 
 #: Simulated time starts on this day (a Monday), at midnight in the schedule's zone, so a file always previews alike.
 PREVIEW_START: Final = date(2026, 1, 5)
@@ -108,9 +117,20 @@ def load_policy(path: Path) -> Policy:
     return Policy(ref=PolicyRef(namespace=namespace, name=name, uid=uid), spec=spec)
 
 
+def stand_in_ref(spec: SnapshotPolicySpec) -> DiskRef:
+    """`spec.disk`, or for a claim target a stand-in disk named after the claim (its disk is known only in a cluster)."""
+    if spec.disk is not None:
+        return spec.disk
+    name = spec.volume_claim or "claim"
+    return DiskRef(
+        id=f"/subscriptions/{uuid.UUID(int=0)}/resourceGroups/preview/providers/Microsoft.Compute/disks/{name}"
+    )
+
+
 def preview_disk(policy: Policy) -> Disk:
-    """A stand-in for the policy's disk, named after its ARM ID."""
-    return policy.spec.disk.stand_in("preview", str(uuid.uuid5(uuid.NAMESPACE_URL, policy.spec.disk.id.lower())))
+    """A stand-in for the policy's disk, named after its ARM ID (or after the claim, for one disk of a claim target)."""
+    ref = stand_in_ref(policy.spec)
+    return ref.stand_in("preview", str(uuid.uuid5(uuid.NAMESPACE_URL, ref.id.lower())))
 
 
 def simulate(

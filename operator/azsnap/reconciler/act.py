@@ -75,6 +75,7 @@ class Actor:
                 tags=action.tags,
                 incremental=spec.snapshot.incremental,
                 sku=str(spec.snapshot.sku) if spec.snapshot.sku else None,
+                background_copy=disk.copies_in_background,
             )
             # The pacer serves the creates closest to their startingDeadline first, taking turns by disk.
             due = action.slot + schedule.slot_offset(spec.schedule, disk.id) + spec.schedule.starting_deadline

@@ -9,14 +9,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from azsnap.clock import Clock
-from azsnap.cloud.errors import CloudError
+from azsnap.cloud.errors import CloudError, NotFound
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain import naming, schedule
 from azsnap.domain.conditions import Health, HealthState
 from azsnap.domain.models import Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
-from azsnap.domain.planner import COPY_RECHECK, CREATE_RECHECK, Plan, plan
+from azsnap.domain.planner import COPY_RECHECK, CREATE_RECHECK, DeleteAction, Plan, plan
 from azsnap.domain.scope import ScopeCheck
+from azsnap.domain.targets import ClaimView
+from azsnap.domain.volumes import disk_ref
 from azsnap.reconciler.accounting import (
     accounted_until,
     schedule_changed,
@@ -29,6 +31,7 @@ from azsnap.reconciler.finalize import finalize
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.orphans import disk_missing
 from azsnap.reconciler.report import Event, FinalizeReport, StatusReport
+from azsnap.reconciler.targets import ClaimReconciler
 from azsnap.reconciler.verdicts import Verdicts
 from azsnap.settings import Settings
 
@@ -53,6 +56,10 @@ class ReconcilerConfig:
     def from_settings(cls, settings: Settings) -> ReconcilerConfig:
         """The limits and freshness an operator process was configured with."""
         return cls(limits=settings.limits, list_freshness=timedelta(seconds=settings.list_freshness_seconds))
+
+
+class _DiskChanged(Exception):
+    """The disk Azure shows is not the one the snapshot list stood for: its deletes wait for a new pass."""
 
 
 def _all_succeeded(the_plan: Plan, outcome: Outcome) -> bool:
@@ -95,6 +102,8 @@ class Reconciler:
             max_sleep=self.config.max_sleep,
         )
         self._disk_locks: dict[str, asyncio.Lock] = {}
+        targets = (self.observer, self.verdicts, self.config.limits, self.config.stalled_recheck)
+        self.claim_targets = ClaimReconciler(self.reconcile_disk, cloud, clock, *targets)
 
     # -- reconcile -----------------------------------------------------------------------------------------
 
@@ -104,11 +113,28 @@ class Reconciler:
         status: SnapshotPolicyStatus,
         *,
         on_demand_token: str | None = None,
+        claims: ClaimView | None = None,
     ) -> StatusReport:
-        """Observe, plan, act; never raises for Azure errors (they become the report's health)."""
+        """Observe, plan, act; never raises for Azure errors (they become the report's health).
+
+        A policy over PersistentVolumeClaims reads them in `claims` and reconciles each of their disks in turn.
+        """
+        if policy.spec.disk is None:
+            return await self.claim_targets.reconcile(policy, status, claims, on_demand_token)
+        return await self.reconcile_disk(policy, status, on_demand_token=on_demand_token)
+
+    async def reconcile_disk(
+        self,
+        policy: Policy,
+        status: SnapshotPolicyStatus,
+        *,
+        on_demand_token: str | None = None,
+    ) -> StatusReport:
+        """The reconcile of one disk (`spec.disk`, set for a claim's disk by `reconciler/targets.py`)."""
         now = self.clock.now()
         spec = policy.spec
-        coords = spec.disk.coordinates
+        ref = disk_ref(spec)
+        coords = ref.coordinates
         base: dict[str, Any] = {"diskName": coords.name, "schedule": schedule_summary(policy)}
         if schedule_changed(policy, status):
             base["slotsAccountedUntil"] = None  # the old watermark belongs to the old schedule
@@ -122,26 +148,32 @@ class Reconciler:
             if refusal is not None:
                 return self.verdicts.stalled("ScopeNotAllowed", refusal, now, base)
 
-        try:
-            disk = await self.observer.disk(spec.disk.id)
-        except CloudError as exc:
-            return self.verdicts.failed(exc, now, base, what=f"reading disk {coords.name}")
-        if disk is None:
-            return await disk_missing(
-                policy,
-                status,
-                base,
-                cloud=self.cloud,
-                clock=self.clock,
-                observer=self.observer,
-                verdicts=self.verdicts,
-                limits=self.config.limits,
-                recheck_minutes=int(self.config.stalled_recheck.total_seconds() // 60),
-            )
-
-        lock = self._disk_locks.setdefault(disk.id.lower(), asyncio.Lock())
-        async with lock:
-            return await self._reconcile_disk(policy, status, disk, on_demand_token, base)
+        groups = (coords.resource_group, spec.snapshot.resource_group or coords.resource_group)
+        for attempt in range(2):
+            try:
+                disk, vouched = await self.observer.disk_or_list(ref.id, groups)
+            except CloudError as exc:
+                return self.verdicts.failed(exc, now, base, what=f"reading disk {coords.name}")
+            if disk is None:
+                return await disk_missing(
+                    policy,
+                    status,
+                    base,
+                    cloud=self.cloud,
+                    clock=self.clock,
+                    observer=self.observer,
+                    verdicts=self.verdicts,
+                    limits=self.config.limits,
+                    recheck_minutes=int(self.config.stalled_recheck.total_seconds() // 60),
+                )
+            lock = self._disk_locks.setdefault(disk.id.lower(), asyncio.Lock())
+            async with lock:
+                report = await self._reconcile_disk(
+                    policy, status, disk, on_demand_token, base, vouched and not attempt
+                )
+            if report is not None:
+                return report
+        raise AssertionError("a disk read on the second pass always gives a report")  # pragma: no cover
 
     async def _reconcile_disk(
         self,
@@ -150,7 +182,9 @@ class Reconciler:
         disk: Disk,
         on_demand_token: str | None,
         base: dict[str, Any],
-    ) -> StatusReport:
+        vouched: bool,
+    ) -> StatusReport | None:
+        """One pass on a disk; None when the list stood for the disk (`vouched`) and Azure then showed it changed."""
         spec = policy.spec
         snapshot_rg = spec.snapshot.resource_group or disk.resource_group
         groups = (disk.resource_group, snapshot_rg)
@@ -171,20 +205,39 @@ class Reconciler:
         )
 
         actor = Actor(self.cloud, self.clock, self.observer, policy, disk, snapshot_rg)
+        outcome = actor.outcome
+        checked = not vouched
+
+        async def deletes(actions: Sequence[DeleteAction]) -> CloudError | None:
+            # A delete rests on the disk as it is now: a disk the list stood for is read first, unless a create of
+            # this pass came back from its incarnation (Azure read the disk for it).
+            nonlocal checked
+            if actions and not checked:
+                checked = (bool(outcome.created) and self.observer.holds(disk)) or await self.observer.confirm(disk)
+                if not checked:
+                    raise _DiskChanged
+            return await actor.deletes(actions)
+
         # Near the per-disk cap (counting every snapshot of the disk, in any group), retention makes room first.
         incremental = sum(1 for s in of_disk if s.incremental)
         deletes_first = incremental + len(the_plan.creates) > self.config.limits.per_disk_cap
         error: CloudError | None = None
-        if deletes_first:
-            error = await actor.deletes(the_plan.deletes) or await actor.creates(the_plan.creates)
-        else:
-            error = await actor.creates(the_plan.creates) or await actor.deletes(the_plan.deletes)
-        outcome = actor.outcome
-        outcome.error = error
-        if error is None and the_plan.deletes_after_creates and _all_succeeded(the_plan, outcome):
-            # A new snapshot can make an older one unnecessary at once (keepLast, hourly): delete it now rather
-            # than at the next slot. The plan looked ahead for this; no second plan, no extra list call.
-            outcome.error = await actor.deletes(the_plan.deletes_after_creates)
+        try:
+            if deletes_first:
+                error = await deletes(the_plan.deletes) or await actor.creates(the_plan.creates)
+            else:
+                error = await actor.creates(the_plan.creates) or await deletes(the_plan.deletes)
+            outcome.error = error
+            if error is None and the_plan.deletes_after_creates and _all_succeeded(the_plan, outcome):
+                # A new snapshot can make an older one unnecessary at once (keepLast, hourly): delete it now rather
+                # than at the next slot. The plan looked ahead for this; no second plan, no extra list call.
+                outcome.error = await deletes(the_plan.deletes_after_creates)
+        except _DiskChanged:
+            if not outcome.created:
+                return None
+        if vouched and isinstance(error, NotFound) and not outcome.created:
+            self.observer.forget_disk(disk.id)  # the list stood for a disk Azure says is gone: read it, start over
+            return None
         return await self._report(policy, status, on_demand_token, disk, groups, the_plan, previous, outcome, base, now)
 
     async def _report(
@@ -310,8 +363,15 @@ class Reconciler:
 
     # -- finalize ------------------------------------------------------------------------------------------
 
-    async def finalize(self, policy: Policy) -> FinalizeReport:
-        """Handle the policy's deletion: keep (Retain) or delete (Delete) its own snapshots, resumably."""
+    async def finalize(
+        self, policy: Policy, *, status: SnapshotPolicyStatus | None = None, claims: ClaimView | None = None
+    ) -> FinalizeReport:
+        """Handle the policy's deletion: keep (Retain) or delete (Delete) its own snapshots, resumably.
+
+        For claim targets, the disks are those of its claims now and of its `status.disks` entries.
+        """
+        if policy.spec.disk is None:
+            return await self.claim_targets.finalize(policy, status or SnapshotPolicyStatus(), claims, self.finalize)
         return await finalize(
             policy,
             cloud=self.cloud,

@@ -12,6 +12,7 @@ from azsnap.domain import naming, retention
 from azsnap.domain.models import DeletionPolicy, Policy
 from azsnap.domain.observed import Snapshot, SnapshotState
 from azsnap.domain.scope import ScopeCheck
+from azsnap.domain.volumes import disk_ref
 from azsnap.reconciler.act import subscription_of
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, FinalizeReport
@@ -48,11 +49,12 @@ async def finalize(
         return FinalizeReport(True, "deletionPolicy is Retain: the snapshots stay, with their ownership tags")
     if scope is not None and scope.check(policy) is not None:
         return FinalizeReport(True, "the policy is outside its namespace's Azure scope: nothing was deleted")
-    coords = spec.disk.coordinates
+    ref = disk_ref(spec)
+    coords = ref.coordinates
     groups = (coords.resource_group, spec.snapshot.resource_group or coords.resource_group)
     retry = verdicts.retry_delay
     try:
-        disk = await observer.disk(spec.disk.id)
+        disk = await observer.disk(ref.id)
         listed = await observer.in_subscription(coords.subscription_id, groups)
     except CloudError as exc:
         return FinalizeReport(False, f"Azure answered {exc.message}; retrying", retry_after=retry(exc))

@@ -7,6 +7,9 @@ disk's snapshots without scanning the list. When Azure refuses the subscription-
 its role on resource groups only), the observer lists instead every resource group it was told of for that
 subscription (each policy's disk and snapshot groups) and says so in `coverage`. A list is reused for the
 freshness window, and longer for a large subscription (`SECONDS_PER_PAGE`), so its pages stay bounded.
+
+The same list can stand for a disk already read (`disk_or_list`): when its newest snapshot was taken from the
+cached incarnation, the disk is not read again until `REVERIFY` after the last read.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from azsnap.clock import Clock
-from azsnap.cloud.errors import PermanentError
+from azsnap.cloud.errors import CloudError, PermanentError
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain.observed import Disk, Snapshot
 
@@ -34,6 +37,12 @@ RETRY_WIDE: Final = timedelta(hours=1)
 #: well inside ARM's list budget, whatever its size. Only others' writes can be that old: azsnap's own are applied.
 SECONDS_PER_PAGE: Final = 3.0
 _PAGE: Final = 100
+#: How long after a disk's last read the snapshot list may stand for it instead of a new read. Creates and deletes
+#: check the disk themselves (Azure answers a create from a gone disk with NotFound, and a create from a new
+#: incarnation with its unique ID; a delete needs a recent read or such a create), so what waits for this read
+#: is only what the status says of a disk nothing was written for: gone, recreated, resized, still copying.
+#: Three hourly slots per read: two reads in three are saved, and a change is told within three hours.
+REVERIFY: Final = timedelta(hours=3)
 
 _Key = tuple[str, str]  # (resource group, name), lower-cased
 
@@ -46,6 +55,18 @@ def _lowered(name: str) -> str:
 
 def _name_of(snapshot: Snapshot) -> str:
     return f"{snapshot.resource_group}/{snapshot.name}".lower()
+
+
+def _vouches(disk: Disk, snapshots: Iterable[Snapshot]) -> bool:
+    """True when the newest snapshot of the disk's ARM ID was taken from `disk`'s incarnation, and the disk was at rest.
+
+    A snapshot of another incarnation newer than all of this one's means the disk was recreated or restored in
+    place; a disk still provisioning or copying changes on its own, so only a read tells how far it is.
+    """
+    if (disk.provisioning_state or "").lower() != "succeeded" or disk.is_copying:
+        return False
+    dated = [(s.time_created, s.source_unique_id) for s in snapshots if s.time_created is not None]
+    return bool(dated) and max(dated, key=lambda d: d[0])[1] == disk.unique_id
 
 
 @dataclass
@@ -95,11 +116,13 @@ class Observer:
         *,
         freshness: timedelta = timedelta(seconds=30),
         disk_freshness: timedelta = timedelta(minutes=10),
+        reverify: timedelta = REVERIFY,
     ) -> None:
         self._cloud = cloud
         self._clock = clock
         self._freshness = freshness
         self._disk_freshness = disk_freshness
+        self._reverify = reverify
         self._views: dict[str, _View] = {}
         self._disks: dict[str, _DiskEntry] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -179,10 +202,44 @@ class Observer:
 
     async def disk(self, disk_id: str) -> Disk | None:
         """The disk (cached for a while when it exists); None when Azure says it does not exist."""
-        key = disk_id.lower()
-        cached = self._disks.get(key)
+        cached = self._disks.get(disk_id.lower())
         if cached is not None and self._clock.now() - cached.fetched_at < self._disk_freshness:
             return cached.disk
+        return await self._read(disk_id)
+
+    async def disk_or_list(self, disk_id: str, groups: Iterable[str]) -> tuple[Disk | None, bool]:
+        """The disk, and True when the fresh snapshot list stood for it instead of a read.
+
+        The list stands for a disk read less than `REVERIFY` ago when its newest snapshot of the disk's ARM ID
+        was taken from the cached incarnation (`_vouches`). Otherwise, or when the list cannot be had, as `disk`.
+        """
+        cached = self._disks.get(disk_id.lower())
+        if cached is not None and self._disk_freshness <= self._clock.now() - cached.fetched_at < self._reverify:
+            try:
+                view = await self._view(cached.disk.subscription_id, groups, fresh=True)
+            except CloudError:
+                pass  # the read below tells, and the list's error is met again when the snapshots are read
+            else:
+                if _vouches(cached.disk, view.by_disk.get(disk_id.lower(), {}).values()):
+                    return cached.disk, True
+        return await self.disk(disk_id), False
+
+    def holds(self, disk: Disk) -> bool:
+        """True while `disk`'s incarnation is the cached one (a create from another, or a NotFound, drops it)."""
+        cached = self._disks.get(disk.id.lower())
+        return cached is not None and cached.disk.unique_id == disk.unique_id
+
+    async def confirm(self, disk: Disk) -> bool:
+        """Read the disk now: True when Azure still has this incarnation (False, and forgotten, on any doubt)."""
+        try:
+            read = await self._read(disk.id)
+        except CloudError:
+            self.forget_disk(disk.id)
+            return False
+        return read is not None and read.unique_id == disk.unique_id
+
+    async def _read(self, disk_id: str) -> Disk | None:
+        key = disk_id.lower()
         disk = await self._cloud.get_disk(disk_id)
         if disk is None:
             self._disks.pop(key, None)

@@ -12,6 +12,7 @@ from azsnap.domain import naming, retention
 from azsnap.domain.models import OnSourceDiskDelete, Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits, Snapshot
 from azsnap.domain.retention import DeleteAction
+from azsnap.domain.volumes import disk_ref
 from azsnap.reconciler.accounting import restore_points_field
 from azsnap.reconciler.act import Actor
 from azsnap.reconciler.observe import Observer
@@ -38,7 +39,7 @@ def orphan_deletes(policy: Policy, owned: list[Snapshot], now: datetime, limits:
 
 def _placeholder(policy: Policy) -> Disk:
     """The disk as the spec names it, for pacing and resource coordinates; it has no incarnation."""
-    return policy.spec.disk.stand_in(location="", unique_id="")
+    return disk_ref(policy.spec).stand_in(location="", unique_id="")
 
 
 async def disk_missing(
@@ -58,7 +59,7 @@ async def disk_missing(
     now = clock.now()
     disk = _placeholder(policy)
     groups = (disk.resource_group, spec.snapshot.resource_group or disk.resource_group)
-    gone = f"Disk {spec.disk.id} does not exist or azsnap's identity cannot read it."
+    gone = f"Disk {disk.id} does not exist or azsnap's identity cannot read it."
     fix = (
         f"Fix spec.disk.id, restore the disk, or grant Microsoft.Compute/disks/read; azsnap checks again every "
         f"{recheck_minutes} minutes."

@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, TextIO
 
@@ -21,7 +21,7 @@ from azsnap.cloud.errors import CloudError
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain import naming
 from azsnap.domain.explain import Explanation, RestorePoints, explain, restore_points
-from azsnap.domain.models import API_GROUP, API_VERSION, KIND, OnSourceDiskDelete, Policy, PolicyRef
+from azsnap.domain.models import API_GROUP, API_VERSION, KIND, OnSourceDiskDelete, Policy, PolicyRef, parse_disk_id
 from azsnap.domain.observed import Limits, Snapshot
 from azsnap.domain.validation import format_errors, validate_manifest
 from azsnap.reconciler.observe import Observer
@@ -31,6 +31,7 @@ from azsnap.tools.cluster import ClusterError, Selection, connect
 __all__ = [
     "PolicySnapshots",
     "SnapshotsOptions",
+    "disk_targets",
     "gather",
     "parse_policy",
     "policy_json",
@@ -44,12 +45,14 @@ _GIB: Final = 1024**3
 
 @dataclass(frozen=True)
 class PolicySnapshots:
-    """One policy's snapshots as Azure has them now, explained; or why they could not be read."""
+    """One policy's snapshots of one disk as Azure has them now, explained; or why they could not be read."""
 
     namespace: str
     name: str
     disk_id: str
     problem: str | None = None
+    #: The claim the disk was found through (`namespace/name`), for a policy that targets claims.
+    claim: str | None = None
     disk_exists: bool = True
     #: Snapshots of the disk's ARM ID in Azure, the policy's and everyone else's.
     disk_snapshots: int = 0
@@ -76,41 +79,62 @@ def parse_policy(obj: Mapping[str, Any]) -> tuple[Policy | None, str]:
 async def gather(
     objects: Sequence[Mapping[str, Any]], cloud: CloudClient, clock: Clock, limits: Limits
 ) -> list[PolicySnapshots]:
-    """Each policy's snapshots, read from Azure and explained, in the order given."""
+    """Each policy's snapshots, disk by disk, read from Azure and explained, in the order given."""
     observer = Observer(cloud, clock)
-    return [await _one(obj, observer, clock.now(), limits) for obj in objects]
+    rows: list[PolicySnapshots] = []
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        policy, problem = parse_policy(obj)
+        if policy is None:
+            disk_id = str(((obj.get("spec") or {}).get("disk") or {}).get("id") or "")
+            rows.append(PolicySnapshots(namespace, name, disk_id, problem=problem))
+            continue
+        targets = disk_targets(obj, policy)
+        if not targets:
+            rows.append(PolicySnapshots(namespace, name, "", problem="no disk found through its claims yet"))
+        for claim, disk_id in targets:
+            rows.append(await _one(policy, claim, disk_id, observer, clock.now(), limits))
+    return rows
 
 
-async def _one(obj: Mapping[str, Any], observer: Observer, now: datetime, limits: Limits) -> PolicySnapshots:
-    meta = obj.get("metadata") or {}
-    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-    policy, problem = parse_policy(obj)
-    if policy is None:
-        disk_id = str(((obj.get("spec") or {}).get("disk") or {}).get("id") or "")
-        return PolicySnapshots(namespace, name, disk_id, problem=problem)
-    spec = policy.spec
-    coords = spec.disk.coordinates
+def disk_targets(obj: Mapping[str, Any], policy: Policy) -> list[tuple[str | None, str]]:
+    """(claim, disk ARM ID) of each disk the policy snapshots: its `spec.disk`, else its claims' disks in status.
+
+    A policy that targets claims records every disk it holds snapshots of in `status.disks`, claims that went
+    away included; reading them there needs no access to the claims.
+    """
+    if policy.spec.disk is not None:
+        return [(None, policy.spec.disk.id)]
+    entries = (obj.get("status") or {}).get("disks") or []
+    return [(e.get("claim"), str(e["disk"])) for e in entries if isinstance(e, Mapping) and e.get("disk")]
+
+
+async def _one(
+    policy: Policy, claim: str | None, disk_id: str, observer: Observer, now: datetime, limits: Limits
+) -> PolicySnapshots:
+    ref, spec = policy.ref, policy.spec
+    coords = parse_disk_id(disk_id)
     groups = (coords.resource_group, spec.snapshot.resource_group or coords.resource_group)
+    row = PolicySnapshots(ref.namespace, ref.name, disk_id, claim=claim)
     try:
-        disk = await observer.disk(spec.disk.id)
+        disk = await observer.disk(disk_id)
         if disk is not None:
             of_disk = await observer.of_disk(disk, groups)
-            owned = [s for s in of_disk if naming.is_owned(s, policy.ref, disk)]
+            owned = [s for s in of_disk if naming.is_owned(s, ref, disk)]
         else:
             listed = await observer.in_subscription(coords.subscription_id, groups)
-            of_disk = [s for s in listed if (s.source_resource_id or "").lower() == spec.disk.id.lower()]
-            owned = [s for s in of_disk if naming.owns(s, policy.ref, spec.disk.id)]
+            of_disk = [s for s in listed if (s.source_resource_id or "").lower() == disk_id.lower()]
+            owned = [s for s in of_disk if naming.owns(s, ref, disk_id)]
     except CloudError as exc:
-        return PolicySnapshots(namespace, name, spec.disk.id, problem=f"Azure refused to answer: {exc}")
+        return replace(row, problem=f"Azure refused to answer: {exc}")
     stopped_by = None
     if spec.suspend:
         stopped_by = "suspended"
     elif disk is None and spec.on_source_disk_delete is OnSourceDiskDelete.KEEP:
         stopped_by = "onSourceDiskDelete"
-    return PolicySnapshots(
-        namespace,
-        name,
-        spec.disk.id,
+    return replace(
+        row,
         disk_exists=disk is not None,
         disk_snapshots=len(of_disk),
         snapshots=tuple(explain(spec.retention, spec.schedule.zone, owned, now, limits, stopped_by=stopped_by)),
@@ -161,6 +185,7 @@ def policy_json(row: PolicySnapshots) -> dict[str, Any]:
         "namespace": row.namespace,
         "name": row.name,
         "disk": row.disk_id,
+        "claim": row.claim,
         "diskExists": row.disk_exists,
         "diskSnapshotCount": row.disk_snapshots,
         "problem": row.problem,
@@ -213,6 +238,8 @@ def _kept_by(e: Explanation) -> str:
 
 def _header(row: PolicySnapshots) -> str:
     disk = row.disk_id.rsplit("/", 1)[-1] or "?"
+    if row.claim is not None:
+        disk = f"{disk} (claim {row.claim})"
     if row.problem is not None:
         return f"{row.key}  disk {disk}: {row.problem}"
     gone = "" if row.disk_exists else " (the disk does not exist)"

@@ -1,0 +1,54 @@
+"""Polling a long-running ARM operation to its end, with the finished resource handed back as ARM JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.core.pipeline import PipelineResponse
+from azure.core.polling.base_polling import LocationPolling, StatusCheckPolling
+from azure.mgmt.core.polling.arm_polling import AzureAsyncOperationPolling, BodyContentPolling
+from azure.mgmt.core.polling.async_arm_polling import AsyncARMPolling
+
+__all__ = ["JsonResultPolling"]
+
+
+def _output(pipeline_response: PipelineResponse[Any, Any]) -> Any:
+    """The finished resource an operation status carries as `properties.output` (Compute's), else None."""
+    response = pipeline_response.http_response
+    if not response.body():
+        return None
+    answer = response.json()
+    properties = answer.get("properties") if isinstance(answer, dict) and "status" in answer else None
+    return properties.get("output") if isinstance(properties, dict) else None
+
+
+class _OutputOperationPolling(AzureAsyncOperationPolling):  # type: ignore[type-arg]  # as the SDK's own
+    """ARM's Azure-AsyncOperation polling, with no final GET when the finished status already carries the resource.
+
+    Compute answers a snapshot's finished operation with the snapshot as `properties.output`, the same JSON as
+    the GET on the snapshot (see the recorded answers) except the copy progress (`completionPercent`) of a
+    snapshot that copies in the background: only for one that does not is the GET left out.
+    """
+
+    def get_final_get_url(self, pipeline_response: PipelineResponse[Any, Any]) -> str | None:
+        if _output(pipeline_response) is not None:
+            return None
+        return super().get_final_get_url(pipeline_response)
+
+
+class JsonResultPolling(AsyncARMPolling):
+    """ARM's polling, with the finished resource handed back as its JSON: the SDK's model of it is never read."""
+
+    def __init__(self, timeout: float, *, output_is_final: bool = False, **kwargs: Any) -> None:
+        """`output_is_final`: an operation's `properties.output` is the whole resource, so no final GET is made."""
+        first = _OutputOperationPolling() if output_is_final else AzureAsyncOperationPolling()
+        algorithms = [first, LocationPolling(), BodyContentPolling(), StatusCheckPolling()]
+        super().__init__(timeout, lro_algorithms=algorithms, **kwargs)
+        self._output_is_final = output_is_final
+
+    def _parse_resource(self, pipeline_response: PipelineResponse[Any, Any]) -> Any:
+        output = _output(pipeline_response) if self._output_is_final else None
+        if output is not None:
+            return output
+        response = pipeline_response.http_response
+        return response.json() if response.body() else None
