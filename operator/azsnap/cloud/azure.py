@@ -54,8 +54,8 @@ class AzureOptions:
     polling_interval: float = 5.0
     #: How long one create or delete waits for its long-running operation before returning.
     lro_timeout: float = 60.0
-    #: The most one call may take from its first request on: retries, pages and LRO polls included (the wait for
-    #: the first request's budget is the pacer's, bounded by the caller's deadline).
+    #: The most one call (or one page of a list) may take from its first request on: retries and LRO polls included
+    #: (the wait for the first request's budget is the pacer's, bounded by the caller's deadline).
     call_timeout: float = 120.0
     #: azure-core retry policy: attempts after the first, and exponential backoff (Retry-After wins when sent).
     retry_total: int = 3
@@ -96,12 +96,6 @@ class _CallClock:
         if self.started is None and self.timeout is not None:
             self.started = asyncio.get_running_loop().time()
             self.timeout.reschedule(self.started + self.limit)
-
-    def next_page(self) -> None:
-        """A list's next page has a deadline of its own (250,000 snapshots are 2,500 pages), from its first request."""
-        if self.timeout is not None:
-            self.started = None
-            self.timeout.reschedule(None)
 
 
 _CALL: ContextVar[_CallClock | None] = ContextVar("azsnap_call_clock", default=None)
@@ -301,8 +295,8 @@ class AzureCloud(DiskWrites, CloudClient):
             found, clock = [], _CALL.get()
             async for page in pages.by_page():
                 found.extend([snapshot_from_azure(s) async for s in page])
-                if clock is not None:
-                    clock.next_page()
+                if clock is not None:  # the next page's first request arms a deadline of its own
+                    clock.started = None  # (250,000 snapshots are 2,500 pages: one deadline over all cut them)
             return found
 
         try:
