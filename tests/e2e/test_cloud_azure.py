@@ -318,6 +318,23 @@ async def test_premium_v2_snapshot_completes_over_emulated_time(rig: Rig, backgr
     assert listed.state is SnapshotState.SUCCEEDED
 
 
+async def test_the_first_poll_of_a_create_waits_one_interval(rig: Rig) -> None:
+    sent: dict[str, list[float]] = {}
+
+    async def before(operation: str, subscription_id: str, location: str) -> None:
+        sent.setdefault(operation, []).append(asyncio.get_running_loop().time())
+
+    options = AzureOptions(base_url=rig.base_url, ca_bundle=rig.ca_bundle, polling_interval=0.3, retry_total=0)
+    cloud = AzureCloud(StaticTokenCredential(), options, before_request=before)
+    rig.clouds.append(cloud)
+    await seeded_disk(rig, cloud, "pg-0")
+    made = await cloud.create_snapshot(request(rig, "pg-0", "azsnap-pg-0-1", background_copy=False))
+    assert made.state is SnapshotState.SUCCEEDED
+    [put] = sent["snapshots.create"]
+    # azure-core would ask at once; the create is never done that soon, so the first poll waits like the others
+    assert sent["operations.get"][0] - put >= 0.3
+
+
 async def test_stats_and_hooks_see_every_answer(rig: Rig) -> None:
     seen: list[tuple[str, int]] = []
     waited: list[tuple[str, str, str]] = []

@@ -29,8 +29,7 @@ def example_policies() -> dict[str, dict[str, Any]]:
     found = {}
     for path in sorted(EXAMPLES.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
-            # The demo's disks are named by ARM ID; claim targets need claims in a cluster (the demo applies none).
-            if doc and doc.get("kind") == "SnapshotPolicy" and "disk" in doc["spec"]:
+            if doc and doc.get("kind") == "SnapshotPolicy":
                 found[f"{doc['metadata'].get('namespace', 'default')}/{doc['metadata']['name']}"] = doc
     return found
 
@@ -64,6 +63,9 @@ def test_six_emulated_hours_every_example_acts_and_no_invariant_breaks() -> None
     # 02:30 in Berlin (CET) is 01:30 UTC; Premium SSD v2 every 6 h in New York (EDT): 04:00 UTC.
     assert summary["policies"]["default/nightly-berlin"]["created"] == 1
     assert summary["policies"]["default/premium-v2"]["created"] == 1
+    # Three claims hourly from 00:00, and a fourth added at 02:30, which takes its 02:00 slot at once (within the
+    # starting deadline) and the later ones: without it, at most 3 x 7.
+    assert summary["policies"]["default/postgres-cluster"]["created"] >= 3 * 6 + 4
 
     totals = summary["totals"]
     assert totals["invariant_violations"] == 0
@@ -152,8 +154,10 @@ def test_two_snapshots_for_one_slot_are_a_duplicate_even_after_one_is_gone() -> 
     put(emu, clock, "a-1-again", "disk-1", ours("uid-a", "2026-03-27T00:00:00Z"))
     # The same slot for another policy is no duplicate.
     put(emu, clock, "b-1", "disk-2", ours("uid-b", "2026-03-27T00:00:00Z"))
+    # Nor is the same slot of one policy on another disk (a policy over claims snapshots each of its disks).
+    put(emu, clock, "a-1-disk-2", "disk-2", ours("uid-a", "2026-03-27T00:00:00Z"))
     broken = witness.violations({"default/a": "uid-a", "default/b": "uid-b"})
-    assert broken == ["duplicate slot: 2 snapshots for slot 2026-03-27T00:00:00Z of default/a"]
+    assert broken == ["duplicate slot: 2 snapshots for slot 2026-03-27T00:00:00Z of default/a (disk-1)"]
 
 
 def test_an_unowned_snapshot_deleted_and_a_limit_exceeded_are_reported() -> None:
@@ -175,12 +179,15 @@ def test_snapshots_at_the_end_list_what_each_policy_holds() -> None:
     result = demo("--hours", "3", "--speed", "0", "--json", "--snapshots")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    listed = {f"{p['namespace']}/{p['name']}": p for p in summary["snapshots"]}
+    listed: dict[str, list[dict[str, Any]]] = {}  # a policy over claims lists one row per disk
+    for row in summary["snapshots"]:
+        listed.setdefault(f"{row['namespace']}/{row['name']}", []).append(row)
     assert set(listed) == set(summary["policies"])
+    assert len(listed["default/postgres-cluster"]) == 4  # the three first claims' disks and the one added
     for key, got in summary["policies"].items():
-        assert len(listed[key]["snapshots"]) == got["held"], key
-        assert listed[key]["restorePoints"]["count"] <= got["held"], key
-    hourly = listed["default/minimal-hourly"]["snapshots"]
+        assert sum(len(row["snapshots"]) for row in listed[key]) == got["held"], key
+        assert sum(row["restorePoints"]["count"] for row in listed[key]) <= got["held"], key
+    hourly = listed["default/minimal-hourly"][0]["snapshots"]
     assert hourly[0]["notes"][-1] == "newest good" and hourly[0]["held"]
     plain = demo("--hours", "1", "--speed", "0", "--snapshots")
     assert plain.exit_code == 0, plain.output

@@ -173,3 +173,33 @@ async def test_a_gone_disk_still_shows_its_restore_points_all_held(kube: KubeEmu
     assert older.endswith(
         "yes   disk gone, onSourceDiskDelete Keep (else deleted: kept by no retention rule (keepLast 1, minKeep 1))"
     )
+
+
+async def test_a_claim_policy_shows_each_claims_disk_and_restore_points_over_all(
+    kube: KubeEmulator, tmp_path: Path
+) -> None:
+    from tests.e2e.test_claim_targets import LABELS, _claim_of_disk
+
+    install_project_crd(kube)
+    async with azure_sandbox(LoopClock(EPOCH)) as box:
+        memo = kopf.Memo({MEMO_KEY: box.runtime})
+        async with run_operator(kube=kube, namespaces=["default"], memo=memo):
+            _claim_of_disk(kube, "data-pg-0", "disk-2")
+            _claim_of_disk(kube, "data-pg-1", "disk-3")
+            spec = {"volumeClaimSelector": {"matchLabels": LABELS}, "schedule": {"every": "1h"}}
+            kube.apply(policy_manifest("pg", {**spec, "retention": {"keepLast": 2}}))
+            await asyncio.sleep(3.5 * 3600)
+            obj = await eventually(lambda: (p := policies(kube)[0]).get("status", {}).get("restorePoints") and p)
+        result = await snapshots_command(kube, box, tmp_path, "pg", "--json")
+    made = {**ours(box, "disk-2"), **ours(box, "disk-3")}
+    points = obj["status"]["restorePoints"]
+    assert points["count"] == len(made) == 4  # keepLast 2 on each disk
+    assert points["newest"]["name"] == max(made, key=lambda n: (made[n]["properties"]["timeCreated"], n))
+    assert points["oldest"]["name"] == min(made, key=lambda n: (made[n]["properties"]["timeCreated"], n))
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["policies"]
+    assert [(r["claim"], r["disk"]) for r in rows] == [
+        ("data-pg-0", disk_id("disk-2")),
+        ("data-pg-1", disk_id("disk-3")),
+    ]
+    assert [len(r["snapshots"]) for r in rows] == [2, 2]

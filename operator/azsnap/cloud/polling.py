@@ -46,6 +46,13 @@ class JsonResultPolling(AsyncARMPolling):
         super().__init__(timeout, lro_algorithms=algorithms, **kwargs)
         self._output_is_final = output_is_final
 
+    async def run(self) -> None:
+        # azure-core asks for the status the moment Azure accepted the operation. A snapshot or a disk is never
+        # made that soon, so the first poll waits an interval (or the answer's Retry-After) like every later one.
+        if not self.finished():
+            await self._delay()
+        await super().run()
+
     def _parse_resource(self, pipeline_response: PipelineResponse[Any, Any]) -> Any:
         output = _output(pipeline_response) if self._output_is_final else None
         if output is not None:

@@ -27,6 +27,7 @@ from azsnap.cloud.credentials import StaticTokenCredential
 from azsnap.domain import naming
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL
 from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
+from azsnap.offline.demo_claims import start_claims
 from azsnap.offline.demo_view import (
     DemoEvent,
     DemoSummary,
@@ -107,8 +108,7 @@ def load_policies(examples: Path, disks: int) -> list[dict[str, Any]]:
     policies: list[dict[str, Any]] = []
     for path in sorted(examples.glob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
-            # Claim targets need claims in the cluster: the demo's disks are named by ARM ID.
-            if isinstance(document, dict) and document.get("kind") == KIND and "disk" in (document.get("spec") or {}):
+            if isinstance(document, dict) and document.get("kind") == KIND:
                 policies.append(document)
     template = next((p for p in policies if p["metadata"]["name"] == SCALE_TEMPLATE), None)
     if template is not None:
@@ -129,18 +129,21 @@ class Witness:
 
     emulator: Emulator
     unowned: list[str] = field(default_factory=list)
-    #: Snapshot key → (policy UID, slot) for every scheduled snapshot azsnap made that was ever seen.
-    seen: dict[tuple[str, str, str], tuple[str, str]] = field(default_factory=dict)
+    #: Snapshot key → (policy UID, source disk, slot) for every scheduled snapshot azsnap made that was ever seen (a
+    #: policy over claims takes one snapshot of each of its disks per slot).
+    seen: dict[tuple[str, str, str], tuple[str, str, str]] = field(default_factory=dict)
 
     def sample(self) -> None:
         """Remember snapshots that appeared since the last sample."""
         store = self.emulator.store
         for k in store.snapshots.keys() - self.seen.keys():
-            tags = store.snapshots[k].body.get("tags") or {}
+            body = store.snapshots[k].body
+            tags = body.get("tags") or {}
             uid, slot = naming.tag(tags, naming.TAG_POLICY_UID), naming.tag(tags, naming.TAG_SLOT)
             kind = naming.tag(tags, naming.TAG_KIND) or naming.KIND_SCHEDULED
+            source = str(((body.get("properties") or {}).get("creationData") or {}).get("sourceResourceId") or "")
             if uid and slot and kind == naming.KIND_SCHEDULED:
-                self.seen[k] = (uid, slot)
+                self.seen[k] = (uid, source.lower(), slot)
 
     def violations(self, policies: Mapping[str, str]) -> list[str]:
         """Duplicate slots, unowned snapshots gone, and every per-disk limit Azure saw broken."""
@@ -148,9 +151,10 @@ class Witness:
         broken: list[str] = []
         slots = Counter(self.seen.values())
         names = {uid: key for key, uid in policies.items()}
-        for (uid, slot), count in sorted(slots.items()):
+        for (uid, source, slot), count in sorted(slots.items()):
             if count > 1:
-                broken.append(f"duplicate slot: {count} snapshots for slot {slot} of {names.get(uid, uid)}")
+                disk = source.rpartition("/")[2]
+                broken.append(f"duplicate slot: {count} snapshots for slot {slot} of {names.get(uid, uid)} ({disk})")
         present = {k[2] for k in self.emulator.store.snapshots}
         for name in self.unowned:
             if name.lower() not in present:
@@ -249,7 +253,7 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
             for namespace in namespaces:
                 if namespace != "default":
                     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-            pv2 = 1 if any("pv2-disk-" in str(m["spec"]["disk"]["id"]) for m in manifests) else 0
+            pv2 = 1 if any("pv2-disk-" in str((m["spec"].get("disk") or {}).get("id")) for m in manifests) else 0
             async with azure_sandbox(clock, config=EmulatorConfig(), disks=options.disks, premium_v2_disks=pv2) as box:
                 for m in manifests:
                     group = (m["spec"].get("snapshot") or {}).get("resourceGroup")
@@ -259,6 +263,7 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
                 memo = kopf.Memo({MEMO_KEY: box.runtime})
                 with view.running():
                     async with run_operator(kube=kube, namespaces=namespaces, memo=memo) as operator:
+                        start_claims(kube, box.emulator, manifests, options.hours)
                         for m in manifests:
                             kube.apply(m)
                         interrupted = await _advance(

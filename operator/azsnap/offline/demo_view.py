@@ -168,6 +168,9 @@ def policy_row(obj: Mapping[str, Any]) -> PolicyRow:
     ready = next((c.get("status", "") for c in status.get("conditions") or [] if c.get("type") == "Ready"), "")
     reason = next((c.get("reason", "") for c in status.get("conditions") or [] if c.get("type") == "Ready"), "")
     disk = status.get("diskName") or str((obj.get("spec") or {}).get("disk", {}).get("id", "")).rsplit("/", 1)[-1]
+    many = not disk and bool(status.get("disksReady"))
+    if many:  # a policy over claims: how many of its disks are ready; the cap is per disk, so not beside the sum
+        disk = f"{status['disksReady']} disks"
     return PolicyRow(
         policy=policy_key(obj),
         disk=disk,
@@ -175,7 +178,7 @@ def policy_row(obj: Mapping[str, Any]) -> PolicyRow:
         last=_time((status.get("lastSnapshot") or {}).get("createdTime")),
         next=_time(status.get("nextSnapshotTime")),
         count=status.get("snapshotCount"),
-        cap=status.get("diskSnapshotLimit"),
+        cap=None if many else status.get("diskSnapshotLimit"),
         missed=int(status.get("missedSlots") or 0),
     )
 

@@ -9,7 +9,7 @@ open, to be retried (if it fails) while it is due and counted missed once its de
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,7 @@ from azsnap.reconciler.act import Outcome, iso
 
 __all__ = [
     "accounted_until",
+    "combined_restore_points",
     "restore_points_field",
     "schedule_changed",
     "schedule_summary",
@@ -68,6 +69,27 @@ def restore_points_field(owned: Sequence[Snapshot], now: datetime) -> dict[str, 
         # None removes a point that is gone (status is written as a merge patch)
         field[key] = None if snapshot is None else {"name": snapshot.name, "time": iso(snapshot_time(snapshot))}
     return field
+
+
+def combined_restore_points(fields: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """`status.restorePoints` of a policy over several disks, from each disk's status fields: newest and oldest of all.
+
+    None when no disk reported its restore points (the status keeps what it holds).
+    """
+    parts = [f["restorePoints"] for f in fields if f.get("restorePoints")]
+    if not parts:
+        return None
+
+    def key(point: Mapping[str, Any]) -> tuple[str, str]:
+        return str(point.get("time") or ""), str(point.get("name") or "")  # RFC 3339 in UTC sorts as text
+
+    newest = [p["newest"] for p in parts if p.get("newest")]
+    oldest = [p["oldest"] for p in parts if p.get("oldest")]
+    return {
+        "count": sum(int(p.get("count") or 0) for p in parts),
+        "newest": max(newest, key=key, default=None),
+        "oldest": min(oldest, key=key, default=None),
+    }
 
 
 def _state_word(snapshot: Snapshot) -> str:
