@@ -134,3 +134,10 @@ async def test_a_selector_policy_follows_its_claims_as_they_come_and_go(kube: Ku
         gone = _entries(kube)["data-pg-0"]
         assert (gone["state"], gone["reason"], gone["count"]) == ("Unresolved", "ClaimNotFound", 1)
         assert _snapshots(box, "disk-5") == []
+
+        # A claim relabelled out of the selector: the change wakes the policy, which stops snapshotting its disk.
+        kube.patch("", "v1", "persistentvolumeclaims", "default", "data-pg-1", {"metadata": {"labels": {"app": "web"}}})
+        relabelled_at = asyncio.get_running_loop().time()
+        await eventually(lambda: _entries(kube)["data-pg-1"]["state"] == "Unresolved", within=60)
+        assert asyncio.get_running_loop().time() - relabelled_at < 60
+        assert _entries(kube)["data-pg-1"]["reason"] == "ClaimNotFound"

@@ -172,6 +172,11 @@ def test_interest_wakes_only_the_policies_that_cover_a_claim() -> None:
     assert interest.covering("shop", "data-web-0", {"app": "web"}) == []
     assert interest.covering("other", "x", {}) == ["elsewhere"]
     assert sorted(interest.covering("shop", "unknown", None)) == ["sel"]
+    # A claim the selector's status lists wakes it even once relabelled out of the selector (to mark it gone).
+    interest.remember_listed("sel", {"disks": [{"claim": "data-pg-1", "state": "Ready"}]})
+    assert interest.covering("shop", "data-pg-1", {"app": "other"}) == ["sel"]
+    interest.forget("sel")
+    assert interest.covering("shop", "data-pg-1", {"app": "pg"}) == []  # forgotten with its policy
 
 
 def test_entries_are_bounded_worst_first() -> None:

@@ -90,6 +90,8 @@ class ClaimInterest:
     """Which policy (by UID) targets which claims: a claim's change wakes only the policies that cover it."""
 
     targets: dict[str, _Target] = field(default_factory=dict)
+    #: The claims each policy's status lists: a claim relabelled out of a selector still wakes the policy once.
+    listed: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def remember(self, uid: str, namespace: str, spec: SnapshotPolicySpec) -> None:
         """Record the policy's target (a policy with a disk target is forgotten: no claim concerns it)."""
@@ -102,6 +104,11 @@ class ClaimInterest:
 
     def forget(self, uid: str) -> None:
         self.targets.pop(uid, None)
+        self.listed.pop(uid, None)
+
+    def remember_listed(self, uid: str, status: Mapping[str, Any]) -> None:
+        """The claims `status.disks` lists after a reconcile of the policy."""
+        self.listed[uid] = frozenset(str(e.get("claim")) for e in status.get("disks") or [] if isinstance(e, Mapping))
 
     def covering(self, namespace: str, name: str, labels: Mapping[str, str] | None) -> list[str]:
         """The policies whose target covers the claim `namespace/name` (labels None: the claim is not known)."""
@@ -109,7 +116,9 @@ class ClaimInterest:
         for uid, target in self.targets.items():
             if target.namespace != namespace:
                 continue
-            if target.name is not None:
+            if name in self.listed.get(uid, ()):
+                hit = True  # it was the policy's: a change (relabelled, deleted) may take it out
+            elif target.name is not None:
                 hit = target.name == name
             else:
                 # Without the claim's labels (a volume whose claim is not known) every selector in the namespace
