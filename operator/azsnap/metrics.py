@@ -20,6 +20,8 @@ SnapshotEventKind = Literal["created", "deleted", "failed"]
 
 #: Reconcile rounds range from a cached no-op (milliseconds) to a create waiting on Azure (up to the LRO deadline).
 RECONCILE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+#: A restore drill lasts from a minute (a Standard disk) to hours (a large Premium SSD v2 or Ultra disk hydrating).
+DRILL_BUCKETS: Final = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
 
 _POLICY_LABELS: Final = ("namespace", "policy")
 _NAMESPACE_LABELS: Final = ("namespace",)
@@ -126,9 +128,33 @@ class Metrics:
             ("throttle_policy",),
             registry=r,
         )
+        self._drills = Counter(
+            "azsnap_restore_drills",
+            "Restore drills finished, by namespace and result (Succeeded, Failed).",
+            (*ns, "result"),
+            registry=r,
+        )
+        self._drill_duration = Histogram(
+            "azsnap_restore_drill_duration_seconds",
+            "Time from a restore drill's start until its scratch disk was usable (or the drill failed).",
+            buckets=DRILL_BUCKETS,
+            registry=r,
+        )
+        self._last_verified = Gauge(
+            "azsnap_policy_last_verified_restore_timestamp_seconds",
+            "Unix time the policy's newest restore drill that succeeded ended (policies with spec.restoreDrill).",
+            _POLICY_LABELS,
+            registry=r,
+        )
         self._seen_calls: collections.Counter[tuple[str, str]] = collections.Counter()
         self._seen_throttled: collections.Counter[str] = collections.Counter()
-        self._per_policy: Final = (self._last_success, self._stale_after, self._ready, self._missed)
+        self._per_policy: Final = (
+            self._last_success,
+            self._stale_after,
+            self._ready,
+            self._missed,
+            self._last_verified,
+        )
         self._rows: dict[tuple[str, str], _PolicyRow] = {}
         self._failed_seen: dict[tuple[str, str], set[str]] = {}
 
@@ -186,6 +212,13 @@ class Metrics:
         self._stalled.labels(namespace).inc(after.stalled - before.stalled)
         self._suspended.labels(namespace).inc(after.suspended - before.suspended)
         self._held.labels(namespace).inc(after.held - before.held)
+
+    def restore_drill(self, namespace: str, name: str, result: str, seconds: float, finished: float) -> None:
+        """A restore drill of the policy finished (`finished`: its Unix end time)."""
+        self._drills.labels(namespace, result).inc()
+        self._drill_duration.observe(seconds)
+        if result == "Succeeded":
+            self._last_verified.labels(namespace, name).set(finished)
 
     def forget_policy(self, namespace: str, name: str) -> None:
         """Drop every series of a deleted policy and take it out of its namespace's aggregates."""

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from tests.support.crd import cel_errors, crd, openapi_schema, schema_errors, walk
 
 from azsnap.domain import durations, models
+from azsnap.domain.drill import RestoreDrillSpec
 from azsnap.domain.models import (
     Condition,
     DeletionPolicy,
@@ -39,6 +40,7 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {
     "status": SnapshotPolicyStatus,
     "status.conditions[]": Condition,
     "status.lastSnapshot": LastSnapshot,
+    "spec.restoreDrill": RestoreDrillSpec,
 }
 #: Fields kopf writes beside azsnap's own (its bookkeeping), per schema node.
 FRAMEWORK_FIELDS: dict[str, set[str]] = {"status": {KOPF_STATUS.removeprefix("status.")}}
@@ -109,7 +111,12 @@ def test_required_fields_match_the_models() -> None:
 
 def test_defaults_match_the_models() -> None:
     minimal = SnapshotPolicySpec.model_validate(
-        {"disk": {"id": DISK}, "schedule": {"every": "1h"}, "retention": {"keepLast": 1}}
+        {
+            "disk": {"id": DISK},
+            "schedule": {"every": "1h"},
+            "retention": {"keepLast": 1},
+            "restoreDrill": {"every": "1d"},
+        }
     ).model_dump(by_alias=True, mode="json")
     defaults = {path: schema["default"] for path, schema in walk(openapi_schema()) if "default" in schema}
     assert defaults == {
@@ -120,6 +127,8 @@ def test_defaults_match_the_models() -> None:
         "spec.suspend": False,
         "spec.deletionPolicy": "Retain",
         "spec.onSourceDiskDelete": "Keep",
+        "spec.restoreDrill.sku": "StandardSSD_LRS",
+        "spec.restoreDrill.timeout": "6h",
     }
     for path, default in defaults.items():
         value: Any = {"spec": minimal}

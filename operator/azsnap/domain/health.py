@@ -32,7 +32,7 @@ from azsnap.domain.conditions import Health, HealthState
 from azsnap.domain.durations import format_duration
 from azsnap.domain.models import ScheduleSpec
 
-__all__ = ["STICKY_REASONS", "BackupFacts", "Freshness", "assess", "freshness"]
+__all__ = ["STICKY_REASONS", "BackupFacts", "Freshness", "assess", "freshness", "with_drill"]
 
 #: Reasons that stay until a good snapshot newer than the moment Ready turned False exists.
 STICKY_REASONS: Final = frozenset({"SlotsMissed", "OverBudget"})
@@ -190,3 +190,18 @@ def assess(
         )
         return Health(HealthState.STALLED, "SnapshotOverdue", message + retry)
     return reported
+
+
+def with_drill(health: Health, last_verified: Mapping[str, Any] | None) -> Health:
+    """A policy whose last restore drill failed is not Ready: its snapshots are not proved to restore.
+
+    Only a Ready verdict is turned (the others already say what is wrong); the next drill that succeeds clears it.
+    """
+    if health.state is not HealthState.READY or not last_verified or last_verified.get("result") != "Failed":
+        return health
+    message = (
+        f"The last restore drill ({last_verified.get('finishedTime')}, snapshot {last_verified.get('snapshot')}) failed: "
+        f"{last_verified.get('message')}. The policy's snapshots are not proved to restore; azsnap drills again at "
+        "the next spec.restoreDrill.every."
+    )
+    return Health(HealthState.STALLED, "RestoreDrillFailed", message)

@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from azsnap.domain.drill import DrillFields, DrillStatus
 from azsnap.domain.durations import format_duration, parse_duration
 from azsnap.domain.observed import Disk
 from azsnap.domain.targets import ClaimStatus, ClaimTargets, exactly_one_target
@@ -334,7 +335,7 @@ class OnSourceDiskDelete(StrEnum):
     APPLY_RETENTION = "ApplyRetention"
 
 
-class SnapshotPolicySpec(ClaimTargets):
+class SnapshotPolicySpec(DrillFields, ClaimTargets):
     """The desired state: which disks (exactly one target, `domain/targets.py`), how often, how long to keep."""
 
     disk: DiskRef | None = None
@@ -389,7 +390,7 @@ class LastSnapshot(_Model):
     state: Literal["Creating", "Copying", "Succeeded", "Failed"]
 
 
-class SnapshotPolicyStatus(ClaimStatus):
+class SnapshotPolicyStatus(DrillStatus, ClaimStatus):
     """What the operator observed and did; written only through the status subresource."""
 
     observed_generation: int | None = None

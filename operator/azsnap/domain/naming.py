@@ -218,3 +218,25 @@ def is_on_demand(snapshot: Snapshot) -> bool:
 def is_held(snapshot: Snapshot) -> bool:
     """True when the hold tag is present, whatever its value: such a snapshot is never deleted."""
     return tag(snapshot.tags, TAG_HOLD) is not None
+
+
+#: On a restore drill's scratch disk: the UID of the policy whose drill made it (only such a disk is deleted by it).
+TAG_DRILL: Final = "azsnap-drill-policy-uid"
+KIND_DRILL: Final = "drill"
+
+
+def scratch_disk_name(disk_name: str, policy_uid: str, started: datetime) -> str:
+    """`<disk>-drill-<policy hash>-<start, UTC>`, within Azure's 80 characters; the same for a retry of one drill."""
+    suffix = f"-drill-{policy_hash(policy_uid)}-{started.strftime('%Y%m%dT%H%MZ')}"
+    return disk_name[: 80 - len(suffix)].rstrip("-._") + suffix
+
+
+def drill_tags(policy_uid: str, policy: str, snapshot_name: str) -> dict[str, str]:
+    """A scratch disk's tags: azsnap's, the drill's policy UID (what allows deleting it), and the snapshot."""
+    return {
+        TAG_MANAGED_BY: MANAGED_BY_VALUE,
+        TAG_KIND: KIND_DRILL,
+        TAG_DRILL: policy_uid,
+        TAG_POLICY: policy[:256],
+        "azsnap-source-snapshot": snapshot_name,
+    }

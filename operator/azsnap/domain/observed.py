@@ -8,7 +8,19 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
-__all__ = ["Disk", "DiskTier", "Limits", "Snapshot", "SnapshotState"]
+__all__ = ["Disk", "DiskSku", "DiskTier", "Limits", "Snapshot", "SnapshotState"]
+
+
+class DiskSku(StrEnum):
+    """The managed disk SKUs Azure takes (`DiskStorageAccountTypes`)."""
+
+    STANDARD_LRS = "Standard_LRS"
+    STANDARD_SSD_LRS = "StandardSSD_LRS"
+    STANDARD_SSD_ZRS = "StandardSSD_ZRS"
+    PREMIUM_LRS = "Premium_LRS"
+    PREMIUM_ZRS = "Premium_ZRS"
+    PREMIUM_V2_LRS = "PremiumV2_LRS"
+    ULTRA_SSD_LRS = "UltraSSD_LRS"
 
 
 class DiskTier(StrEnum):

@@ -20,7 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from azsnap.domain import naming
 from azsnap.domain.models import RESOURCE_GROUP_PATTERN, Condition, DeletionPolicy, PolicyRef
-from azsnap.domain.observed import Disk, Snapshot, SnapshotState
+from azsnap.domain.observed import Disk, DiskSku, Snapshot, SnapshotState
 
 __all__ = [
     "DISK_NAME_PATTERN",
@@ -76,18 +76,6 @@ class _Model(BaseModel):
 
 
 K8sName = Annotated[str, Field(min_length=1, max_length=253, pattern=K8S_NAME_PATTERN)]
-
-
-class DiskSku(StrEnum):
-    """The managed disk SKUs Azure takes (`DiskStorageAccountTypes`)."""
-
-    STANDARD_LRS = "Standard_LRS"
-    STANDARD_SSD_LRS = "StandardSSD_LRS"
-    STANDARD_SSD_ZRS = "StandardSSD_ZRS"
-    PREMIUM_LRS = "Premium_LRS"
-    PREMIUM_ZRS = "Premium_ZRS"
-    PREMIUM_V2_LRS = "PremiumV2_LRS"
-    ULTRA_SSD_LRS = "UltraSSD_LRS"
 
 
 class RestoreSource(_Model):

@@ -13,6 +13,7 @@ import kopf
 from pydantic import ValidationError
 
 from azsnap.domain.conditions import Health, HealthState, conditions_for
+from azsnap.domain.health import with_drill
 from azsnap.domain.models import (
     API_GROUP,
     API_VERSION,
@@ -25,11 +26,13 @@ from azsnap.domain.models import (
 from azsnap.domain.targets import ClaimView
 from azsnap.domain.validation import format_errors, validate_manifest
 from azsnap.domain.volumes import target_text
+from azsnap.handlers.restore import driller
 from azsnap.handlers.runtime import MEMO_KEY, Runtime
 from azsnap.handlers.startup import FINALIZER
 from azsnap.handlers.status import record_metrics, verdict
 from azsnap.handlers.volumes import IndexedClaims
 from azsnap.reconciler import StatusReport
+from azsnap.reconciler.drill import DrillReport
 
 __all__ = ["ANNOTATION_SNAPSHOT_NOW", "finalize", "reconcile", "tick"]
 
@@ -84,6 +87,7 @@ async def _reconcile(
         current = runtime.written.get(uid) or dict(body.status)
         now = runtime.clock.now()
         policy, problems = _policy(body)
+        drill: DrillReport | None = None
         started = asyncio.get_running_loop().time()
         if policy is None:
             health = Health(
@@ -98,9 +102,12 @@ async def _reconcile(
             report = await runtime.reconciler.reconcile(
                 policy, _status_model(current), on_demand_token=token, claims=claims
             )
+            drill = await driller(runtime).step(policy, {**current, **report.status})
+            report = drill.merged(report)
         elapsed = asyncio.get_running_loop().time() - started
 
-        health = verdict(body, policy, report, current, now)
+        last_drill = {**current, **report.status}.get("lastVerifiedRestore")
+        health = with_drill(verdict(body, policy, report, current, now), last_drill)
         conditions = conditions_for(health, current.get("conditions") or [], now=now, generation=generation)
         new_status: dict[str, Any] = {**report.status, "conditions": conditions, "observedGeneration": generation}
         if policy is not None and policy.spec.disk is not None:  # one disk: `Disks` says whether it is Ready
@@ -115,6 +122,9 @@ async def _reconcile(
         for event in report.events:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         record_metrics(runtime, body, policy, report, health, written, elapsed)
+        if drill is not None and drill.finished is not None:
+            result, seconds = drill.finished
+            runtime.metrics.restore_drill(meta.namespace or "", meta.name or "", result, seconds, now.timestamp())
         _log_outcome(body, policy, report, health, changed=_flipped(current.get("conditions"), conditions))
 
 

@@ -19,10 +19,11 @@ from azsnap.domain.models import PLURAL as POLICY_PLURAL
 from azsnap.domain.restore import PLURAL, RestoreRef, SnapshotRestoreSpec
 from azsnap.handlers.runtime import MEMO_KEY, Runtime
 from azsnap.handlers.startup import FINALIZER
+from azsnap.reconciler.drill import Driller
 from azsnap.reconciler.report import StatusReport
 from azsnap.reconciler.restore import RestoreReconciler, RestoreScope
 
-__all__ = ["POLICIES_INDEX", "register", "restorer"]
+__all__ = ["POLICIES_INDEX", "driller", "register", "restorer"]
 
 #: The keyword under which kopf hands the index of SnapshotPolicies to the restore handlers.
 POLICIES_INDEX: Final = "azsnap_restore_policies"
@@ -43,6 +44,15 @@ def restorer(runtime: Runtime) -> RestoreReconciler:
             runtime.cloud, runtime.clock, policies.observer, policies.verdicts, scope=scope, volumes=runtime.volumes
         )
     return runtime.restorer
+
+
+def driller(runtime: Runtime) -> Driller:
+    """The runtime's restore drills (of policies with `spec.restoreDrill`), made on first use."""
+    if runtime.driller is None:
+        policies = runtime.reconciler
+        scope = policies.scope if isinstance(policies.scope, RestoreScope) else None
+        runtime.driller = Driller(runtime.cloud, runtime.clock, policies.observer, scope=scope)
+    return runtime.driller
 
 
 def _spec(body: kopf.Body) -> tuple[SnapshotRestoreSpec | None, str]:

@@ -12,6 +12,7 @@ from azsnap.cloud.interface import CloudClient
 from azsnap.metrics import Metrics, MetricsServer
 from azsnap.reconciler import Reconciler
 from azsnap.reconciler.claims import ClaimInterest
+from azsnap.reconciler.drill import Driller
 from azsnap.reconciler.restore import RestoreReconciler, VolumeWriter
 from azsnap.settings import Settings
 
@@ -44,6 +45,8 @@ class Runtime:
     #: The SnapshotRestore flow (made on first use by `handlers/restore.py`), and what creates restored volumes.
     restorer: RestoreReconciler | None = None
     volumes: VolumeWriter | None = None
+    #: The restore drills of policies that ask for them (made on first use by `handlers/restore.py`).
+    driller: Driller | None = None
     #: The claim targets of the policies, so that a claim's change wakes the ones that cover it.
     claim_interest: ClaimInterest = field(default_factory=ClaimInterest)
 
