@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from datetime import datetime
+from typing import Any, Final, Literal
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
@@ -128,6 +129,30 @@ class Metrics:
             ("throttle_policy",),
             registry=r,
         )
+        # Copies (spec.copies): per policy and target region, only for policies that copy.
+        copy = (*_POLICY_LABELS, "region")
+        self._copy_newest = Gauge(
+            "azsnap_copy_newest_restore_point_timestamp_seconds",
+            "Unix time of the newest restore point (slot) with a completed copy in the target region.",
+            copy,
+            registry=r,
+        )
+        self._copy_lag = Gauge(
+            "azsnap_copy_lag_seconds",
+            "Copy lag (a snapshot's slot to its copy seen complete) over the last copies: quantile 0.5 and 1 (max).",
+            (*copy, "quantile"),
+            registry=r,
+        )
+        self._copy_running = Gauge(
+            "azsnap_copies_running", "Copies of the policy running to the region.", copy, registry=r
+        )
+        self._copy_missed = Gauge(
+            "azsnap_copies_missed",
+            "Snapshots whose copy to the region was missed (status copiesMissed).",
+            copy,
+            registry=r,
+        )
+        self._copy_regions: dict[tuple[str, str], set[str]] = {}
         self._drills = Counter(
             "azsnap_restore_drills",
             "Restore drills finished, by namespace and result (Succeeded, Failed).",
@@ -213,6 +238,31 @@ class Metrics:
         self._suspended.labels(namespace).inc(after.suspended - before.suspended)
         self._held.labels(namespace).inc(after.held - before.held)
 
+    def copy_state(self, namespace: str, name: str, targets: Iterable[Mapping[str, Any]]) -> None:
+        """The policy's copy targets as `status.copies` has them; a target no longer there loses its series."""
+        regions = set()
+        for t in targets:
+            region = str(t.get("region") or "")
+            regions.add(region)
+            labels = (namespace, name, region)
+            self._copy_running.labels(*labels).set(float(t.get("copiesRunning") or 0))
+            self._copy_missed.labels(*labels).set(float(t.get("copiesMissed") or 0))
+            newest = t.get("newestCopiedSlot")
+            if isinstance(newest, str):
+                self._copy_newest.labels(*labels).set(datetime.fromisoformat(newest.replace("Z", "+00:00")).timestamp())
+            for quantile, key in (("0.5", "lagP50Seconds"), ("1", "lagMaxSeconds")):
+                if t.get(key) is not None:
+                    self._copy_lag.labels(*labels, quantile).set(float(t[key]))
+        for region in self._copy_regions.get((namespace, name), set()) - regions:
+            self._forget_copies(namespace, name, region)
+        self._copy_regions[(namespace, name)] = regions
+
+    def _forget_copies(self, namespace: str, name: str, region: str) -> None:
+        for gauge in (self._copy_newest, self._copy_running, self._copy_missed):
+            gauge.remove(namespace, name, region)  # absent series: nothing to do
+        for quantile in ("0.5", "1"):
+            self._copy_lag.remove(namespace, name, region, quantile)
+
     def restore_drill(self, namespace: str, name: str, result: str, seconds: float, finished: float) -> None:
         """A restore drill of the policy finished (`finished`: its Unix end time)."""
         self._drills.labels(namespace, result).inc()
@@ -222,6 +272,8 @@ class Metrics:
 
     def forget_policy(self, namespace: str, name: str) -> None:
         """Drop every series of a deleted policy and take it out of its namespace's aggregates."""
+        for region in self._copy_regions.pop((namespace, name), set()):
+            self._forget_copies(namespace, name, region)
         for metric in self._per_policy:
             metric.remove(namespace, name)
         self._account(namespace, name, None)

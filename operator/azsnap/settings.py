@@ -54,6 +54,7 @@ class Settings(BaseModel):
     max_pending_copies: int = Field(default=3, ge=1)
     lro_timeout_seconds: float = Field(default=60.0, gt=0)
     list_freshness_seconds: float = Field(default=30.0, ge=0)
+    parallel_copies: int = Field(default=100, ge=1)  # cross-region copies at once per subscription and region
     metrics_port: int = Field(default=8080, ge=0, le=65535)  # 0 disables the metrics endpoint
     peering: str | None = None  # kopf peering name; None runs standalone (one replica, Recreate)
     log_format: str = Field(default="json", pattern="^(json|plain)$")
@@ -79,6 +80,7 @@ class Settings(BaseModel):
             window=timedelta(seconds=self.window_seconds),
             per_disk_cap=self.per_disk_cap,
             max_pending_copies=self.max_pending_copies,
+            max_parallel_copies=self.parallel_copies,
         )
 
     @classmethod

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from azsnap.cli import app
 from azsnap.clock import ManualClock
 from azsnap.domain import naming
+from azsnap.domain.copies import ROLE_COPY, TAG_ROLE
 from azsnap.emulator import DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
 from azsnap.emulator.arm import ArmError
 from azsnap.offline.demo import Witness, load_policies, seed_unowned
@@ -158,6 +159,23 @@ def test_two_snapshots_for_one_slot_are_a_duplicate_even_after_one_is_gone() -> 
     put(emu, clock, "a-1-disk-2", "disk-2", ours("uid-a", "2026-03-27T00:00:00Z"))
     broken = witness.violations({"default/a": "uid-a", "default/b": "uid-b"})
     assert broken == ["duplicate slot: 2 snapshots for slot 2026-03-27T00:00:00Z of default/a (disk-1)"]
+
+
+def test_a_copy_in_another_region_is_no_second_snapshot_of_its_slot() -> None:
+    emu, clock = emulator()
+    witness = Witness(emu)
+    slot = "2026-03-27T00:00:00Z"
+    put(emu, clock, "a-1", "disk-1", ours("uid-a", slot))
+    emu.store.settle(clock.now())
+    emu.add_resource_group(DEMO_SUBSCRIPTION, "rg-dr", "northeurope")
+    source = f"/subscriptions/{DEMO_SUBSCRIPTION}/resourceGroups/{DEMO_RESOURCE_GROUP}/providers/Microsoft.Compute/snapshots/a-1"
+    body = {
+        "location": "northeurope",
+        "tags": {**ours("uid-a", slot), TAG_ROLE: ROLE_COPY},
+        "properties": {"creationData": {"createOption": "CopyStart", "sourceResourceId": source}, "incremental": True},
+    }
+    emu.store.create_snapshot(clock.now(), DEMO_SUBSCRIPTION, "rg-dr", "a-1-c0000", body)
+    assert witness.violations({"default/a": "uid-a"}) == []
 
 
 def test_an_unowned_snapshot_deleted_and_a_limit_exceeded_are_reported() -> None:

@@ -19,6 +19,7 @@ from azsnap.domain import durations, models
 from azsnap.domain.drill import RestoreDrillSpec
 from azsnap.domain.models import (
     Condition,
+    CopyTarget,
     DeletionPolicy,
     DiskRef,
     LastSnapshot,
@@ -37,6 +38,8 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {
     "spec.schedule": ScheduleSpec,
     "spec.retention": RetentionSpec,
     "spec.snapshot": SnapshotSpec,
+    "spec.copies[]": CopyTarget,
+    "spec.copies[].retention": RetentionSpec,
     "status": SnapshotPolicyStatus,
     "status.conditions[]": Condition,
     "status.lastSnapshot": LastSnapshot,

@@ -188,3 +188,12 @@ def test_period_labels_tell_neighbouring_periods_apart(tier: str) -> None:
     later = when + step.get(tier, timedelta(days=400 if tier == "yearly" else 31))
     assert period_label(tier, when, UTC_ZONE) != period_label(tier, later, UTC_ZONE)
     assert period_label(tier, when, UTC_ZONE) == period_label(tier, when + timedelta(minutes=1), UTC_ZONE)
+
+
+def test_a_source_a_cross_region_copy_needs_is_held_with_the_reason() -> None:
+    snaps = hourly(3)
+    needs = {snaps[2].name: "copy to northeurope running"}
+    explained = explain(spec(keepLast=1), UTC_ZONE, snaps, NOW, LIMITS, copy_sources=needs)
+    assert explained[2].deleting is None
+    assert explained[2].holds == ("copySource",) and explained[2].notes == ("copy to northeurope running",)
+    assert explained[1].deleting is not None  # the other one goes as retention says

@@ -328,7 +328,7 @@ class AzureCloud(DiskWrites, CloudClient):
         self._saw_region(request.subscription_id, request.resource_group, request.location)
         # The body the SDK's `Snapshot` model serialized to, written as JSON: the model cost more CPU than the PUT.
         sku = {"sku": {"name": request.sku}} if request.sku else {}
-        creation = {"createOption": "Copy", "sourceResourceId": request.source_disk_id}
+        creation = {"createOption": request.create_option, "sourceResourceId": request.source_disk_id}
         props = {"creationData": creation, "incremental": request.incremental}
         body: dict[str, Any] = {"location": request.location, "tags": dict(request.tags), **sku, "properties": props}
 

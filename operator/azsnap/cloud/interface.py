@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from azsnap.cloud.errors import PermanentError
 from azsnap.domain.observed import Disk, Snapshot
@@ -27,6 +27,8 @@ class SnapshotRequest:
     #: Whether the source disk copies its snapshots in the background (Premium SSD v2, Ultra); None: not known.
     #: When it does not, the finished operation's answer is the whole snapshot and no final read is needed.
     background_copy: bool | None = None
+    #: `Copy` (of the disk) or `CopyStart` (a cross-region copy: `source_disk_id` is then the source snapshot).
+    create_option: Literal["Copy", "CopyStart"] = "Copy"
 
 
 @dataclass(frozen=True)

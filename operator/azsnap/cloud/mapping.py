@@ -198,6 +198,8 @@ def snapshot_from_azure(raw: Mapping[str, Any]) -> Snapshot:
         incremental=incremental if isinstance(incremental, bool) else False,
         completion_percent=_number(props.get("completionPercent")),
         size_bytes=_int(props.get("diskSizeBytes")),
+        create_option=_str(creation.get("createOption")),
+        copy_error=_str(_sub(props, "copyCompletionError").get("errorCode")),
     )
 
 

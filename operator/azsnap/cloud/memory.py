@@ -20,6 +20,14 @@ from azsnap.clock import Clock
 from azsnap.cloud.errors import CloudError, NotFound, PermanentError, TransientError
 from azsnap.cloud.interface import CloudClient, DiskRequest, SnapshotRequest, existing_disk_answer
 from azsnap.cloud.mapping import parse_resource_id
+from azsnap.cloud.memory_copies import (
+    MemorySnapshot,
+    copy_completion,
+    copy_failed,
+    fail_copy,
+    source_deleted,
+    start_copy,
+)
 from azsnap.cloud.restored import RestoredDisks
 from azsnap.domain.observed import Disk, Limits, Snapshot
 
@@ -41,29 +49,6 @@ OPERATIONS: Final = (
 
 def _key(*parts: str) -> tuple[str, ...]:
     return tuple(p.lower() for p in parts)
-
-
-@dataclass
-class _SnapshotRecord:
-    subscription_id: str
-    resource_group: str
-    name: str
-    location: str
-    source_disk_id: str
-    source_unique_id: str | None
-    tags: dict[str, str]
-    incremental: bool
-    created_at: datetime
-    size_bytes: int
-    background_copy: bool
-    failed: bool = False
-
-    @property
-    def id(self) -> str:
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.Compute/snapshots/{self.name}"
-        )
 
 
 @dataclass
@@ -94,14 +79,21 @@ class MemoryCloud(CloudClient):
         limits: Limits | None = None,
         creating_for: timedelta = timedelta(0),
         copy_duration: timedelta = timedelta(minutes=30),
+        region_copy_duration: timedelta = timedelta(minutes=10),
+        parallel_copies: int = 100,
         hydrate_duration: timedelta = timedelta(minutes=30),
     ) -> None:
         self._clock = clock
         self.limits = limits or Limits()
         self.creating_for = creating_for
         self.copy_duration = copy_duration
+        self.region_copy_duration = region_copy_duration
+        self.parallel_copies = parallel_copies
+        #: How many of the next CopyStarts fail half-way (`copyCompletionError`), and sources deleted mid-copy.
+        self.failing_copies = 0
+        self.violations: list[str] = []
         self._disks: dict[tuple[str, ...], Disk] = {}
-        self._snapshots: dict[tuple[str, ...], _SnapshotRecord] = {}
+        self._snapshots: dict[tuple[str, ...], MemorySnapshot] = {}
         self._history: dict[str, _DiskHistory] = {}
         self._faults: dict[str, deque[_Fault]] = {}
         self._serial = 0
@@ -157,7 +149,7 @@ class MemoryCloud(CloudClient):
         incremental: bool = True,
     ) -> Snapshot:
         """Put a snapshot in place without the create rules (one made earlier, or by someone else)."""
-        record = _SnapshotRecord(
+        record = MemorySnapshot(
             subscription_id=disk.subscription_id,
             resource_group=resource_group or disk.resource_group,
             name=name,
@@ -277,6 +269,15 @@ class MemoryCloud(CloudClient):
                 code="InvalidResourceName",
                 status=400,
             )
+        if request.create_option == "CopyStart":
+            record = start_copy(
+                self._snapshots, request, key, self._clock.now(), self.parallel_copies, self.region_copy_duration
+            )
+            if self.failing_copies > 0:
+                self.failing_copies -= 1
+                fail_copy(record, self.region_copy_duration)
+            self._snapshots[key] = record
+            return self._render(record)
         rid = parse_resource_id(request.source_disk_id)
         disk = self._disks.get(_key(rid.subscription_id, rid.resource_group, rid.name))
         if disk is None:
@@ -290,7 +291,7 @@ class MemoryCloud(CloudClient):
         now = self._clock.now()
         if request.incremental:
             self._check_limits(disk, now)
-        record = _SnapshotRecord(
+        record = MemorySnapshot(
             subscription_id=request.subscription_id,
             resource_group=request.resource_group,
             name=request.name,
@@ -310,7 +311,9 @@ class MemoryCloud(CloudClient):
 
     async def delete_snapshot(self, subscription_id: str, resource_group: str, name: str) -> None:
         await self._enter("snapshots.delete")
-        self._snapshots.pop(_key(subscription_id, resource_group, name), None)
+        key = _key(subscription_id, resource_group, name)
+        if self._snapshots.pop(key, None) is not None:
+            self.violations.extend(source_deleted(self._snapshots, key, self._clock.now(), self.region_copy_duration))
 
     async def close(self) -> None:
         self.closed = True
@@ -352,7 +355,9 @@ class MemoryCloud(CloudClient):
                     status=409,
                 )
 
-    def _completion(self, record: _SnapshotRecord, now: datetime) -> float:
+    def _completion(self, record: MemorySnapshot, now: datetime) -> float:
+        if record.copy_source is not None:
+            return copy_completion(record, now, self.region_copy_duration)
         if not record.background_copy:
             return 100.0
         duration = self.copy_duration.total_seconds()
@@ -361,7 +366,7 @@ class MemoryCloud(CloudClient):
         done = (now - record.created_at).total_seconds() / duration * 100.0
         return float(min(100.0, max(0.0, round(done, 1))))
 
-    def _render(self, record: _SnapshotRecord) -> Snapshot:
+    def _render(self, record: MemorySnapshot) -> Snapshot:
         now = self._clock.now()
         if record.failed:
             state = "Failed"
@@ -380,6 +385,10 @@ class MemoryCloud(CloudClient):
             provisioning_state=state,
             tags=dict(record.tags),
             incremental=record.incremental,
-            completion_percent=self._completion(record, now) if record.background_copy else None,
+            completion_percent=(
+                self._completion(record, now) if record.background_copy or record.copy_source is not None else None
+            ),
             size_bytes=record.size_bytes,
+            create_option="CopyStart" if record.copy_source is not None else "Copy",
+            copy_error=record.copy_error if copy_failed(record, now) else None,
         )

@@ -7,13 +7,13 @@ policy its tags name is never deleted on its tags alone. The caller names what e
 (`suspended`; `onSourceDiskDelete` for a gone disk whose policy keeps everything).
 
 A *hold* is what keeps a snapshot whatever the counting rules say: the hold tag, the newest good snapshot (of
-each incarnation of the disk), `minKeep`, a create or background copy still in progress, what stops every
-delete, and the name guard. A *restore point* is a snapshot Azure reports `Succeeded` with its data complete.
+each incarnation of the disk), `minKeep`, a create or background copy still in progress, a source a
+cross-region copy still needs, what stops every delete, and the name guard. A *restore point* is a snapshot Azure reports `Succeeded` with its data complete.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -27,7 +27,16 @@ from azsnap.domain.retention import decide_retention, period_label, snapshot_tim
 __all__ = ["HOLDS", "STOPS", "Explanation", "RestorePoints", "explain", "restore_points"]
 
 #: The keep reasons that are holds, and the guards that stop a delete retention asks for, in reading order.
-HOLDS: Final = ("hold", "newest", "minKeep", "inProgress", "suspended", "onSourceDiskDelete", "nameMismatch")
+HOLDS: Final = (
+    "hold",
+    "newest",
+    "minKeep",
+    "inProgress",
+    "copySource",
+    "suspended",
+    "onSourceDiskDelete",
+    "nameMismatch",
+)
 #: What may stop every delete of a policy: spec.suspend, or a gone disk under `onSourceDiskDelete: Keep`.
 STOPS: Final = ("suspended", "onSourceDiskDelete")
 _STOPPED: Final = {"suspended": "suspended", "onSourceDiskDelete": "disk gone, onSourceDiskDelete Keep"}
@@ -91,10 +100,12 @@ def explain(
     limits: Limits,
     *,
     stopped_by: str | None = None,
+    copy_sources: Mapping[str, str] | None = None,
 ) -> list[Explanation]:
     """Every owned snapshot, newest first, with the rules retention keeps it by or the reason it deletes it.
 
-    `stopped_by` (one of `STOPS`) names what stops every delete of the policy now.
+    `stopped_by` (one of `STOPS`) names what stops every delete of the policy now; `copy_sources` the snapshots a
+    cross-region copy still needs (name -> why), which retention's deletes pass over.
     """
     if stopped_by is not None and stopped_by not in STOPS:
         raise ValueError(f"stopped_by must be one of {', '.join(STOPS)}, not {stopped_by!r}")
@@ -109,7 +120,12 @@ def explain(
         rules = list(decision.keep.get(s.name, ()))
         notes = [_note(rule, s, when or now, rank, len(good), newest_good, retention, zone, limits) for rule in rules]
         deleting = decision.delete.get(s.name)
-        if deleting is not None and stopped_by is not None:
+        needed = (copy_sources or {}).get(s.name)
+        if needed is not None:
+            rules.append("copySource")
+            notes.append(needed)
+            deleting = None
+        elif deleting is not None and stopped_by is not None:
             rules.append(stopped_by)
             notes.append(f"{_STOPPED[stopped_by]} (else deleted: {deleting})")
             deleting = None

@@ -23,6 +23,7 @@ from pydantic.alias_generators import to_camel
 
 from azsnap.domain.drill import DrillFields, DrillStatus
 from azsnap.domain.durations import format_duration, parse_duration
+from azsnap.domain.lifecycle import DeletionPolicy, OnSourceDiskDelete
 from azsnap.domain.observed import Disk
 from azsnap.domain.targets import ClaimStatus, ClaimTargets, exactly_one_target
 
@@ -38,6 +39,7 @@ __all__ = [
     "RESOURCE_GROUP_PATTERN",
     "TIME_ZONE_PATTERN",
     "Condition",
+    "CopyTarget",
     "DeletionPolicy",
     "DiskRef",
     "Duration",
@@ -321,18 +323,14 @@ class SnapshotSpec(_Model):
         return tags
 
 
-class DeletionPolicy(StrEnum):
-    """What happens to a policy's snapshots when the policy is deleted."""
+class CopyTarget(_Model):
+    """`spec.copies[]`: copy each snapshot to this region and group (the rules: domain/copies.py)."""
 
-    RETAIN = "Retain"
-    DELETE = "Delete"
-
-
-class OnSourceDiskDelete(StrEnum):
-    """What happens to a policy's snapshots while its disk does not exist (deleted, or not yet recreated)."""
-
-    KEEP = "Keep"
-    APPLY_RETENTION = "ApplyRetention"
+    region: str = Field(pattern=r"^[a-z][a-z0-9]{1,39}$")
+    resource_group: str = Field(pattern=RESOURCE_GROUP_PATTERN)
+    subscription_id: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+    retention: RetentionSpec | None = None  # None: the policy's own
+    copy_deadline: Duration = timedelta(hours=6)
 
 
 class SnapshotPolicySpec(DrillFields, ClaimTargets):
@@ -345,6 +343,7 @@ class SnapshotPolicySpec(DrillFields, ClaimTargets):
     suspend: StrictBool = False
     deletion_policy: DeletionPolicy = DeletionPolicy.RETAIN
     on_source_disk_delete: OnSourceDiskDelete = OnSourceDiskDelete.KEEP
+    copies: list[CopyTarget] | None = Field(default=None, max_length=3)
 
     @model_validator(mode="after")
     def _one_target(self) -> SnapshotPolicySpec:
@@ -416,3 +415,4 @@ class SnapshotPolicyStatus(DrillStatus, ClaimStatus):
     disk_name: str | None = None
     #: A one-line summary of the schedule (`0 * * * * Europe/Berlin`, `every 4h`), for `kubectl get`.
     schedule: str | None = None
+    copies: list[dict[str, Any]] | None = None  # per copy target: domain/copies.py's CopyStatus

@@ -94,10 +94,15 @@ class Snapshot:
     incremental: bool = True
     completion_percent: float | None = None
     size_bytes: int = 0
+    #: `creationData.createOption` (`CopyStart` for a cross-region copy), and its `copyCompletionError.errorCode`.
+    create_option: str | None = None
+    copy_error: str | None = None
 
     @property
     def state(self) -> SnapshotState:
         ps = (self.provisioning_state or "").lower()
+        if self.copy_error is not None:
+            return SnapshotState.FAILED  # a CopyStart's background copy failed: it never completes
         if ps == "succeeded":
             if self.completion_percent is not None and self.completion_percent < 100:
                 return SnapshotState.COPYING
@@ -127,5 +132,7 @@ class Limits:
     per_disk_cap: int = 500
     #: Premium SSD v2 / Ultra: at most this many snapshots still copying per disk.
     max_pending_copies: int = 3
+    #: Cross-region copies (CopyStart) running at once per subscription and target region.
+    max_parallel_copies: int = 100
     #: A failed snapshot is deleted after this grace period (kept a while so people can look at it).
     failed_grace: timedelta = timedelta(hours=1)

@@ -122,7 +122,7 @@ class ScopeGuard:
         of_claim = spec.volume_claim is not None or spec.volume_claim_selector is not None
         disk_rg = None if of_claim else coords.resource_group
         if any(r.allows(ns, coords.subscription_id, disk_rg, snapshot_rg) for r in self.rules):
-            return None
+            return self._check_copies(policy, disk_rg)
         if of_claim:
             return (
                 f"Namespace {ns!r} may not write snapshots to subscription {coords.subscription_id} and resource "
@@ -135,3 +135,18 @@ class ScopeGuard:
             f"{coords.resource_group!r} and snapshot resource group {snapshot_rg!r}: no rule in {self.source} allows "
             "it. Ask the cluster admin to add a rule, or use a disk inside your namespace's scope."
         )
+
+    def _check_copies(self, policy: Policy, disk_rg: str | None) -> str | None:
+        """Each copy target is a snapshot group of the policy's namespace: a rule must allow it as one."""
+        assert policy.spec.disk is not None  # checked by the caller
+        coords = policy.spec.disk.coordinates
+        ns = policy.ref.namespace
+        for target in policy.spec.copies or []:
+            sub = target.subscription_id or coords.subscription_id
+            if not any(r.allows(ns, sub, disk_rg, target.resource_group) for r in self.rules):
+                return (
+                    f"Namespace {ns!r} may not copy snapshots to subscription {sub}, resource group "
+                    f"{target.resource_group!r} (spec.copies): no rule in {self.source} allows it as a snapshot "
+                    "resource group. Ask the cluster admin to add it to snapshotResourceGroups, or drop the target."
+                )
+        return None

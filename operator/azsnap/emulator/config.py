@@ -56,6 +56,7 @@ FaultKind = Literal[
     "subscription_throttled",
     "forbidden",
     "linked_forbidden",
+    "copy_failed",
 ]
 FAULT_KINDS: Final = frozenset(get_args(FaultKind))
 
@@ -99,6 +100,8 @@ class FaultRule:
     to deletes): the request is accepted and its long-running operation ends `Failed`. `forbidden` answers ARM's
     403 `AuthorizationFailed` (the identity lacks the operation's action); `linked_forbidden` answers 403
     `LinkedAuthorizationFailed` to a PUT that names a source it may not read (a disk copied from a snapshot).
+    `copy_failed` applies to a CopyStart `snapshots.put`: the copy is accepted and stops half-way with a
+    `copyCompletionError`.
     """
 
     operation: str | None = None
@@ -165,6 +168,8 @@ class EmulatorConfig:
     lro_duration: timedelta | None = None
     #: Retry-After sent with accepted long-running operations and their running polls (0: none, as Azure).
     poll_retry_after_s: int = 0
+    #: CopyStart copies running at once per subscription and target region (Azure documents 100).
+    max_parallel_copies: int = 100
     #: Premium SSD v2 / Ultra background copy and CopyStart speed.
     copy_rate_percent_per_minute: float = 20.0
     #: True: a copy (CopyStart, background copy) is complete when its operation ends (Azure: it runs on after).

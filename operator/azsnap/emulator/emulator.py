@@ -84,6 +84,10 @@ class Emulator:
         )
         return record.to_json()
 
+    def add_resource_group(self, subscription_id: str, resource_group: str, location: str) -> None:
+        """Create an empty resource group in `location` (e.g. a copy target in another region)."""
+        self.store.add_group(subscription_id, resource_group, location)
+
     def delete_disk(self, subscription_id: str, resource_group: str, name: str) -> None:
         """Remove a disk (KeyError if absent); its snapshots stay, as in Azure."""
         self.store.delete_disk(subscription_id, resource_group, name)

@@ -53,7 +53,7 @@ class FaultInjector:
                 continue
             if rule.kind == "linked_forbidden" and operation not in ("snapshots.put", "disks.put"):
                 continue
-            if rule.kind == "failed_after_limit" and operation != "snapshots.put":
+            if rule.kind in ("failed_after_limit", "copy_failed") and operation != "snapshots.put":
                 continue
             if rule.kind != "latency" and failed:
                 continue

@@ -69,6 +69,7 @@ def dump_store(store: Store) -> dict[str, Any]:
                 "source_unique_id": s.source_unique_id,
                 "copy_minutes": s.copy_minutes,
                 "access_until": s.access_until.isoformat() if s.access_until else None,
+                "copy": _copy_fields(s),
             }
             for s in store.snapshots.values()
         ],
@@ -137,6 +138,7 @@ def load_store(store: Store, data: dict[str, Any]) -> None:
             s["copy_minutes"],
             _time(s["access_until"]) if s["access_until"] else None,
         )
+        _load_copy(snap, s.get("copy"))
         store.snapshots[(snap.subscription_id.lower(), snap.resource_group.lower(), snap.name.lower())] = snap
     for o in data["operations"]:
         store.operations[o["id"]] = Operation(
@@ -170,3 +172,26 @@ def write_state(store: Store, path: Path) -> None:
 
 def read_state(store: Store, path: Path) -> None:
     load_store(store, json.loads(path.read_text()))
+
+
+def _copy_fields(s: SnapshotRecord) -> dict[str, Any] | None:
+    if s.copy_source is None:
+        return None
+    return {
+        "source": list(s.copy_source),
+        "family": s.copy_family,
+        "source_time": s.copy_source_time.isoformat() if s.copy_source_time else None,
+        "stop": s.copy_stop.isoformat() if s.copy_stop else None,
+        "error": s.copy_error,
+    }
+
+
+def _load_copy(snap: SnapshotRecord, raw: dict[str, Any] | None) -> None:
+    if not raw:
+        return
+    source = raw["source"]
+    snap.copy_source = (source[0], source[1], source[2])
+    snap.copy_family = raw["family"]
+    snap.copy_source_time = _time(raw["source_time"]) if raw["source_time"] else None
+    snap.copy_stop = _time(raw["stop"]) if raw["stop"] else None
+    snap.copy_error = raw["error"]

@@ -190,6 +190,15 @@ class SnapshotRecord:
     copy_minutes: float | None = None
     #: Until when read access is granted (`beginGetAccess`): diskState `ActiveSAS` until then.
     access_until: datetime | None = None
+    #: A CopyStart's source (key), its disk family and creation time; when and how the copy stops failed.
+    copy_source: Key | None = None
+    copy_family: str | None = None
+    copy_source_time: datetime | None = None
+    copy_stop: datetime | None = None
+    copy_error: dict[str, Any] | None = None
+
+    def copy_failed(self, now: datetime) -> bool:
+        return self.copy_error is not None and self.copy_stop is not None and now >= self.copy_stop
 
     @property
     def location(self) -> str:
@@ -198,14 +207,16 @@ class SnapshotRecord:
     def completion(self, now: datetime) -> float | None:
         if self.copy_minutes is None:
             return None
+        if self.copy_stop is not None and self.copy_error is not None:
+            now = min(now, self.copy_stop)  # a failed copy stops where it failed
         if self.copy_minutes <= 0:
-            return 100.0
+            return 0.0 if self.copy_failed(now) else 100.0
         done = (now - self.created).total_seconds() / 60.0 / self.copy_minutes * 100.0
         return round(min(100.0, max(0.0, done)), 1)
 
     def copying(self, now: datetime) -> bool:
         percent = self.completion(now)
-        return self.state != "Failed" and percent is not None and percent < 100.0
+        return self.state != "Failed" and percent is not None and percent < 100.0 and not self.copy_failed(now)
 
     def to_json(self, now: datetime) -> dict[str, Any]:
         body = {**self.body, "properties": dict(self.body["properties"])}
@@ -221,6 +232,8 @@ class SnapshotRecord:
         if percent is not None:
             props["completionPercent"] = percent
             props["snapshotAccessState"] = "Available" if percent >= 100.0 else "Pending"
+            if self.copy_failed(now):
+                props["copyCompletionError"] = dict(self.copy_error or {})
         else:
             props["snapshotAccessState"] = "Available" if self.state == "Succeeded" else "Pending"
         return body

@@ -249,7 +249,7 @@ class _Handler:
 
     async def _snapshots_put(self, request: web.Request, m: re.Match[str], body: Any, fail: str | None) -> web.Response:
         now = self.emu.clock.now()
-        planted = fail if fail in ("lro_failed", "failed_after_limit") else None
+        planted = fail if fail in ("lro_failed", "failed_after_limit", "copy_failed") else None
         _, op = self.emu.store.put_snapshot(now, m["sub"], m["rg"], m["name"], body, fail=planted)  # type: ignore[arg-type]
         assert op is not None  # put_snapshot always starts an operation
         return self._accepted(request, op, echo("snapshots", m["sub"], m["rg"], m["name"], body))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
+from azsnap.emulator import copies
 from azsnap.emulator.arm import ArmError, check_tags, normalize_location, parse_source_id, resource_id
 from azsnap.emulator.records import (
     BACKGROUND_COPY_SKUS,
@@ -108,7 +109,7 @@ def create(
     name: str,
     body: object,
     *,
-    fail: Literal["lro_failed", "failed_after_limit"] | None = None,
+    fail: Literal["lro_failed", "failed_after_limit", "copy_failed"] | None = None,
 ) -> tuple[SnapshotRecord, Operation]:
     """Validate a new snapshot and start creating it."""
     location, tags, props, creation = _parse(body)
@@ -166,9 +167,13 @@ def create(
             if incremental:
                 store.created_at.setdefault(disk.unique_id, []).append(now)
         else:
-            src = store.snapshots.get(key(source.subscription_id, source.resource_group, source.name))
+            src_key = key(source.subscription_id, source.resource_group, source.name)
+            src = store.snapshots.get(src_key)
             if src is None:
                 raise source_missing(source.name)
+            if option == "CopyStart":
+                copies.check_copy_start(store, now, subscription_id, location, src)
+                copies.mark_copy(record, src_key, src)
             src_props = src.body["properties"]
             size_gb, unique_source = int(src_props["diskSizeGB"]), str(src_props["uniqueId"])
             family = src_props.get("incrementalSnapshotFamilyId") if incremental else None
@@ -210,6 +215,8 @@ def create(
     operation = store.start(now, subscription_id, location, "create", k, duration=duration)
     if option == "CopyStart" and record.copy_minutes is not None and record.copy_minutes > 0:
         record.created = now + COPY_QUEUE  # progress is counted from the end of the queue
+    if fail == "copy_failed" and record.copy_source is not None:
+        copies.inject_failure(record)
     if fail == "lro_failed":
         operation.error = {
             "code": "InternalOperationError",
@@ -344,6 +351,7 @@ def finish(store: RecordStore, operation: Operation, now: datetime) -> None:
     if operation.kind == "delete":
         if operation.error is None:
             del store.snapshots[operation.target]
+            copies.source_deleted(store, now, operation.target)
     elif operation.kind == "grant":
         record.access_until = datetime.fromisoformat(str((operation.changes or {})["until"]))
     elif operation.kind == "revoke":

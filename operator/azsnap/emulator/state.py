@@ -89,6 +89,10 @@ class Store:
         self.groups.setdefault(k[:2], record.location)
         return record
 
+    def add_group(self, subscription_id: str, resource_group: str, location: str) -> None:
+        """Create an empty resource group (a copy target in another region); an existing one keeps its location."""
+        self.groups.setdefault((subscription_id.lower(), resource_group.lower()), normalize_location(location))
+
     def delete_disk(self, subscription_id: str, resource_group: str, name: str) -> DiskRecord:
         record = self.disks.pop(key(subscription_id, resource_group, name), None)
         if record is None:
@@ -176,7 +180,7 @@ class Store:
         name: str,
         body: object,
         *,
-        fail: Literal["lro_failed", "failed_after_limit"] | None = None,
+        fail: Literal["lro_failed", "failed_after_limit", "copy_failed"] | None = None,
     ) -> tuple[SnapshotRecord, Operation | None]:
         """A snapshot PUT: a create, or an update when the name exists (Azure answers both 202 Updating)."""
         check_snapshot_name(name)
@@ -194,7 +198,7 @@ class Store:
         name: str,
         body: object,
         *,
-        fail: Literal["lro_failed", "failed_after_limit"] | None = None,
+        fail: Literal["lro_failed", "failed_after_limit", "copy_failed"] | None = None,
     ) -> tuple[SnapshotRecord, Operation | None]:
         """Validate a create and start it; an existing name comes back unchanged with no operation."""
         check_snapshot_name(name)

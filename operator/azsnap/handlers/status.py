@@ -78,6 +78,7 @@ def record_metrics(
         metrics.snapshot_event(ns, name, "failed")
     metrics.failed_seen(ns, name, report.failed_seen, counted=report.failed)
     metrics.slots_missed(ns, name, len(report.missed_slots))
+    metrics.copy_state(ns, name, status.get("copies") or [])
     last_success = _timestamp(status.get("lastSuccessfulSnapshotTime"))
     if last_success is None:
         # Before the first success: the policy's creation time, so `time() - last_success > stale_after` fires

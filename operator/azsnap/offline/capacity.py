@@ -63,6 +63,9 @@ class SubscriptionCapacity:
     burst_last_wait_s: float  # how long the last of that burst waits under Azure's create buckets
     tightest_deadline_s: float  # the shortest startingDeadline among the policies of that burst
     buckets: tuple[BucketUse, ...] = field(default_factory=tuple)
+    #: Of `creates_per_hour` (and as many deletes), the cross-region copies (`spec.copies`): counted in the one
+    #: region assumed, the conservative case; they follow their snapshots, never in the burst.
+    copies_per_hour: float = 0.0
 
     @property
     def burst_fits(self) -> bool:
@@ -175,7 +178,7 @@ def assess(
     slots_of: dict[str, list[datetime]] = {}  # many policies share a schedule: expand each one once
     results = []
     for sub, members in sorted(by_sub.items()):
-        creates = 0
+        creates = copies = 0
         instants: dict[datetime, int] = {}
         deadline_at: dict[datetime, float] = {}
         group_instants: dict[str, set[datetime]] = {}
@@ -189,6 +192,7 @@ def assess(
             if slots is None:
                 slots = slots_of[key] = schedule.slots_between(spec.schedule, now, now + HORIZON)
             creates += len(slots)
+            copies += len(slots) * len(spec.copies or [])  # one CopyStart per snapshot and target, then its delete
             ref = stand_in_ref(spec)
             group = (spec.snapshot.resource_group or ref.coordinates.resource_group).lower()
             offset = schedule.slot_offset(spec.schedule, ref.id)
@@ -202,7 +206,7 @@ def assess(
                 instants[due] = instants.get(due, 0) + size
                 deadline_at[due] = min(deadline_at.get(due, math.inf), deadline)
                 seen.add(due)
-        per_hour = creates / hours
+        per_hour = (creates + copies) / hours
         lists = 0.0
         max_lists = 3600 / max(1.0, list_freshness.total_seconds())
         for group, seen in group_instants.items():
@@ -229,6 +233,7 @@ def assess(
                 burst_last_wait_s=last_wait,
                 tightest_deadline_s=tightest,
                 buckets=report.buckets,
+                copies_per_hour=copies / hours,
             )
         )
     return results
@@ -248,6 +253,11 @@ def render_table(results: Sequence[SubscriptionCapacity]) -> str:
         lines.append(
             f"  per hour: {row.creates_per_hour:.0f} creates, {row.deletes_per_hour:.0f} deletes, "
             f"{row.lists_per_hour:.0f} list pages, {row.gets_per_hour:.0f} reads"
+            + (
+                f" (copies to other regions: {row.copies_per_hour:.0f} creates and deletes)"
+                if row.copies_per_hour
+                else ""
+            )
         )
         lines.append(
             f"  largest burst: {row.peak_burst} creates due at once; the last waits {row.burst_last_wait_s:.0f}s "
@@ -274,6 +284,7 @@ def render_json(results: Sequence[SubscriptionCapacity]) -> dict[str, Any]:
                 "policies": row.policies,
                 "resourceGroups": row.resource_groups,
                 "createsPerHour": round(row.creates_per_hour, 2),
+                "copiesPerHour": round(row.copies_per_hour, 2),
                 "deletesPerHour": round(row.deletes_per_hour, 2),
                 "listsPerHour": round(row.lists_per_hour, 2),
                 "getsPerHour": round(row.gets_per_hour, 2),

@@ -25,6 +25,7 @@ import yaml
 from azsnap.cloud.azure import AzureCloud
 from azsnap.cloud.credentials import StaticTokenCredential
 from azsnap.domain import naming
+from azsnap.domain.copies import ROLE_COPY, TAG_ROLE
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL
 from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
 from azsnap.offline.demo_claims import start_claims
@@ -142,7 +143,7 @@ class Witness:
             uid, slot = naming.tag(tags, naming.TAG_POLICY_UID), naming.tag(tags, naming.TAG_SLOT)
             kind = naming.tag(tags, naming.TAG_KIND) or naming.KIND_SCHEDULED
             source = str(((body.get("properties") or {}).get("creationData") or {}).get("sourceResourceId") or "")
-            if uid and slot and kind == naming.KIND_SCHEDULED:
+            if uid and slot and kind == naming.KIND_SCHEDULED and naming.tag(tags, TAG_ROLE) != ROLE_COPY:
                 self.seen[k] = (uid, source.lower(), slot)
 
     def violations(self, policies: Mapping[str, str]) -> list[str]:
@@ -235,7 +236,7 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
     from azsnap.clock import LoopClock
     from azsnap.emulator.kubernetes import KubeEmulator, run_operator
     from azsnap.handlers.runtime import MEMO_KEY
-    from azsnap.offline.sandbox import azure_sandbox
+    from azsnap.offline.sandbox import add_policy_groups, azure_sandbox
 
     view = view or DemoView()
     examples = find_examples(options.examples)
@@ -255,10 +256,7 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
                     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
             pv2 = 1 if any("pv2-disk-" in str((m["spec"].get("disk") or {}).get("id")) for m in manifests) else 0
             async with azure_sandbox(clock, config=EmulatorConfig(), disks=options.disks, premium_v2_disks=pv2) as box:
-                for m in manifests:
-                    group = (m["spec"].get("snapshot") or {}).get("resourceGroup")
-                    if group:
-                        box.emulator.store.groups.setdefault((DEMO_SUBSCRIPTION.lower(), group.lower()), DEMO_LOCATION)
+                add_policy_groups(box.emulator, manifests)
                 witness = Witness(box.emulator, seed_unowned(box.emulator, clock.now(), options.disks))
                 memo = kopf.Memo({MEMO_KEY: box.runtime})
                 with view.running():
@@ -388,7 +386,8 @@ def _owned_in_azure(emulator: Emulator) -> Iterator[tuple[str, str]]:
     for snapshot in emulator.snapshots():
         tags = snapshot.get("tags") or {}
         uid = naming.tag(tags, naming.TAG_POLICY_UID)
-        if uid and naming.tag(tags, naming.TAG_MANAGED_BY) == naming.MANAGED_BY_VALUE:
+        ours = naming.tag(tags, naming.TAG_MANAGED_BY) == naming.MANAGED_BY_VALUE
+        if uid and ours and naming.tag(tags, TAG_ROLE) != ROLE_COPY:  # copies are counted apart (status.copies)
             yield uid, str(snapshot["name"])
 
 

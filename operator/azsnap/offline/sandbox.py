@@ -6,7 +6,7 @@ The demo, `azsnap simulate` and the end-to-end tests use it, so they all run the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -28,7 +28,7 @@ from azsnap.metrics import Metrics
 from azsnap.reconciler import Reconciler, ReconcilerConfig
 from azsnap.settings import CredentialMode, Settings
 
-__all__ = ["Sandbox", "azure_sandbox", "disk_id"]
+__all__ = ["Sandbox", "add_policy_groups", "azure_sandbox", "disk_id"]
 
 
 def disk_id(name: str, *, subscription: str = DEMO_SUBSCRIPTION, resource_group: str = DEMO_RESOURCE_GROUP) -> str:
@@ -135,3 +135,14 @@ def _runtime(server: RunningServer, clock: Clock, settings: dict[str, Any], azur
         metrics=Metrics(),
         owns_cloud=False,
     )
+
+
+def add_policy_groups(emulator: Emulator, manifests: Iterable[Mapping[str, Any]]) -> None:
+    """The resource groups the policies name beyond their disks': snapshot groups, and copy targets elsewhere."""
+    for m in manifests:
+        group = (m["spec"].get("snapshot") or {}).get("resourceGroup")
+        if group:
+            emulator.store.groups.setdefault((DEMO_SUBSCRIPTION.lower(), group.lower()), DEMO_LOCATION)
+        for target in m["spec"].get("copies") or []:
+            sub = target.get("subscriptionId") or DEMO_SUBSCRIPTION
+            emulator.add_resource_group(sub, target["resourceGroup"], target["region"])

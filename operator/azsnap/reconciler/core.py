@@ -27,6 +27,7 @@ from azsnap.reconciler.accounting import (
     watermark_after,
 )
 from azsnap.reconciler.act import Actor, Outcome, iso
+from azsnap.reconciler.copies import CopyFlow
 from azsnap.reconciler.finalize import finalize
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.orphans import disk_missing
@@ -102,6 +103,7 @@ class Reconciler:
             max_sleep=self.config.max_sleep,
         )
         self._disk_locks: dict[str, asyncio.Lock] = {}
+        self.copies = CopyFlow(cloud, clock, self.observer, self.config.limits)
         targets = (self.observer, self.verdicts, self.config.limits, self.config.stalled_recheck)
         self.claim_targets = ClaimReconciler(self.reconcile_disk, cloud, clock, *targets)
 
@@ -203,6 +205,8 @@ class Reconciler:
             on_demand_token=on_demand_token,
             last_on_demand_token=status.last_on_demand_token,
         )
+        copies = await self.copies.prepare(policy, status, disk, of_disk)
+        the_plan = the_plan if copies is None else copies.guard(the_plan)  # keeps the sources copies need
 
         actor = Actor(self.cloud, self.clock, self.observer, policy, disk, snapshot_rg)
         outcome = actor.outcome
@@ -238,7 +242,10 @@ class Reconciler:
         if vouched and isinstance(error, NotFound) and not outcome.created:
             self.observer.forget_disk(disk.id)  # the list stood for a disk Azure says is gone: read it, start over
             return None
-        return await self._report(policy, status, on_demand_token, disk, groups, the_plan, previous, outcome, base, now)
+        report = await self._report(
+            policy, status, on_demand_token, disk, groups, the_plan, previous, outcome, base, now
+        )
+        return await self.copies.finish(copies, report, status)
 
     async def _report(
         self,

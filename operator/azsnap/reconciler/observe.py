@@ -24,7 +24,9 @@ from typing import Final
 from azsnap.clock import Clock
 from azsnap.cloud.errors import CloudError, PermanentError
 from azsnap.cloud.interface import CloudClient
-from azsnap.domain.observed import Disk, Snapshot
+from azsnap.domain import naming
+from azsnap.domain.copies import TAG_COPY_DISK
+from azsnap.domain.observed import Disk, Snapshot, SnapshotState
 
 __all__ = ["Observer"]
 
@@ -79,17 +81,38 @@ class _View:
     snapshots: dict[_Key, Snapshot] = field(default_factory=dict)
     #: The same snapshots by source disk (lower-cased resource ID); a snapshot with no source is under "".
     by_disk: dict[str, dict[_Key, Snapshot]] = field(default_factory=dict)
+    #: Cross-region copies azsnap made, by the hash of their disk's ARM ID (`azsnap-copy-disk`).
+    by_copy_disk: dict[str, dict[_Key, Snapshot]] = field(default_factory=dict)
+    #: CopyStart snapshots still copying, per region (counted when first asked after a change).
+    _running: dict[str, int] | None = None
 
     def add(self, snapshot: Snapshot) -> None:
         key = (sys.intern(snapshot.resource_group.lower()), _lowered(snapshot.name))
         self.remove(key)
         self.snapshots[key] = snapshot
         self.by_disk.setdefault((snapshot.source_resource_id or "").lower(), {})[key] = snapshot
+        if snapshot.create_option == "CopyStart":
+            self._running = None
+            copy_disk = naming.tag(snapshot.tags, TAG_COPY_DISK)
+            if copy_disk:
+                self.by_copy_disk.setdefault(copy_disk, {})[key] = snapshot
 
     def remove(self, key: _Key) -> None:
         old = self.snapshots.pop(key, None)
         if old is not None:
             self.by_disk.get((old.source_resource_id or "").lower(), {}).pop(key, None)
+            if old.create_option == "CopyStart":
+                self._running = None
+                self.by_copy_disk.get(naming.tag(old.tags, TAG_COPY_DISK) or "", {}).pop(key, None)
+
+    def copies_running(self, region: str) -> int:
+        if self._running is None:
+            running: dict[str, int] = {}
+            for s in self.snapshots.values():
+                if s.create_option == "CopyStart" and s.state in (SnapshotState.COPYING, SnapshotState.CREATING):
+                    running[s.location.lower()] = running.get(s.location.lower(), 0) + 1
+            self._running = running
+        return self._running.get(region.lower(), 0)
 
     def covers(self, groups: Iterable[str]) -> bool:
         return self.groups is None or all(g.lower() in self.groups for g in groups)
@@ -152,6 +175,18 @@ class Observer:
         """Every snapshot of the subscription that azsnap can see (for finalizing, where the disk may be gone)."""
         view = await self._view(subscription_id, groups, fresh=fresh)
         return list(view.snapshots.values())
+
+    async def copies_of(
+        self, subscription_id: str, groups: Iterable[str], copy_disk: str, *, fresh: bool = True
+    ) -> list[Snapshot]:
+        """The cross-region copies in the subscription tagged with this disk hash (`domain.copies.disk_hash`)."""
+        view = await self._view(subscription_id, groups, fresh=fresh)
+        return list(view.by_copy_disk.get(copy_disk, {}).values())
+
+    def copies_running(self, subscription_id: str, region: str) -> int:
+        """CopyStart snapshots still copying into `region` in the subscription, whoever started them (as last seen)."""
+        view = self._views.get(subscription_id.lower())
+        return 0 if view is None else view.copies_running(region)
 
     def coverage(self, subscription_id: str) -> frozenset[str] | None:
         """None when the subscription was listed whole; else the resource groups that were listed."""
@@ -262,6 +297,12 @@ class Observer:
             view.add(snapshot)
         created = snapshot.time_created or self._clock.now()
         self._recent_creates.setdefault(disk.id.lower(), {})[_name_of(snapshot)] = created
+
+    def record_copy(self, subscription_id: str, snapshot: Snapshot) -> None:
+        """Apply a copy azsnap started (in a target region: no disk's window counts it) to the cached view."""
+        view = self._views.get(subscription_id.lower())
+        if view is not None:
+            view.add(snapshot if snapshot.time_created else replace(snapshot, time_created=self._clock.now()))
 
     def record_deleted(self, subscription_id: str, resource_group: str, name: str) -> None:
         """Apply a delete azsnap made to the cached view."""
