@@ -186,6 +186,29 @@ def test_minimal_hourly_on_two_disks_gives_each_disk_its_own_policy() -> None:
         assert newest == START + timedelta(days=3)
 
 
+def test_jitter_delays_each_disk_yet_every_slot_is_its_own() -> None:
+    # A snapshot keeps its slot's name though it is made up to `jitter` later; at the start (midnight) each disk's
+    # 23:00 slot is still due within its deadline, so its catch-up snapshot is that slot's, not an unexpected one.
+    spec, name, errors = load_policy_file(EXAMPLES / "minimal-hourly.yaml")
+    assert spec is not None, errors
+    jittered = spec.model_copy(update={"schedule": spec.schedule.model_copy(update={"jitter": timedelta(minutes=50)})})
+    run = asyncio.run(simulate(jittered, SimulationOptions(start=START, days=2, disks=3), name=name))
+    summary = summarize(run)
+    assert summary["invariants"]["unexpected_slots"] == 0
+    assert summary["ok"] is True, summary["invariants"]
+    offsets = {schedule.slot_offset(jittered.schedule, trace.disk_id) for trace in run.disks}
+    assert len(offsets) == 3 and all(timedelta(0) < o < timedelta(minutes=50) for o in offsets)
+    end = START + timedelta(days=2)
+    for trace in run.disks:
+        offset = schedule.slot_offset(jittered.schedule, trace.disk_id)
+        taken = sorted(slot for _, _, slot in trace.created if slot is not None)
+        # 23:00 the day before (its catch-up) up to 23:00 of the last day; the last midnight is due after the end
+        assert taken == schedule.slots_between(jittered.schedule, START - offset - timedelta(hours=1), end)[:-1]
+        assert all(seen >= slot + offset for seen, _, slot in trace.created if slot is not None)
+    slots = summary["slots"]
+    assert slots == {"scheduled": 3 * 50, "skipped": 0, "taken": 3 * 49, "missed": 0, "unsettled": 3}
+
+
 def test_flaky_azure_still_takes_or_counts_every_slot_and_deletes_nothing_it_should_keep() -> None:
     calm = run_example("minimal-hourly.yaml", days=3)
     flaky = run_example("minimal-hourly.yaml", days=3, faults="flaky")

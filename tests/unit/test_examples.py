@@ -111,3 +111,4 @@ def test_claim_targets() -> None:
     assert selected.disk is None and selected.volume_claim is None and selected.volume_claim_selector is not None
     selector = selected.volume_claim_selector.selector
     assert selector.matches({"app": "postgres"}) and not selector.matches({"app": "postgres", "backup": "skip"})
+    assert selected.schedule.jitter == timedelta(minutes=10)

@@ -73,14 +73,16 @@ class SlotAccounting:
 def slot_accounting(run: SimulationRun, trace: DiskTrace) -> SlotAccounting:
     """Check one disk's slots against the schedule: each one taken once, or counted missed, or not settled yet."""
     sched = trace.policy.spec.schedule
-    start = run.options.start
+    # A slot is due `offset` after it (`jitter`) and its snapshot keeps the slot's name: the run's slots are those
+    # due after the start, and the one under way at the start is the latest slot due by then.
+    since = run.options.start - schedule.slot_offset(sched, trace.disk_id)
     taken = [slot for _, _, slot in trace.created if slot is not None]
     taken_set = set(taken)
-    expected = schedule.slots_between(sched, start, run.end)
+    expected = schedule.slots_between(sched, since, run.end)
     skipped = 0
     if trace.policy.spec.suspend:
         skipped, expected = len(expected), []
-    first = schedule.previous_slot(sched, start)
+    first = schedule.previous_slot(sched, since)
     if first is not None and first in taken_set:
         expected.insert(0, first)  # the slot under way at the start is taken; earlier ones are not azsnap's to miss
     expected_set = set(expected)
