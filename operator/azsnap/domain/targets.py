@@ -174,5 +174,7 @@ class ClaimStatus(_Model):
 
     disks: list[DiskEntry] | None = None
     disks_not_shown: int | None = None
+    #: The slot accounting of the disks `disks` leaves out, `<key>=<watermark>/<missed>` (domain.disk_accounts).
+    disk_accounts: list[str] | None = None
     #: Disks Ready of all the policy targets, `3/4`.
     disks_ready: str | None = None

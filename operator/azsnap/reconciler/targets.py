@@ -23,6 +23,7 @@ from typing import Any, Final, Protocol
 from azsnap.clock import Clock
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain.conditions import Health, HealthState
+from azsnap.domain.disk_accounts import account_key, decode_accounts, encode_accounts
 from azsnap.domain.models import DeletionPolicy, DiskRef, OnSourceDiskDelete, Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Limits
 from azsnap.domain.schedule import validate_schedule
@@ -116,6 +117,12 @@ class ClaimReconciler:
             return self.verdicts.stalled("ClaimsUnavailable", message, now, base)
         resolved = resolve_targets(policy.spec, policy.ref.namespace, claims)
         before = {e.claim: e for e in status.disks or []}
+        # A disk `status.disks` left out goes on from its compact account, so its missed slots are still counted.
+        accounts = decode_accounts(status.disk_accounts)
+        for t in resolved:
+            account = None if t.disk_id is None else accounts.get(account_key(t.disk_id))
+            if account is not None and t.disk_id is not None and _short(t.claim) not in before:
+                before[_short(t.claim)] = account.entry(_short(t.claim), t.disk_id)
         served: list[_Served] = []
         entries: list[DiskEntry] = []
         problems: list[ClaimDisk] = []
@@ -226,6 +233,8 @@ class ClaimReconciler:
         now: datetime,
     ) -> StatusReport:
         shown, hidden = bounded_entries(entries)
+        in_view = {id(e) for e in shown}
+        accounts = encode_accounts(e for e in entries if id(e) not in in_view)
         ready = sum(1 for s in served if s.report.health.state is HealthState.READY)
         reports = [s.report for s in served]
         missed = tuple(sorted(slot for r in reports for slot in r.missed_slots))
@@ -235,6 +244,7 @@ class ClaimReconciler:
             "diskName": _disk_name(served) if policy.spec.volume_claim is not None else None,
             "disks": [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in shown],
             "disksNotShown": hidden,
+            "diskAccounts": accounts,
             "disksReady": f"{ready}/{len(resolved)}",
         }
         health = self._health(policy, served, problems, resolved)

@@ -20,9 +20,10 @@ from azsnap.clock import Clock, WallClock
 from azsnap.cloud.errors import CloudError
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain import naming
+from azsnap.domain.copies import TargetState, disk_hash, plan_copies, target_key
 from azsnap.domain.explain import Explanation, RestorePoints, explain, restore_points
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, OnSourceDiskDelete, Policy, PolicyRef, parse_disk_id
-from azsnap.domain.observed import Limits, Snapshot
+from azsnap.domain.observed import Disk, Limits, Snapshot
 from azsnap.domain.validation import format_errors, validate_manifest
 from azsnap.reconciler.observe import Observer
 from azsnap.settings import ENV_PREFIX, CredentialMode, Settings, SettingsError
@@ -94,7 +95,7 @@ async def gather(
         if not targets:
             rows.append(PolicySnapshots(namespace, name, "", problem="no disk found through its claims yet"))
         for claim, disk_id in targets:
-            rows.append(await _one(policy, claim, disk_id, observer, clock.now(), limits))
+            rows.append(await _one(policy, obj.get("status") or {}, claim, disk_id, observer, clock.now(), limits))
     return rows
 
 
@@ -111,7 +112,13 @@ def disk_targets(obj: Mapping[str, Any], policy: Policy) -> list[tuple[str | Non
 
 
 async def _one(
-    policy: Policy, claim: str | None, disk_id: str, observer: Observer, now: datetime, limits: Limits
+    policy: Policy,
+    status: Mapping[str, Any],
+    claim: str | None,
+    disk_id: str,
+    observer: Observer,
+    now: datetime,
+    limits: Limits,
 ) -> PolicySnapshots:
     ref, spec = policy.ref, policy.spec
     coords = parse_disk_id(disk_id)
@@ -128,6 +135,7 @@ async def _one(
             owned = [s for s in of_disk if naming.owns(s, ref, disk_id)]
     except CloudError as exc:
         return replace(row, problem=f"Azure refused to answer: {exc}")
+    needs = {} if disk is None else await _copy_sources(policy, status, disk, owned, observer, now, limits)
     stopped_by = None
     if spec.suspend:
         stopped_by = "suspended"
@@ -137,9 +145,42 @@ async def _one(
         row,
         disk_exists=disk is not None,
         disk_snapshots=len(of_disk),
-        snapshots=tuple(explain(spec.retention, spec.schedule.zone, owned, now, limits, stopped_by=stopped_by)),
+        snapshots=tuple(
+            explain(spec.retention, spec.schedule.zone, owned, now, limits, stopped_by=stopped_by, copy_sources=needs)
+        ),
         points=restore_points(owned, now),
     )
+
+
+async def _copy_sources(
+    policy: Policy,
+    status: Mapping[str, Any],
+    disk: Disk,
+    owned: Sequence[Snapshot],
+    observer: Observer,
+    now: datetime,
+    limits: Limits,
+) -> dict[str, str]:
+    """The policy's snapshots a cross-region copy still needs (name -> why), as the copy planner protects them."""
+    needs: dict[str, str] = {}
+    previous = {(e.get("region"), e.get("resourceGroup")): e for e in status.get("copies") or []}
+    for target in policy.spec.copies or []:
+        key = target_key(target, disk.subscription_id)
+        try:
+            seen = await observer.copies_of(key[0], [target.resource_group], disk_hash(disk.id))
+        except CloudError:
+            # as the operator does: while a target cannot be read, no source is deleted
+            needs.update({s.name: f"copies to {target.region} unreadable" for s in owned})
+            continue
+        in_target = [c for c in seen if c.resource_group.lower() == key[1] and c.location.lower() == key[2]]
+        state = TargetState.from_status(previous.get((target.region, target.resource_group)))
+        the_plan = plan_copies(
+            policy, disk.id, target, owned, in_target, state, now, limits,
+            room=limits.max_parallel_copies, disk_busy=False, default_subscription=disk.subscription_id,
+        )  # fmt: skip
+        for name in the_plan.protected:
+            needs.setdefault(name, f"needed by the copy to {target.region}")
+    return needs
 
 
 # ---- JSON ----------------------------------------------------------------------------------------------------
