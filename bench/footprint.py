@@ -4,8 +4,8 @@
 
 The operator is `azsnap run` in its own process, configured only by environment variables (as in the pod), at the
 chart's default log level (INFO) and JSON logs. The Kubernetes API stand-in (counting requests by verb) and the Azure
-emulator (its budgets off: this is not a throttling test) serve it from this process over loopback, on the real
-wall clock. N policies (one disk each, hourly, keepLast 3) exist before the operator starts, as after a restart of
+emulator (its budgets off: this is not a throttling test) serve it over loopback from two more processes, one each
+(`bench.footprint_sides`), on the real wall clock. N policies (one disk each, hourly, keepLast 3) exist before the operator starts, as after a restart of
 a replica that serves a whole cluster; `--snapshots-per-disk K` first puts K snapshots azsnap did not make on each
 disk's resource group, so every list is K times longer. The pacer is on, as in the chart: the N first snapshots
 are spread over Azure's create budget (about 1,000 in 10 minutes); `--no-pacing` sends them at once.
@@ -25,26 +25,22 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 import psutil
 
-from azsnap.clock import WallClock
-from azsnap.domain.models import API_GROUP, API_VERSION, PLURAL
-from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
-from azsnap.handlers.policy import ANNOTATION_SNAPSHOT_NOW
-from azsnap.offline.sandbox import disk_id
-from bench.kopf_overhead import NAMESPACE, KubeProbe, manifest, serve_kube
-from bench.operator_rss import AZSNAP, free_port, is_ready, rss_mib, until_live
+from bench.footprint_sides import Side, azure_side, kube_side
+from bench.kopf_overhead import NAMESPACE
+from bench.operator_rss import AZSNAP, free_port, rss_mib, until_live
 
 __all__ = ["main", "run"]
 
-_WRITE_VERBS: Final = ("POST", "PUT", "PATCH", "DELETE")
+#: The stand-ins are asked about the run (all Ready? one more snapshot each?) this many seconds apart.
+_ASK_EVERY: Final = 5
 #: The operator is idle when a window of this many seconds used less than `_IDLE_SHARE` of a core.
 _IDLE_WINDOW_S: Final = 5.0
 _IDLE_SHARE: Final = 0.01
@@ -73,36 +69,21 @@ class _Operator:
         return data.count(b"\n"), len(data)
 
 
-def _writes(probe: KubeProbe) -> int:
-    return sum(n for verb, n in probe.requests_by_verb.items() if verb.startswith(_WRITE_VERBS))
+def _writes(by_verb: dict[str, int]) -> int:
+    return sum(by_verb.values())
 
 
-def _seed(emulator: Emulator, policies: int, snapshots_per_disk: int) -> None:
-    now = WallClock().now()
-    for i in range(policies):
-        emulator.seed_disk(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, f"disk-{i}", location=DEMO_LOCATION)
-        for k in range(snapshots_per_disk):
-            body = {
-                "location": DEMO_LOCATION,
-                "tags": {"owner": "someone-else"},
-                "properties": {
-                    "creationData": {"createOption": "Copy", "sourceResourceId": disk_id(f"disk-{i}")},
-                    "incremental": True,
-                },
-            }
-            # Made an hour apart before now: Azure's per-disk window (7 in 5 minutes) held then too.
-            made = now - timedelta(hours=snapshots_per_disk - k)
-            emulator.store.create_snapshot(made, DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP, f"manual-{i}-{k}", body)
-
-
-async def _wait(op: _Operator, done: Any, within: float, what: str) -> None:
-    """Sample RSS once a second until `done()` is true; RuntimeError after `within` seconds."""
+async def _wait(op: _Operator, done: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    """Sample RSS once a second, and ask `done()` every `_ASK_EVERY` seconds until it is true; RuntimeError after
+    `within` seconds."""
     started = time.monotonic()
-    while not done():
+    tick = 0
+    while tick % _ASK_EVERY or not await done():
         op.sample()
         if time.monotonic() - started > within:
             raise RuntimeError(f"{what} not reached within {within:.0f} s")
         await asyncio.sleep(1)
+        tick += 1
 
 
 async def _until_idle(op: _Operator, within: float) -> None:
@@ -136,24 +117,23 @@ async def run(
     pacing: bool = True,
 ) -> dict[str, Any]:
     """Start the operator over N existing policies, measure start, idle, a scrape and optionally a round; figures."""
-    emulator = Emulator(WallClock(), EmulatorConfig(throttling=False, poll_retry_after_s=0))
-    _seed(emulator, policies, snapshots_per_disk)
+    azure, kube = Side(azure_side, policies, snapshots_per_disk), Side(kube_side, policies)
     liveness, metrics_port = free_port(), free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        async with serve_kube(WallClock()) as (kube, probe), emulator.serve(host="127.0.0.1") as server:
-            names = [kube.apply(manifest(i))["metadata"]["name"] for i in range(policies)]
-            env = {
-                **os.environ,
-                "KUBECONFIG": str(kube.write_kubeconfig(Path(tmp) / "kubeconfig")),
-                "AZSNAP_CREDENTIAL": "static-token",
-                "AZSNAP_ARM_ENDPOINT": server.base_url,
-                "AZSNAP_CA_BUNDLE": server.ca_bundle,
-                "AZSNAP_NAMESPACES": NAMESPACE,
-                "AZSNAP_METRICS_PORT": str(metrics_port),
-                "AZSNAP_LOG_FORMAT": "json",
-                "AZSNAP_LOG_LEVEL": "INFO",
-                "AZSNAP_PACING": "true" if pacing else "false",
-            }
+    try:
+        server, cluster = await azure.started(within), await kube.started(within)
+        env = {
+            **os.environ,
+            "KUBECONFIG": cluster["kubeconfig"],
+            "AZSNAP_CREDENTIAL": "static-token",
+            "AZSNAP_ARM_ENDPOINT": server["base_url"],
+            "AZSNAP_CA_BUNDLE": server["ca_bundle"],
+            "AZSNAP_NAMESPACES": NAMESPACE,
+            "AZSNAP_METRICS_PORT": str(metrics_port),
+            "AZSNAP_LOG_FORMAT": "json",
+            "AZSNAP_LOG_LEVEL": "INFO",
+            "AZSNAP_PACING": "true" if pacing else "false",
+        }
+        with tempfile.TemporaryDirectory() as tmp:
             log_path = log_file or Path(tmp) / "operator.log"
             log = log_path.open("wb")
             started = time.monotonic()
@@ -162,16 +142,19 @@ async def run(
             )
             op = _Operator(psutil.Process(child.pid), log_path, f"http://127.0.0.1:{metrics_port}/metrics")
             try:
-                figures = await _measure(op, child, kube, probe, emulator, names, liveness, started, within)
+                figures = await _measure(op, child, kube, azure, policies, liveness, started, within)
                 figures.update(await _idle(op, policies, idle_s))
                 series, scrape_cpu, scrape_bytes = await _scrape(op)
                 figures.update(metrics_series=series, scrape_cpu_s=round(scrape_cpu, 2), scrape_bytes=scrape_bytes)
                 if top_of_hour:
-                    figures.update(await _round(op, kube, emulator, names, within))
+                    figures.update(await _round(op, kube, azure, policies, within))
             finally:
                 child.terminate()
                 await asyncio.wait_for(child.wait(), 120)
                 log.close()
+    finally:
+        azure.stop()
+        kube.stop()
     return {
         "policies": policies,
         "snapshots_per_disk": snapshots_per_disk,
@@ -184,10 +167,9 @@ async def run(
 async def _measure(
     op: _Operator,
     child: asyncio.subprocess.Process,
-    kube: Any,
-    probe: KubeProbe,
-    emulator: Emulator,
-    names: list[str],
+    kube: Side,
+    azure: Side,
+    policies: int,
     liveness: int,
     started: float,
     within: float,
@@ -195,22 +177,22 @@ async def _measure(
     """From the operator's start until every policy is Ready and the operator is idle."""
     await until_live(f"http://127.0.0.1:{liveness}/healthz", child, 300)
 
-    def all_ready() -> bool:
-        listed = kube.list(API_GROUP, API_VERSION, PLURAL, NAMESPACE)
-        return sum(1 for obj in listed if is_ready(obj)) == len(names)
+    async def all_ready() -> bool:
+        return bool(await kube.ask("ready") == policies)
 
     await _wait(op, all_ready, within, "every policy Ready")
     ready_s = time.monotonic() - started
     await _until_idle(op, within)
     lines, size = op.log_size()
+    writes = await kube.ask("writes")
     return {
         "seconds_to_all_ready": round(ready_s, 1),
         "cpu_s_to_settle": round(op.cpu_s(), 1),
         "log_lines_at_start": lines,
         "log_bytes_at_start": size,
-        "k8s_writes_per_policy_at_start": round(_writes(probe) / len(names), 2),
-        "k8s_writes_at_start": {v: n for v, n in sorted(probe.requests_by_verb.items()) if v.startswith(_WRITE_VERBS)},
-        "azure_calls_per_policy_at_start": round(len(emulator.requests) / len(names), 2),
+        "k8s_writes_per_policy_at_start": round(_writes(writes) / policies, 2),
+        "k8s_writes_at_start": writes,
+        "azure_calls_per_policy_at_start": round(await azure.ask("requests") / policies, 2),
     }
 
 
@@ -228,14 +210,15 @@ async def _idle(op: _Operator, policies: int, idle_s: float) -> dict[str, Any]:
     }
 
 
-async def _round(op: _Operator, kube: Any, emulator: Emulator, names: list[str], within: float) -> dict[str, Any]:
+async def _round(op: _Operator, kube: Side, azure: Side, policies: int, within: float) -> dict[str, Any]:
     """Every policy asks for a snapshot at once; until each has one more."""
-    before, cpu, started = len(emulator.snapshots()), op.cpu_s(), time.monotonic()
-    token = str(int(time.time()))
-    for name in names:
-        patch = {"metadata": {"annotations": {ANNOTATION_SNAPSHOT_NOW: token}}}
-        kube.patch(API_GROUP, API_VERSION, PLURAL, NAMESPACE, name, patch)
-    await _wait(op, lambda: len(emulator.snapshots()) >= before + len(names), within, "a snapshot for every policy")
+    before, cpu, started = await azure.ask("snapshots"), op.cpu_s(), time.monotonic()
+    await kube.ask("annotate", str(int(time.time())))
+
+    async def each_took_one() -> bool:
+        return bool(await azure.ask("snapshots") >= before + policies)
+
+    await _wait(op, each_took_one, within, "a snapshot for every policy")
     taken = time.monotonic() - started
     await _until_idle(op, within)
     return {"round_seconds": round(taken, 1), "round_cpu_s": round(op.cpu_s() - cpu, 1)}

@@ -4,11 +4,13 @@ import re
 import typing
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import annotated_types
 import kubernetes_validate
 import pytest
+import yaml
 from kubernetes_validate import utils as kv_utils
 from pydantic import BaseModel
 from tests.support.crd import cel_errors, crd, openapi_schema, schema_errors, walk
@@ -28,6 +30,7 @@ from azsnap.domain.models import (
     SnapshotSku,
     SnapshotSpec,
 )
+from azsnap.handlers.startup import KOPF_STATUS
 
 SPEC_MODELS: dict[str, type[BaseModel]] = {
     "spec": SnapshotPolicySpec,
@@ -42,6 +45,8 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {
     "status.lastSnapshot": LastSnapshot,
     "spec.restoreDrill": RestoreDrillSpec,
 }
+#: Fields kopf writes beside azsnap's own (its bookkeeping), per schema node.
+FRAMEWORK_FIELDS: dict[str, set[str]] = {"status": {KOPF_STATUS.removeprefix("status.")}}
 
 
 def node(path: str) -> Mapping[str, Any]:
@@ -98,7 +103,7 @@ def test_schema_is_structural_and_described() -> None:
 
 @pytest.mark.parametrize("prefix", sorted(SPEC_MODELS))
 def test_schema_properties_are_the_model_fields(prefix: str) -> None:
-    assert set(node(prefix)["properties"]) == aliases(SPEC_MODELS[prefix])
+    assert set(node(prefix)["properties"]) == aliases(SPEC_MODELS[prefix]) | FRAMEWORK_FIELDS.get(prefix, set())
 
 
 def test_required_fields_match_the_models() -> None:
@@ -287,3 +292,15 @@ def test_cel_any_retention_rule_is_enough(rule: str) -> None:
     assert cel_errors(node("spec.retention"), {rule: value}, "spec.retention") == []
     (error,) = cel_errors(node("spec.retention"), {"minKeep": 3}, "spec.retention")
     assert error.path == "spec.retention" and rule in error.message
+
+
+def test_every_crd_declares_kopfs_bookkeeping_in_its_status_the_same_way() -> None:
+    # kopf's storages are set for the whole operator: a CRD without the block would have the server prune them.
+    blocks = []
+    for path in sorted((Path(__file__).resolve().parents[2] / "crds").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        status = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+        blocks.append(status["properties"][KOPF_STATUS.removeprefix("status.")])
+    assert len(blocks) >= 2
+    assert all(block == blocks[0] for block in blocks)
+    assert set(blocks[0]["properties"]) == {"last-handled-configuration", "progress", "dummy"}

@@ -54,8 +54,8 @@ class AzureOptions:
     polling_interval: float = 5.0
     #: How long one create or delete waits for its long-running operation before returning.
     lro_timeout: float = 60.0
-    #: The most one call may take from its first request on: retries, pages and LRO polls included (the wait for
-    #: the first request's budget is the pacer's, bounded by the caller's deadline).
+    #: The most one call (or one page of a list) may take from its first request on: retries and LRO polls included
+    #: (the wait for the first request's budget is the pacer's, bounded by the caller's deadline).
     call_timeout: float = 120.0
     #: azure-core retry policy: attempts after the first, and exponential backoff (Retry-After wins when sent).
     retry_total: int = 3
@@ -236,13 +236,13 @@ class AzureCloud(DiskWrites, CloudClient):
             async with asyncio.timeout(None) as clock.timeout:
                 result = await call()
         except Exception as exc:
+            error = map_error(exc, default_retry_after=self.options.default_retry_after)
             if isinstance(exc, TimeoutError) and clock.timeout is not None and clock.timeout.expired():
-                exc = TransientError(
+                error = TransientError(
                     f"the {operation} call ran past its {self.options.call_timeout:.0f}s deadline "
                     "(retries and long-running operation included)",
                     code="CallDeadline",
                 )
-            error = map_error(exc, default_retry_after=self.options.default_retry_after)
             self.stats.record_call(operation, outcome_of(error))
             if error is exc:
                 raise
@@ -290,12 +290,14 @@ class AzureCloud(DiskWrites, CloudClient):
         client = self._client(subscription_id)
 
         async def every_page() -> list[Snapshot]:
-            pages = (
-                client.snapshots.list()
-                if resource_group is None
-                else client.snapshots.list_by_resource_group(resource_group)
-            )
-            return [snapshot_from_azure(s) async for s in pages]
+            snapshots = client.snapshots
+            pages = snapshots.list() if resource_group is None else snapshots.list_by_resource_group(resource_group)
+            found, clock = [], _CALL.get()
+            async for page in pages.by_page():
+                found.extend([snapshot_from_azure(s) async for s in page])
+                if clock is not None:  # the next page's first request arms a deadline of its own
+                    clock.started = None  # (250,000 snapshots are 2,500 pages: one deadline over all cut them)
+            return found
 
         try:
             # A subscription-wide list spans regions: it draws on no one region's budget.

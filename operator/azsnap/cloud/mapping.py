@@ -7,10 +7,11 @@ import json
 import logging
 import math
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, overload
 
 from azure.core.exceptions import (
     AzureError,
@@ -174,7 +175,11 @@ def _zone(value: object) -> str | None:
 
 
 def snapshot_from_azure(raw: Mapping[str, Any]) -> Snapshot:
-    """A domain Snapshot from an SDK `Snapshot` (or its ARM JSON); unknown or missing fields never raise."""
+    """A domain Snapshot from an SDK `Snapshot` (or its ARM JSON); unknown or missing fields never raise.
+
+    A subscription's list holds every snapshot at once (hundreds of thousands in a large one), and most of their
+    strings repeat (the group, the region, the source disk, the state, the tags): those are kept once each.
+    """
     snapshot_id = _str(raw.get("id")) or ""
     _, resource_group = _group_and_sub(snapshot_id)
     props = _sub(raw, "properties")
@@ -183,19 +188,28 @@ def snapshot_from_azure(raw: Mapping[str, Any]) -> Snapshot:
     return Snapshot(
         id=snapshot_id,
         name=_str(raw.get("name")) or snapshot_id.rsplit("/", 1)[-1],
-        resource_group=resource_group,
-        location=_str(raw.get("location")) or "",
-        source_resource_id=_str(creation.get("sourceResourceId")),
-        source_unique_id=_str(creation.get("sourceUniqueId")),
+        resource_group=_shared(resource_group),
+        location=_shared(_str(raw.get("location")) or ""),
+        source_resource_id=_shared(_str(creation.get("sourceResourceId"))),
+        source_unique_id=_shared(_str(creation.get("sourceUniqueId"))),
         time_created=_time(props.get("timeCreated")),
-        provisioning_state=_str(props.get("provisioningState")),
-        tags=_tags(raw.get("tags")),
+        provisioning_state=_shared(_str(props.get("provisioningState"))),
+        tags={sys.intern(k): sys.intern(v) for k, v in _tags(raw.get("tags")).items()},
         incremental=incremental if isinstance(incremental, bool) else False,
         completion_percent=_number(props.get("completionPercent")),
         size_bytes=_int(props.get("diskSizeBytes")),
         create_option=_str(creation.get("createOption")),
         copy_error=_str(_sub(props, "copyCompletionError").get("errorCode")),
     )
+
+
+@overload
+def _shared(value: str) -> str: ...
+@overload
+def _shared(value: None) -> None: ...
+def _shared(value: str | None) -> str | None:
+    """One copy of a string that many listed snapshots carry (interned: it goes when the last one goes)."""
+    return None if value is None else sys.intern(value)
 
 
 def retry_after_from_headers(headers: Mapping[str, str] | None) -> float | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, Protocol
@@ -280,13 +280,17 @@ class RecordStore(Protocol):
 
     config: EmulatorConfig
     disks: dict[Key, DiskRecord]
-    snapshots: dict[Key, SnapshotRecord]
     groups: dict[tuple[str, str], str]
     created_at: dict[str, list[datetime]]
     violations: list[str]
 
     @property
     def new_id(self) -> Callable[[], str]: ...
+
+    @property
+    def snapshots(self) -> MutableMapping[Key, SnapshotRecord]: ...
+
+    def snapshots_of(self, unique_id: str) -> list[SnapshotRecord]: ...
 
     def require_group(self, subscription_id: str, resource_group: str) -> None: ...
 

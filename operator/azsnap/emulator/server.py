@@ -6,9 +6,9 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -18,12 +18,14 @@ from azsnap.emulator.authz import forbidden, linked_forbidden
 from azsnap.emulator.config import API_VERSION, EmulatorConfig
 from azsnap.emulator.control import Controlled, add_control_routes
 from azsnap.emulator.lro import json_response, lro_headers, poll_answer
-from azsnap.emulator.records import Operation
+from azsnap.emulator.records import DiskRecord, Operation
 from azsnap.emulator.snapshots import echo
 from azsnap.emulator.state import Store
 from azsnap.emulator.throttling import Throttler, injected_throttle, throttled_error
 
 __all__ = ["Served", "make_app"]
+
+T = TypeVar("T")
 
 
 class Served(Controlled, Protocol):
@@ -278,8 +280,8 @@ class _Handler:
         self, request: web.Request, m: re.Match[str], body: Any, fail: str | None
     ) -> web.Response:
         now = self.emu.clock.now()
-        items = [s.to_json(now) for s in self.emu.store.list_snapshots(m["sub"], m.groupdict().get("rg"))]
-        return self._page(request, items)
+        records = self.emu.store.list_snapshots(m["sub"], m.groupdict().get("rg"))
+        return self._page(request, records, lambda record: record.to_json(now))
 
     # ---- disks -------------------------------------------------------------------------------------------------
 
@@ -299,14 +301,15 @@ class _Handler:
         return web.Response(status=204) if op is None else self._accepted(request, op)
 
     async def _disks_list(self, request: web.Request, m: re.Match[str], body: Any, fail: str | None) -> web.Response:
-        return self._page(request, [d.to_json() for d in self.emu.store.list_disks(m["sub"], m.groupdict().get("rg"))])
+        return self._page(request, self.emu.store.list_disks(m["sub"], m.groupdict().get("rg")), DiskRecord.to_json)
 
-    def _page(self, request: web.Request, items: list[dict[str, Any]]) -> web.Response:
+    def _page(self, request: web.Request, items: Sequence[T], render: Callable[[T], dict[str, Any]]) -> web.Response:
+        """One page of a list; only its own items are rendered (a list may hold hundreds of thousands)."""
         raw = request.query.get("$skiptoken", "0")
         if not raw.isdigit():
             raise ArmError(400, "InvalidSkipToken", f"The skip token '{raw}' is not valid.")
         start, size = int(raw), self.emu.config.page_size
-        page: dict[str, Any] = {"value": items[start : start + size]}
+        page: dict[str, Any] = {"value": [render(item) for item in items[start : start + size]]}
         if start + size < len(items):
             page["nextLink"] = (
                 f"{request.url.origin()}{request.path}?api-version={API_VERSION}&$skiptoken={start + size}"

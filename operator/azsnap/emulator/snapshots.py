@@ -253,7 +253,8 @@ def _check_disk_limits(store: RecordStore, now: datetime, unique_id: str, disk_i
             f"{config.window_creates} incremental snapshots of a disk may be created in {minutes} minutes. "
             f"Retry after {wait} seconds.",
         )
-    pending = sum(1 for s in store.snapshots.values() if s.source_unique_id == unique_id and s.copying(now))
+    mine = store.snapshots_of(unique_id)
+    pending = sum(1 for s in mine if s.copying(now))
     if sku in BACKGROUND_COPY_SKUS and pending >= config.max_pending_copies:
         store.violations.append(
             f"{iso(now)} {disk_id}: a snapshot beyond {config.max_pending_copies} pending background copies"
@@ -264,11 +265,7 @@ def _check_disk_limits(store: RecordStore, now: datetime, unique_id: str, disk_i
             f"Too many snapshots of disk '{name}' are still copying in the background: at most "
             f"{config.max_pending_copies} may be pending. Retry after a pending copy completes.",
         )
-    existing = sum(
-        1
-        for s in store.snapshots.values()
-        if s.source_unique_id == unique_id and s.body["properties"]["incremental"] and s.state != "Failed"
-    )
+    existing = sum(1 for s in mine if s.body["properties"]["incremental"] and s.state != "Failed")
     if existing >= config.per_disk_cap:
         store.violations.append(
             f"{iso(now)} {disk_id}: incremental snapshot {existing + 1} beyond the cap of {config.per_disk_cap}"

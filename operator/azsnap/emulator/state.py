@@ -12,6 +12,7 @@ from azsnap.emulator import disks as disk_rules
 from azsnap.emulator import snapshots as snapshot_rules
 from azsnap.emulator.arm import ArmError, check_snapshot_name, normalize_location
 from azsnap.emulator.config import EmulatorConfig
+from azsnap.emulator.indexes import OperationTable, SnapshotTable
 from azsnap.emulator.records import (
     BACKGROUND_COPY_SKUS,
     CARRIED,
@@ -34,8 +35,8 @@ class Store:
 
     config: EmulatorConfig
     disks: dict[Key, DiskRecord] = field(default_factory=dict)
-    snapshots: dict[Key, SnapshotRecord] = field(default_factory=dict)
-    operations: dict[str, Operation] = field(default_factory=dict)
+    snapshots: SnapshotTable = field(default_factory=SnapshotTable)
+    operations: OperationTable = field(default_factory=OperationTable)
     #: Resource groups that exist: (subscription, group) lower-cased → their location.
     groups: dict[tuple[str, str], str] = field(default_factory=dict)
     #: Creation times of incremental snapshots per disk uniqueId (deleted ones still count in the window).
@@ -163,7 +164,11 @@ class Store:
     def list_snapshots(self, subscription_id: str, resource_group: str | None) -> list[SnapshotRecord]:
         if resource_group is not None:
             self.require_group(subscription_id, resource_group)
-        return [s for k, s in self.snapshots.items() if _in_scope(k, subscription_id, resource_group)]
+        return self.snapshots.in_scope(subscription_id, resource_group)
+
+    def snapshots_of(self, unique_id: str) -> list[SnapshotRecord]:
+        """Every snapshot copied from the disk with this uniqueId, in any group and state."""
+        return self.snapshots.of_source(unique_id)
 
     # ---- snapshots (the rules live in `snapshots.py`) ----------------------------------------------------------
 
@@ -262,12 +267,13 @@ class Store:
     def settle(self, now: datetime) -> None:
         """Finish every operation whose time has come; forget old ones."""
         for disk in self.disks.values():
-            disk.hydrate(now)
-        for operation in list(self.operations.values()):
-            if operation.status == "InProgress" and now >= operation.due:
-                self._finish(operation, now)
-            elif operation.end is not None and now - operation.end > OPERATION_TTL:
-                del self.operations[operation.id]
+            if disk.hydrate_minutes is not None and disk.completion != 100.0:  # only those still hydrating
+                disk.hydrate(now)
+        for operation in self.operations.ended_before(now - OPERATION_TTL):
+            del self.operations[operation.id]
+        for operation in self.operations.due(now):
+            self._finish(operation, now)
+            self.operations.ended(operation)
 
     def _finish(self, operation: Operation, now: datetime) -> None:
         operation.end = now

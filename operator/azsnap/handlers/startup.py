@@ -20,24 +20,28 @@ from azsnap.metrics import Metrics
 from azsnap.reconciler import Reconciler, ReconcilerConfig
 from azsnap.settings import Settings
 
-__all__ = ["FINALIZER", "build_runtime", "configure_kopf"]
+__all__ = ["DIFF_BASE_FIELD", "FINALIZER", "KOPF_STATUS", "build_runtime", "configure_kopf"]
 
 #: Our own finalizer, not kopf's default one.
 FINALIZER = f"{API_GROUP}/finalizer"
-#: Where kopf keeps its own bookkeeping annotations.
-KOPF_PREFIX = f"operator.{API_GROUP}"
+#: Where kopf keeps its bookkeeping: in the status, so that it goes out in the status write azsnap makes anyway.
+#: In annotations (kopf's default) it costs a separate patch of the object: the diff base after every handled
+#: change, and kopf's marker annotation after the first handler run.
+KOPF_STATUS = "status.kopf"
+#: The spec, labels and annotations kopf last handled (its diff base): how it tells a change from a restart.
+DIFF_BASE_FIELD = f"{KOPF_STATUS}.last-handled-configuration"
 
 logger = logging.getLogger(__name__)
 
 
 def configure_kopf(settings: kopf.OperatorSettings, azsnap_settings: Settings) -> None:
-    """kopf settings: own finalizer and annotation prefix, explicit events only, peering as configured."""
+    """kopf settings: own finalizer, bookkeeping in the status, explicit events only, peering as configured."""
     settings.persistence.finalizer = FINALIZER
-    # kopf ignores every annotation under its storage prefix when it diffs: keep it apart from `azsnap.io/`, so
-    # that the on-demand annotation `azsnap.io/snapshot-now` is seen as a change.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=KOPF_PREFIX, key="last-handled-configuration"
+    # A policy handled by an older azsnap has its diff base in an annotation: kopf then sees it once as new and
+    # runs the same reconcile as on a resume, and the diff base moves to the status in that reconcile's write.
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field=DIFF_BASE_FIELD)
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(
+        field=f"{KOPF_STATUS}.progress", touch_field=f"{KOPF_STATUS}.dummy"
     )
     settings.posting.loggers = False  # only the events azsnap posts on purpose
     settings.posting.level = logging.INFO

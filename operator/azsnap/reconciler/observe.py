@@ -15,6 +15,7 @@ cached incarnation, the disk is not read again until `REVERIFY` after the last r
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -46,6 +47,12 @@ _PAGE: Final = 100
 REVERIFY: Final = timedelta(hours=3)
 
 _Key = tuple[str, str]  # (resource group, name), lower-cased
+
+
+def _lowered(name: str) -> str:
+    """The name lower-cased, the same string when it already is (a view holds hundreds of thousands of keys)."""
+    lowered = name.lower()
+    return name if lowered == name else lowered
 
 
 def _name_of(snapshot: Snapshot) -> str:
@@ -80,7 +87,7 @@ class _View:
     _running: dict[str, int] | None = None
 
     def add(self, snapshot: Snapshot) -> None:
-        key = (snapshot.resource_group.lower(), snapshot.name.lower())
+        key = (sys.intern(snapshot.resource_group.lower()), _lowered(snapshot.name))
         self.remove(key)
         self.snapshots[key] = snapshot
         self.by_disk.setdefault((snapshot.source_resource_id or "").lower(), {})[key] = snapshot
@@ -206,8 +213,8 @@ class Observer:
         return max(self._freshness, timedelta(seconds=SECONDS_PER_PAGE * pages))
 
     async def _list(self, subscription_id: str, groups: list[str]) -> _View:
-        sub = subscription_id.lower()
-        if self._clock.now() >= self._narrow_until.get(sub, self._clock.now()):
+        sub, now = subscription_id.lower(), self._clock.now()
+        if now >= self._narrow_until.get(sub, now):  # one reading: a wall clock moves between two
             try:
                 listed = await self._cloud.list_snapshots(subscription_id, None)
             except PermanentError as exc:
