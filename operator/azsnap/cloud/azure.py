@@ -30,7 +30,7 @@ from azsnap.cloud.mapping import (
     parse_resource_id,
     snapshot_from_azure,
 )
-from azsnap.cloud.polling import JsonResultPolling
+from azsnap.cloud.polling import JsonResultPolling, create_or_pending
 from azsnap.domain.observed import Disk, Snapshot
 from azsnap.settings import Settings
 
@@ -332,37 +332,25 @@ class AzureCloud(DiskWrites, CloudClient):
         props = {"creationData": creation, "incremental": request.incremental}
         body: dict[str, Any] = {"location": request.location, "tags": dict(request.tags), **sku, "properties": props}
 
-        accepted: list[bool] = []
-
-        async def create() -> Snapshot | None:
-            endpoint = {"endpoint": self.options.base_url}
-            polling = JsonResultPolling(
-                self.options.polling_interval,
-                output_is_final=request.background_copy is False,
-                path_format_arguments=endpoint,
-            )
-            poller = await client.snapshots.begin_create_or_update(  # type: ignore[call-overload]  # takes JSON too
-                request.resource_group, request.name, body, polling=polling
-            )
-            accepted.append(True)
-            try:
-                result = await asyncio.wait_for(poller.result(), timeout=self.options.lro_timeout)
-            except TimeoutError:
-                return None  # the operation goes on in Azure; never cancelled from here
-            return snapshot_from_azure(result)
-
-        try:
-            created = await self._call(
+        polling = JsonResultPolling(
+            self.options.polling_interval,
+            output_is_final=request.background_copy is False,
+            path_format_arguments={"endpoint": self.options.base_url},
+        )
+        created = await create_or_pending(
+            lambda create: self._call(
                 "snapshots.create",
                 request.subscription_id,
                 request.location,
                 create,
                 outcome=lambda s: "ok" if s is not None else "pending",
-            )
-        except TransientError as exc:
-            if exc.code != "CallDeadline" or not accepted:
-                raise
-            created = None  # accepted, then the call's deadline came: the operation goes on in Azure
+            ),
+            lambda: client.snapshots.begin_create_or_update(  # type: ignore[call-overload]  # takes JSON too
+                request.resource_group, request.name, body, polling=polling
+            ),
+            snapshot_from_azure,
+            self.options.lro_timeout,
+        )
         if created is not None:
             return created
         log.info(

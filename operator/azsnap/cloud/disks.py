@@ -12,7 +12,7 @@ from azure.mgmt.compute.aio import ComputeManagementClient
 from azsnap.cloud.errors import NotFound, PermanentError, TransientError
 from azsnap.cloud.interface import DiskRequest, existing_disk_answer
 from azsnap.cloud.mapping import disk_from_azure, parse_resource_id
-from azsnap.cloud.polling import JsonResultPolling
+from azsnap.cloud.polling import JsonResultPolling, create_or_pending
 from azsnap.domain.observed import Disk
 
 __all__ = ["DiskWrites"]
@@ -80,34 +80,22 @@ class DiskWrites:
             **({"zones": [request.zone]} if request.zone else {}),
             "properties": props,
         }
-        accepted: list[bool] = []
         options = self.options
-
-        async def create() -> Disk | None:
-            endpoint = {"endpoint": options.base_url}
-            polling = JsonResultPolling(options.polling_interval, path_format_arguments=endpoint)
-            poller = await client.disks.begin_create_or_update(  # type: ignore[call-overload]  # takes JSON too
-                request.resource_group, request.name, body, polling=polling
-            )
-            accepted.append(True)
-            try:
-                result = await asyncio.wait_for(poller.result(), timeout=options.lro_timeout)
-            except TimeoutError:
-                return None  # the operation goes on in Azure; never cancelled from here
-            return disk_from_azure(result)
-
-        try:
-            made = await self._call(
+        polling = JsonResultPolling(options.polling_interval, path_format_arguments={"endpoint": options.base_url})
+        made = await create_or_pending(
+            lambda create: self._call(
                 "disks.create",
                 request.subscription_id,
                 request.location,
                 create,
                 outcome=lambda d: "ok" if d is not None else "pending",
-            )
-        except TransientError as exc:
-            if exc.code != "CallDeadline" or not accepted:
-                raise
-            made = None
+            ),
+            lambda: client.disks.begin_create_or_update(  # type: ignore[call-overload]  # takes JSON too
+                request.resource_group, request.name, body, polling=polling
+            ),
+            disk_from_azure,
+            options.lro_timeout,
+        )
         if made is not None:
             return made
         log.info("disk create still running at its deadline", extra={"disk": request.name})

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from azure.core.pipeline import PipelineResponse
 from azure.core.polling.base_polling import LocationPolling, StatusCheckPolling
 from azure.mgmt.core.polling.arm_polling import AzureAsyncOperationPolling, BodyContentPolling
 from azure.mgmt.core.polling.async_arm_polling import AsyncARMPolling
 
-__all__ = ["JsonResultPolling"]
+from azsnap.cloud.errors import TransientError
+
+__all__ = ["JsonResultPolling", "create_or_pending"]
+
+T = TypeVar("T")
+
+
+class _Poller(Protocol):
+    async def result(self) -> Any: ...
 
 
 def _output(pipeline_response: PipelineResponse[Any, Any]) -> Any:
@@ -59,3 +69,33 @@ class JsonResultPolling(AsyncARMPolling):
             return output
         response = pipeline_response.http_response
         return response.json() if response.body() else None
+
+
+async def create_or_pending(
+    call: Callable[[Callable[[], Awaitable[T | None]]], Awaitable[T | None]],
+    begin: Callable[[], Awaitable[_Poller]],
+    convert: Callable[[Any], T],
+    wait_s: float,
+) -> T | None:
+    """Run an ARM create through `call`; None once Azure accepted it and it still runs at its deadline.
+
+    The operation is never cancelled from here: it goes on in Azure and the caller looks the resource up.
+    """
+    accepted = False
+
+    async def create() -> T | None:
+        nonlocal accepted
+        poller = await begin()
+        accepted = True
+        try:
+            result = await asyncio.wait_for(poller.result(), timeout=wait_s)
+        except TimeoutError:
+            return None
+        return convert(result)
+
+    try:
+        return await call(create)
+    except TransientError as exc:
+        if exc.code != "CallDeadline" or not accepted:
+            raise
+        return None
