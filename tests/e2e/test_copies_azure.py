@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.support.status import fold_status as fold
 
 from azsnap.clock import ManualClock
 from azsnap.cloud.azure import AzureCloud, AzureOptions
@@ -90,11 +91,6 @@ def make_policy(disk: int, **spec: Any) -> Policy:
         **spec,
     }
     return Policy(PolicyRef("default", f"p{disk}", f"uid-{disk}", 1), SnapshotPolicySpec.model_validate(body))
-
-
-def fold(status: SnapshotPolicyStatus, report: StatusReport) -> SnapshotPolicyStatus:
-    merged = {**status.model_dump(by_alias=True, exclude_none=True, mode="json"), **report.status}
-    return SnapshotPolicyStatus.model_validate({k: v for k, v in merged.items() if v is not None})
 
 
 async def run(

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.support.status import fold_status
 
 from azsnap.clock import ManualClock
 from azsnap.cloud.azure import AzureCloud, AzureOptions
@@ -41,10 +42,7 @@ async def served() -> AsyncIterator[tuple[Emulator, ManualClock, AzureCloud]]:
 
 
 def fold(status: SnapshotPolicyStatus, report: StatusReport) -> SnapshotPolicyStatus:
-    """What the handler does: the report's fields over the status (None removes one), and the Ready reason."""
-    ready = {"type": "Ready", "status": "Unknown", "reason": report.health.reason, "lastTransitionTime": NOW}
-    merged = {**status.model_dump(by_alias=True, exclude_none=True), **report.status, "conditions": [ready]}
-    return SnapshotPolicyStatus.model_validate({k: v for k, v in merged.items() if v is not None})
+    return fold_status(status, report, ready_at=NOW)
 
 
 async def test_recreated_then_deleted_disk_keeps_one_lineage_under_the_policy(served: Any) -> None:

@@ -6,7 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from tests.support.crd import schema_errors
-from tests.unit.test_targets import NODE_RG, SUB, bound, fold, manifest, policy
+from tests.support.status import fold_status as fold
+from tests.unit.test_targets import NODE_RG, SUB, bound, manifest, policy
 
 from azsnap.clock import ManualClock
 from azsnap.cloud.memory import MemoryCloud

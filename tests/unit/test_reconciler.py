@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.support.status import fold_status as fold
 
 from azsnap.clock import ManualClock
 from azsnap.cloud.errors import PermanentError, Throttled
@@ -31,13 +32,6 @@ def make_policy(disk: Disk, uid: str = "uid-1", name: str = "p1", **spec: Any) -
     }
     body.update(spec)
     return Policy(PolicyRef("default", name, uid, 1), SnapshotPolicySpec.model_validate(body))
-
-
-def fold(status: SnapshotPolicyStatus, report: StatusReport) -> SnapshotPolicyStatus:
-    """What the handler does: write the report's fields over the previous status."""
-    merged = {**status.model_dump(by_alias=True, exclude_none=True, mode="json"), **report.status}
-    merged = {k: v for k, v in merged.items() if v is not None}
-    return SnapshotPolicyStatus.model_validate(merged)
 
 
 @pytest.fixture

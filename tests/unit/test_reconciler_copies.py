@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tests.support.status import fold_status as fold
+
 from azsnap.clock import ManualClock
 from azsnap.cloud.errors import TransientError
 from azsnap.cloud.memory import MemoryCloud
@@ -15,7 +17,7 @@ from azsnap.domain.copies import TAG_COPY_OF
 from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits, SnapshotState
 from azsnap.domain.scope import ScopeGuard
-from azsnap.reconciler import Reconciler, StatusReport
+from azsnap.reconciler import Reconciler
 from azsnap.reconciler.core import ReconcilerConfig
 
 SUB = "00000000-0000-0000-0000-000000000000"
@@ -33,11 +35,6 @@ def make_policy(disk: Disk, uid: str = "uid-1", **spec: Any) -> Policy:
     }
     body.update(spec)
     return Policy(PolicyRef("default", f"p-{uid}", uid, 1), SnapshotPolicySpec.model_validate(body))
-
-
-def fold(status: SnapshotPolicyStatus, report: StatusReport) -> SnapshotPolicyStatus:
-    merged = {**status.model_dump(by_alias=True, exclude_none=True, mode="json"), **report.status}
-    return SnapshotPolicyStatus.model_validate({k: v for k, v in merged.items() if v is not None})
 
 
 def copies_in(cloud: MemoryCloud) -> list[Any]:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.support.status import fold_status
 
 from azsnap.clock import ManualClock
 from azsnap.cloud.memory import MemoryCloud
@@ -28,10 +29,7 @@ def make_policy(disk: Disk, **spec: Any) -> Policy:
 
 
 def fold(status: SnapshotPolicyStatus, report: StatusReport) -> SnapshotPolicyStatus:
-    """What the handler does: the report's fields over the status (None removes one), and the Ready reason."""
-    ready = {"type": "Ready", "status": "Unknown", "reason": report.health.reason, "lastTransitionTime": START}
-    merged = {**status.model_dump(by_alias=True, exclude_none=True), **report.status, "conditions": [ready]}
-    return SnapshotPolicyStatus.model_validate({k: v for k, v in merged.items() if v is not None})
+    return fold_status(status, report, ready_at=START)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 import pytest
+from tests.support.status import fold_status
 
 from azsnap.clock import ManualClock
 from azsnap.cloud.memory import MemoryCloud
@@ -33,10 +34,7 @@ def make_policy(disk: Disk, uid: str = "uid-1", name: str = "p1", **spec: Any) -
 
 
 def fold(status: SnapshotPolicyStatus, report: StatusReport) -> SnapshotPolicyStatus:
-    """What the handler does: write the report's fields over the status (None removes one), and the Ready reason."""
-    ready = {"type": "Ready", "status": "Unknown", "reason": report.health.reason, "lastTransitionTime": START}
-    merged = {**status.model_dump(by_alias=True, exclude_none=True), **report.status, "conditions": [ready]}
-    return SnapshotPolicyStatus.model_validate({k: v for k, v in merged.items() if v is not None})
+    return fold_status(status, report, ready_at=START)
 
 
 @pytest.fixture

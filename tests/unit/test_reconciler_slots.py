@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.support.status import fold_status as fold
 
 from azsnap.clock import ManualClock
 from azsnap.cloud.errors import TransientError
@@ -13,7 +14,7 @@ from azsnap.cloud.memory import MemoryCloud
 from azsnap.domain import naming, schedule
 from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk
-from azsnap.reconciler import Reconciler, StatusReport, core
+from azsnap.reconciler import Reconciler, core
 
 SUB = "00000000-0000-0000-0000-000000000000"
 RG = "rg-demo"
@@ -24,12 +25,6 @@ def make_policy(disk: Disk, **spec: Any) -> Policy:
     body: dict[str, Any] = {"disk": {"id": disk.id}, "schedule": {"cron": "0 * * * *"}, "retention": {"keepLast": 10}}
     body.update(spec)
     return Policy(PolicyRef("default", "p1", "uid-1", 1), SnapshotPolicySpec.model_validate(body))
-
-
-def fold(status: SnapshotPolicyStatus, report: StatusReport) -> SnapshotPolicyStatus:
-    """What the handler does: write the report's fields over the previous status (None removes a field)."""
-    merged = {**status.model_dump(by_alias=True, exclude_none=True, mode="json"), **report.status}
-    return SnapshotPolicyStatus.model_validate({k: v for k, v in merged.items() if v is not None})
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from tests.support.crd import schema_errors
+from tests.support.status import fold_status as fold
 
 from azsnap.clock import ManualClock
 from azsnap.cloud.memory import MemoryCloud
@@ -16,7 +17,7 @@ from azsnap.domain.scope import ScopeGuard
 from azsnap.domain.targets import MAX_DISK_ENTRIES, DiskEntry, bounded_entries
 from azsnap.domain.validation import validate_manifest
 from azsnap.domain.volumes import ClaimProblem, resolve_targets
-from azsnap.reconciler import Reconciler, StatusReport
+from azsnap.reconciler import Reconciler
 from azsnap.reconciler.claims import ClaimInterest, ClaimStore, slim_claim, slim_volume
 
 SUB = "00000000-0000-0000-0000-000000000000"
@@ -193,11 +194,6 @@ def test_entries_are_bounded_worst_first() -> None:
 
 def policy(**target: Any) -> Policy:
     return Policy(PolicyRef("shop", "pg", "uid-pg", 1), spec_of(**target))
-
-
-def fold(status: SnapshotPolicyStatus, report: StatusReport) -> SnapshotPolicyStatus:
-    merged = {**status.model_dump(by_alias=True, exclude_none=True, mode="json"), **report.status}
-    return SnapshotPolicyStatus.model_validate({k: v for k, v in merged.items() if v is not None})
 
 
 @pytest.fixture
