@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azsnap.cloud.mapping import snapshot_from_azure
-from azsnap.reconciler.observe import _View  # the cache itself is what is measured
+from azsnap.reconciler.snapshot_view import SnapshotView
 
 SUB = "11111111-2222-3333-4444-555555555555"
 DISK_ID = f"/subscriptions/{SUB}/resourceGroups/rg-data/providers/Microsoft.Compute/disks/pg-0"
@@ -44,12 +44,11 @@ def test_snapshots_of_one_list_share_their_group_region_source_state_and_tags() 
 
 
 def test_the_observers_view_keys_a_lower_case_name_by_the_name_itself_and_shares_the_group() -> None:
-    view = _View(datetime(2026, 3, 2, 12, tzinfo=UTC), None)
+    view = SnapshotView(datetime(2026, 3, 2, 12, tzinfo=UTC), None)
     snapshots = [snapshot_from_azure(listed(name)) for name in ("lower-case", "Mixed-Case")]
-    for snapshot in snapshots:
-        view.add(snapshot)
-    (group_a, name_a), (group_b, name_b) = list(view.snapshots)
+    view.add_listed(snapshots)
+    (group_a, name_a), (group_b, name_b) = list(view._entries)  # the keys themselves are what is measured
     assert (group_a, name_a, group_b, name_b) == ("rg-data", "lower-case", "rg-data", "mixed-case")
     assert group_a is group_b
     assert name_a is snapshots[0].name
-    assert view.by_disk[DISK_ID.lower()] == dict(zip(view.snapshots, snapshots, strict=True))
+    assert view.of_disk(DISK_ID.lower()) == snapshots

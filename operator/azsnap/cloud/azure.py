@@ -287,27 +287,35 @@ class AzureCloud(DiskWrites, CloudClient):
         return disk
 
     async def list_snapshots(self, subscription_id: str, resource_group: str | None) -> list[Snapshot]:
+        found: list[Snapshot] = []
+        await self.list_snapshots_into(subscription_id, resource_group, found.extend)
+        return found
+
+    async def list_snapshots_into(
+        self, subscription_id: str, resource_group: str | None, sink: Callable[[list[Snapshot]], None]
+    ) -> None:
         client = self._client(subscription_id)
 
-        async def every_page() -> list[Snapshot]:
+        async def every_page() -> str:
             snapshots = client.snapshots
             pages = snapshots.list() if resource_group is None else snapshots.list_by_resource_group(resource_group)
-            found, clock = [], _CALL.get()
+            location, clock = "", _CALL.get()
             async for page in pages.by_page():
-                found.extend([snapshot_from_azure(s) async for s in page])
+                found = [snapshot_from_azure(s) async for s in page]
+                location = location or (found[0].location if found else "")
+                sink(found)
                 if clock is not None:  # the next page's first request arms a deadline of its own
                     clock.started = None  # (250,000 snapshots are 2,500 pages: one deadline over all cut them)
-            return found
+            return location
 
         try:
             # A subscription-wide list spans regions: it draws on no one region's budget.
             region = self._region(subscription_id, resource_group) if resource_group else ""
-            found = await self._call("snapshots.list", subscription_id, region, every_page)
+            location = await self._call("snapshots.list", subscription_id, region, every_page)
         except NotFound:
-            return []
-        if found and resource_group:
-            self._saw_region(subscription_id, resource_group, found[0].location)
-        return found
+            return
+        if location and resource_group:
+            self._saw_region(subscription_id, resource_group, location)
 
     async def get_snapshot(self, subscription_id: str, resource_group: str, name: str) -> Snapshot | None:
         """One snapshot by name, or None."""

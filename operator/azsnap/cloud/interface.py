@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from azsnap.cloud.errors import PermanentError
 from azsnap.domain.observed import Disk, Snapshot
 
-__all__ = ["CloudClient", "DiskRequest", "SnapshotRequest", "existing_disk_answer"]
+__all__ = ["CloudClient", "DiskRequest", "ListsByPage", "SnapshotRequest", "existing_disk_answer"]
 
 
 @dataclass(frozen=True)
@@ -114,4 +114,18 @@ class CloudClient(Protocol):
 
     async def close(self) -> None:
         """Release connections and credentials."""
+        ...
+
+
+@runtime_checkable
+class ListsByPage(Protocol):
+    """A client that hands a list over page by page, so a list of thousands of pages is never held whole."""
+
+    async def list_snapshots_into(
+        self, subscription_id: str, resource_group: str | None, sink: Callable[[list[Snapshot]], None]
+    ) -> None:
+        """`list_snapshots`, each page given to `sink` as it comes (nothing when the group does not exist).
+
+        On an error, pages already given stay given: the caller drops what it built from them.
+        """
         ...

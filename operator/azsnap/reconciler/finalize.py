@@ -55,7 +55,7 @@ async def finalize(
     retry = verdicts.retry_delay
     try:
         disk = await observer.disk(ref.id)
-        listed = await observer.in_subscription(coords.subscription_id, groups)
+        listed = await observer.azsnaps_in_subscription(coords.subscription_id, groups)
     except CloudError as exc:
         return FinalizeReport(False, f"Azure answered {exc.message}; retrying", retry_after=retry(exc))
     doomed = retention.plan_finalize(policy, disk, listed, clock.now())
@@ -81,7 +81,7 @@ async def finalize(
         deleted.append(snap.name)
         events.append(Event("Normal", "SnapshotDeleted", f"Deleted {snap.name}: the policy is being deleted"))
     try:
-        still = await observer.in_subscription(coords.subscription_id, groups, fresh=False)
+        still = await observer.azsnaps_in_subscription(coords.subscription_id, groups, fresh=False)
     except CloudError:
         still = []
     left = retention.plan_finalize(policy, disk, still, clock.now())

@@ -15,18 +15,16 @@ cached incarnation, the disk is not read again until `REVERIFY` after the last r
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final
 
 from azsnap.clock import Clock
 from azsnap.cloud.errors import CloudError, PermanentError
-from azsnap.cloud.interface import CloudClient
-from azsnap.domain import naming
-from azsnap.domain.copies import TAG_COPY_DISK
-from azsnap.domain.observed import Disk, Snapshot, SnapshotState
+from azsnap.cloud.interface import CloudClient, ListsByPage
+from azsnap.domain.observed import Disk, Snapshot
+from azsnap.reconciler.snapshot_view import SnapshotView
 
 __all__ = ["Observer"]
 
@@ -46,14 +44,6 @@ _PAGE: Final = 100
 #: Three hourly slots per read: two reads in three are saved, and a change is told within three hours.
 REVERIFY: Final = timedelta(hours=3)
 
-_Key = tuple[str, str]  # (resource group, name), lower-cased
-
-
-def _lowered(name: str) -> str:
-    """The name lower-cased, the same string when it already is (a view holds hundreds of thousands of keys)."""
-    lowered = name.lower()
-    return name if lowered == name else lowered
-
 
 def _name_of(snapshot: Snapshot) -> str:
     return f"{snapshot.resource_group}/{snapshot.name}".lower()
@@ -69,53 +59,6 @@ def _vouches(disk: Disk, snapshots: Iterable[Snapshot]) -> bool:
         return False
     dated = [(s.time_created, s.source_unique_id) for s in snapshots if s.time_created is not None]
     return bool(dated) and max(dated, key=lambda d: d[0])[1] == disk.unique_id
-
-
-@dataclass
-class _View:
-    """What azsnap knows of one subscription's snapshots."""
-
-    fetched_at: datetime
-    #: None: the whole subscription was listed; else the resource groups (lower-cased) that were.
-    groups: frozenset[str] | None
-    snapshots: dict[_Key, Snapshot] = field(default_factory=dict)
-    #: The same snapshots by source disk (lower-cased resource ID); a snapshot with no source is under "".
-    by_disk: dict[str, dict[_Key, Snapshot]] = field(default_factory=dict)
-    #: Cross-region copies azsnap made, by the hash of their disk's ARM ID (`azsnap-copy-disk`).
-    by_copy_disk: dict[str, dict[_Key, Snapshot]] = field(default_factory=dict)
-    #: CopyStart snapshots still copying, per region (counted when first asked after a change).
-    _running: dict[str, int] | None = None
-
-    def add(self, snapshot: Snapshot) -> None:
-        key = (sys.intern(snapshot.resource_group.lower()), _lowered(snapshot.name))
-        self.remove(key)
-        self.snapshots[key] = snapshot
-        self.by_disk.setdefault((snapshot.source_resource_id or "").lower(), {})[key] = snapshot
-        if snapshot.create_option == "CopyStart":
-            self._running = None
-            copy_disk = naming.tag(snapshot.tags, TAG_COPY_DISK)
-            if copy_disk:
-                self.by_copy_disk.setdefault(copy_disk, {})[key] = snapshot
-
-    def remove(self, key: _Key) -> None:
-        old = self.snapshots.pop(key, None)
-        if old is not None:
-            self.by_disk.get((old.source_resource_id or "").lower(), {}).pop(key, None)
-            if old.create_option == "CopyStart":
-                self._running = None
-                self.by_copy_disk.get(naming.tag(old.tags, TAG_COPY_DISK) or "", {}).pop(key, None)
-
-    def copies_running(self, region: str) -> int:
-        if self._running is None:
-            running: dict[str, int] = {}
-            for s in self.snapshots.values():
-                if s.create_option == "CopyStart" and s.state in (SnapshotState.COPYING, SnapshotState.CREATING):
-                    running[s.location.lower()] = running.get(s.location.lower(), 0) + 1
-            self._running = running
-        return self._running.get(region.lower(), 0)
-
-    def covers(self, groups: Iterable[str]) -> bool:
-        return self.groups is None or all(g.lower() in self.groups for g in groups)
 
 
 @dataclass
@@ -146,7 +89,7 @@ class Observer:
         self._freshness = freshness
         self._disk_freshness = disk_freshness
         self._reverify = reverify
-        self._views: dict[str, _View] = {}
+        self._views: dict[str, SnapshotView] = {}
         self._disks: dict[str, _DiskEntry] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         #: Resource groups policies asked for, per subscription: listed one by one when the wide list is refused.
@@ -167,21 +110,28 @@ class Observer:
         writes since) serves however old it is, and Azure is asked only when nothing is known yet.
         """
         view = await self._view(disk.subscription_id, groups, fresh=fresh)
-        return list(view.by_disk.get(disk.id.lower(), {}).values())
+        return view.of_disk(disk.id.lower())
 
     async def in_subscription(
         self, subscription_id: str, groups: Iterable[str], *, fresh: bool = True
     ) -> list[Snapshot]:
-        """Every snapshot of the subscription that azsnap can see (for finalizing, where the disk may be gone)."""
+        """Every snapshot of the subscription that azsnap can see (a listing tool's; each is made whole)."""
         view = await self._view(subscription_id, groups, fresh=fresh)
-        return list(view.snapshots.values())
+        return list(view.every())
+
+    async def azsnaps_in_subscription(
+        self, subscription_id: str, groups: Iterable[str], *, fresh: bool = True
+    ) -> list[Snapshot]:
+        """Every snapshot of the subscription azsnap made (its managed-by tag), for finalizing and orphans."""
+        view = await self._view(subscription_id, groups, fresh=fresh)
+        return view.azsnaps()
 
     async def copies_of(
         self, subscription_id: str, groups: Iterable[str], copy_disk: str, *, fresh: bool = True
     ) -> list[Snapshot]:
         """The cross-region copies in the subscription tagged with this disk hash (`domain.copies.disk_hash`)."""
         view = await self._view(subscription_id, groups, fresh=fresh)
-        return list(view.by_copy_disk.get(copy_disk, {}).values())
+        return view.copies_of(copy_disk)
 
     def copies_running(self, subscription_id: str, region: str) -> int:
         """CopyStart snapshots still copying into `region` in the subscription, whoever started them (as last seen)."""
@@ -193,7 +143,7 @@ class Observer:
         view = self._views.get(subscription_id.lower())
         return None if view is None else view.groups
 
-    async def _view(self, subscription_id: str, groups: Iterable[str], *, fresh: bool) -> _View:
+    async def _view(self, subscription_id: str, groups: Iterable[str], *, fresh: bool) -> SnapshotView:
         sub = subscription_id.lower()
         wanted = self._groups.setdefault(sub, set())
         needed = [g.lower() for g in groups]
@@ -208,31 +158,37 @@ class Observer:
                 self._views[sub] = view
             return view
 
-    def _freshness_of(self, view: _View) -> timedelta:
-        pages = -(-len(view.snapshots) // _PAGE)
+    def _freshness_of(self, view: SnapshotView) -> timedelta:
+        pages = -(-len(view) // _PAGE)
         return max(self._freshness, timedelta(seconds=SECONDS_PER_PAGE * pages))
 
-    async def _list(self, subscription_id: str, groups: list[str]) -> _View:
+    async def _list(self, subscription_id: str, groups: list[str]) -> SnapshotView:
         sub, now = subscription_id.lower(), self._clock.now()
         if now >= self._narrow_until.get(sub, now):  # one reading: a wall clock moves between two
             try:
-                listed = await self._cloud.list_snapshots(subscription_id, None)
+                view = await self._read_list(subscription_id, None, SnapshotView(now, None))
             except PermanentError as exc:
                 if exc.code not in _REFUSED:
                     raise
                 self._narrow_until[sub] = self._clock.now() + RETRY_WIDE
             else:
                 self._narrow_until.pop(sub, None)
-                return self._build(None, listed)
-        listed = []
+                return view
+        view = SnapshotView(now, frozenset(groups))
         for group in groups:
-            listed.extend(await self._cloud.list_snapshots(subscription_id, group))
-        return self._build(frozenset(groups), listed)
+            await self._read_list(subscription_id, group, view)
+        view.listed()
+        return view
 
-    def _build(self, groups: frozenset[str] | None, listed: Iterable[Snapshot]) -> _View:
-        view = _View(self._clock.now(), groups)
-        for snapshot in listed:
-            view.add(snapshot)
+    async def _read_list(self, subscription_id: str, group: str | None, view: SnapshotView) -> SnapshotView:
+        """Add one list's snapshots to `view`, page by page when the client can (a page's objects are then let go)."""
+        if isinstance(self._cloud, ListsByPage):
+            await self._cloud.list_snapshots_into(subscription_id, group, view.add_listed)
+        else:
+            view.add_listed(await self._cloud.list_snapshots(subscription_id, group))
+        if group is None:
+            view.listed()
+        view.fetched_at = self._clock.now()  # as before: a list is as old as its end (a long one takes minutes)
         return view
 
     async def disk(self, disk_id: str) -> Disk | None:
@@ -255,7 +211,7 @@ class Observer:
             except CloudError:
                 pass  # the read below tells, and the list's error is met again when the snapshots are read
             else:
-                if _vouches(cached.disk, view.by_disk.get(disk_id.lower(), {}).values()):
+                if _vouches(cached.disk, view.of_disk(disk_id.lower())):
                     return cached.disk, True
         return await self.disk(disk_id), False
 

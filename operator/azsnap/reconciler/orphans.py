@@ -67,14 +67,13 @@ async def disk_missing(
     events: list[Event] = []
     previous = next((c.reason for c in status.conditions if c.type == "Ready"), None)
     try:
-        listed = await observer.in_subscription(disk.subscription_id, groups)
+        of_arm_id = await observer.of_disk(disk, groups)
     except CloudError as exc:
         # the disk's absence is the news; what azsnap holds of it is told once Azure answers the list
         message = f"{gone} azsnap could not list its snapshots ({exc.message}). {fix}"
         if previous != "DiskNotFound":
             events.append(Event("Warning", "DiskNotFound", gone))
         return verdicts.stalled("DiskNotFound", message, now, base, events=events)
-    of_arm_id = [s for s in listed if (s.source_resource_id or "").lower() == disk.id.lower()]
     owned = [s for s in of_arm_id if naming.owns(s, policy.ref, disk.id)]
     actor = Actor(cloud, clock, observer, policy, disk, groups[1])
     error = await actor.deletes(orphan_deletes(policy, owned, now, limits))
