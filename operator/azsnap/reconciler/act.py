@@ -80,8 +80,10 @@ class Actor:
             # The pacer serves the creates closest to their startingDeadline first, taking turns by disk.
             due = action.slot + schedule.slot_offset(spec.schedule, disk.id) + spec.schedule.starting_deadline
             try:
-                with pacing_until(due, self.clock.now(), key=disk.id.lower(), hard=True):
-                    made = await self.cloud.create_snapshot(request)
+                # A turn first (creates in flight are bounded), then the pacer's grant.
+                async with self.observer.create_turns.turn(due):
+                    with pacing_until(due, self.clock.now(), key=disk.id.lower(), hard=True):
+                        made = await self.cloud.create_snapshot(request)
             except SlotMissed as exc:
                 out.missed.append(action.slot)
                 out.over_budget = exc.reason

@@ -24,6 +24,7 @@ from azsnap.clock import Clock
 from azsnap.cloud.errors import CloudError, PermanentError
 from azsnap.cloud.interface import CloudClient, ListsByPage
 from azsnap.domain.observed import Disk, Snapshot
+from azsnap.reconciler.inflight import CreateTurns
 from azsnap.reconciler.snapshot_view import SnapshotView
 
 __all__ = ["Observer"]
@@ -99,6 +100,8 @@ class Observer:
         #: Creation times azsnap itself saw accepted, per disk (lower-cased ID): covers the window even when a
         #: list answer is older than the create.
         self._recent_creates: dict[str, dict[str, datetime]] = {}
+        #: Turns for creates in flight, shared by every policy this observer serves (as its ledger of creates is).
+        self.create_turns = CreateTurns()
 
     # -- reading ---------------------------------------------------------------------------------------------
 
