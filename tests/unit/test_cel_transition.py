@@ -8,17 +8,27 @@ validator), the same shape as the recorded answers in `tests/e2e/test_kube_answe
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import kmock
 import pytest
+import yaml
 
 from azsnap.emulator.kubernetes.admission import admit_custom
 from azsnap.emulator.kubernetes.cel import parse_rule
-from azsnap.emulator.kubernetes.cel_cost import RULE_COST_LIMIT, cost_error_message, rule_cost
+from azsnap.emulator.kubernetes.cel_cost import (
+    CRD_COST_LIMIT,
+    RULE_COST_LIMIT,
+    cost_error_message,
+    max_cardinality,
+    rule_cost,
+)
+from azsnap.emulator.kubernetes.crd_cel import schema_nodes
 from azsnap.emulator.kubernetes.crd_rules import crd_causes
 
 ROOT = "spec.validation.openAPIV3Schema.properties[spec]"
+ROOT_DIR = Path(__file__).resolve().parents[2]
 
 
 def _crd(spec_schema: dict[str, Any]) -> dict[str, Any]:
@@ -315,3 +325,19 @@ def test_the_cost_message_gives_the_factor_as_the_server_prints_it() -> None:
     assert "by factor of 1.200000x (" in cost_error_message("estimated rule cost", 12_000_000, RULE_COST_LIMIT)
     assert "by factor of 3.5x (" in cost_error_message("estimated rule cost", 35_000_000, RULE_COST_LIMIT)
     assert "by factor of more than 100x (" in cost_error_message("estimated rule cost", 2 * 10**9, RULE_COST_LIMIT)
+
+
+@pytest.mark.parametrize("name", ["snapshotpolicies.azsnap.io.yaml", "snapshotrestores.azsnap.io.yaml"])
+def test_every_rule_azsnap_ships_is_far_inside_the_servers_cost_limits(name: str) -> None:
+    """A hundredth of the limit: the estimate follows the server's, it is not equal to it, so keep a wide margin."""
+    doc = yaml.safe_load((ROOT_DIR / "crds" / name).read_text())
+    schema = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    costs = [
+        (path, rule["rule"], rule_cost(parse_rule(rule["rule"]), node) * (times or max_cardinality(node)))
+        for path, node, times, _ in schema_nodes(schema, "", 1, None)
+        for rule in node.get("x-kubernetes-validations") or []
+    ]
+    assert costs
+    for path, rule, cost in costs:
+        assert cost <= RULE_COST_LIMIT // 100, (path, rule, cost)
+    assert sum(cost for *_, cost in costs) <= CRD_COST_LIMIT // 100

@@ -24,7 +24,7 @@ from azsnap.emulator.kubernetes.cel_cost import (
 from azsnap.emulator.kubernetes.paths import FieldPathError, field_path
 from azsnap.emulator.kubernetes.schema import Cause
 
-__all__ = ["validation_rule_causes"]
+__all__ = ["schema_nodes", "validation_rule_causes"]
 
 _REASONS: Final = ("FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired")
 #: Rules costing less than this share of the CRD's limit are not named when the total is over it.
@@ -65,7 +65,7 @@ def _growth(node: Mapping[str, Any]) -> int | None:
     return 1
 
 
-def _walk(
+def schema_nodes(
     node: Mapping[str, Any], path: str, cardinality: int | None, uncorrelatable: str | None
 ) -> Iterator[tuple[str, Mapping[str, Any], int | None, str | None]]:
     """Every node with its path, how often it may occur (None: unbounded) and the list that hides its old value."""
@@ -76,14 +76,14 @@ def _walk(
         uncorrelatable = uncorrelatable or path
     for name, child in (node.get("properties") or {}).items():
         if isinstance(child, Mapping):
-            yield from _walk(child, f"{path}.properties[{name}]", below, uncorrelatable)
+            yield from schema_nodes(child, f"{path}.properties[{name}]", below, uncorrelatable)
     items = node.get("items")
     if isinstance(items, Mapping):
         hidden = uncorrelatable or (path if node.get("x-kubernetes-list-type") != "map" else None)
-        yield from _walk(items, f"{path}.items", below, hidden)
+        yield from schema_nodes(items, f"{path}.items", below, hidden)
     extra = node.get("additionalProperties")
     if isinstance(extra, Mapping):
-        yield from _walk(extra, f"{path}.additionalProperties", below, uncorrelatable)
+        yield from schema_nodes(extra, f"{path}.additionalProperties", below, uncorrelatable)
 
 
 def _field_causes(rule: Mapping[str, Any], schema: Mapping[str, Any], at: str) -> list[Cause]:
@@ -186,7 +186,7 @@ def validation_rule_causes(schema: Mapping[str, Any], root: str, schema_causes: 
     field_causes: list[Cause] = []
     cel_causes: list[Cause] = []
     costs: list[tuple[str, int]] = []
-    nodes = list(_walk(schema, root, 1, None))
+    nodes = list(schema_nodes(schema, root, 1, None))
     for path, node, _, _ in nodes:
         for number, rule in enumerate(node.get("x-kubernetes-validations") or []):
             field_causes.extend(_field_causes(rule, node, f"{path}.x-kubernetes-validations[{number}]"))
