@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from tests.support.status import fold_status as fold
-from tests.unit.test_targets import NODE_RG, SUB, bound, owned, policy
+from tests.unit.test_targets import NODE_RG, SUB, bound, owned, policy, spec_of
 
 from azsnap.clock import ManualClock
 from azsnap.cloud.errors import TransientError
@@ -15,11 +15,12 @@ from azsnap.cloud.memory import MemoryCloud
 from azsnap.domain import naming
 from azsnap.domain.disk_accounts import account_key, decode_accounts, incarnation_digest
 from azsnap.domain.models import PolicyRef, SnapshotPolicyStatus
-from azsnap.domain.observed import Disk
+from azsnap.domain.observed import Disk, Limits
 from azsnap.domain.targets import MAX_DISK_ENTRIES
 from azsnap.reconciler import Reconciler
-from azsnap.reconciler.claims import ClaimStore
+from azsnap.reconciler.claims import ClaimInterest, ClaimStore
 from azsnap.reconciler.report import Event
+from azsnap.tools.snapshots import gather
 
 START = datetime(2026, 3, 2, 9, 0, 30, tzinfo=UTC)
 COUNT = MAX_DISK_ENTRIES + 5
@@ -173,3 +174,43 @@ async def test_a_disk_left_out_is_kept_when_azure_cannot_tell_its_disk() -> None
     status = fold(status, await Reconciler(cloud, clock).reconcile(the_policy, status, claims=store))
     gone = {e.claim: e for e in status.disks or []}["(claim of disk pvc-054)"]
     assert (gone.disk, gone.count, gone.reason) == (disks[-1].id, 1, "ClaimNotFound")
+
+
+async def test_the_snapshots_listing_shows_every_disk_not_only_those_status_lists() -> None:
+    clock = ManualClock(START)
+    cloud = MemoryCloud(clock)
+    store, disks = _claims(cloud)
+    the_policy = policy(**SELECTOR)
+    status = fold(
+        SnapshotPolicyStatus(),
+        await Reconciler(cloud, clock).reconcile(the_policy, SnapshotPolicyStatus(), claims=store),
+    )
+    ref = the_policy.ref
+    obj = {
+        "metadata": {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid},
+        "spec": {**SELECTOR, "schedule": {"every": "1h"}, "retention": {"keepLast": 3}},
+        "status": status.model_dump(by_alias=True, exclude_none=True, mode="json"),
+    }
+    rows = await gather([obj], cloud, clock, Limits())
+    assert sorted(r.disk_id for r in rows) == sorted(d.id for d in disks)
+    assert all(len(r.snapshots) == 1 and r.problem is None for r in rows)
+    assert [r.claim for r in rows if r.disk_id == disks[-1].id] == [None]  # left out: its claim's name is not kept
+
+
+def test_a_claim_left_out_of_the_status_still_wakes_its_policy_when_relabelled_out() -> None:
+    store = ClaimStore()
+    for i in range(3):
+        bound(
+            store,
+            f"data-{i}",
+            f"/subscriptions/{SUB}/resourceGroups/{NODE_RG}/providers/Microsoft.Compute/disks/d{i}",
+            labels={"app": "pg"},
+        )
+    interest = ClaimInterest()
+    interest.remember("sel", "shop", spec_of(**SELECTOR))
+    listed = {"disks": [{"claim": "data-0", "state": "Ready"}], "disksNotShown": 2}
+    interest.remember_listed("sel", listed, store)
+    assert interest.covering("shop", "data-2", {"app": "other"}) == ["sel"]  # relabelled out: the policy looks again
+    assert interest.covering("shop", "web-0", {"app": "web"}) == []  # never its claim
+    interest.remember_listed("sel", {"disks": [{"claim": "data-0", "state": "Ready"}]}, store)
+    assert interest.covering("shop", "data-2", {"app": "other"}) == []  # nothing left out: the status says it all

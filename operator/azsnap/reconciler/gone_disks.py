@@ -29,7 +29,7 @@ from azsnap.reconciler.orphans import disk_missing
 from azsnap.reconciler.report import Event
 from azsnap.reconciler.verdicts import Verdicts
 
-__all__ = ["GoneDisks", "disk_of", "is_unnamed", "owned_disks", "rediscover", "unnamed_claim"]
+__all__ = ["GoneDisks", "disk_of", "is_unnamed", "left_out_disks", "owned_disks", "rediscover", "unnamed_claim"]
 
 _DISKS: Final = "/providers/microsoft.compute/disks/"
 #: The `claim` of an entry for a disk whose claim went away while `status.disks` left it out (its name was not kept).
@@ -78,6 +78,17 @@ async def owned_disks(
                 spelled, count = found.get(source.lower(), (source, 0))
                 found[source.lower()] = (spelled, count + 1)
     return dict(found.values())
+
+
+async def left_out_disks(observer: Observer, policy: Policy, known: list[str]) -> list[tuple[str | None, str]]:
+    """(None, ARM ID) of each disk the policy holds snapshots of besides the `known` ones (as `status.disks` lists
+    them); none when Azure cannot be asked (the known disks' own reads then say what it answered)."""
+    try:
+        found = await owned_disks(observer, policy.ref, known, policy.spec.snapshot.resource_group)
+    except CloudError:
+        return []
+    seen = {disk.lower() for disk in known}
+    return [(None, disk) for disk in sorted(found) if disk.lower() not in seen]
 
 
 async def rediscover(
