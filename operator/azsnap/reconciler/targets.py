@@ -25,6 +25,7 @@ from azsnap.clock import Clock
 from azsnap.cloud.errors import CloudError
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain.conditions import Health, HealthState
+from azsnap.domain.copy_status import disk_copies, sum_copies
 from azsnap.domain.disk_accounts import encode_accounts
 from azsnap.domain.models import DeletionPolicy, DiskRef, Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Limits
@@ -315,6 +316,7 @@ def _disk_status(status: SnapshotPolicyStatus, entry: DiskEntry | None) -> Snaps
         last_successful_snapshot_time=entry.last_successful_snapshot_time,
         snapshot_count=entry.count,
         last_on_demand_token=entry.last_on_demand_token or status.last_on_demand_token,
+        copies=entry.copies,
     )
 
 
@@ -337,6 +339,7 @@ def _entry(name: str, disk_id: str, previous: DiskEntry | None, report: StatusRe
         "disk_unique_id": f.get("diskUniqueId"),
         "slots_accounted_until": _time(f.get("slotsAccountedUntil")),
         "last_on_demand_token": f.get("lastOnDemandToken"),
+        "copies": disk_copies(f.get("copies")),
     }
     merged = {**known, **{k: v for k, v in fresh.items() if v is not None}}
     merged.update(
@@ -363,6 +366,7 @@ def _sums(
     """
     fields = [r.status for r in reports]
     holding = [*fields, *gone_fields]
+    copies = (e.copies for e in entries)
     lasts = [f["lastSnapshot"] for f in fields if f.get("lastSnapshot")]
     newest = max(lasts, key=lambda s: (s.get("createdTime") or "", s.get("name") or ""), default=None)
 
@@ -386,7 +390,7 @@ def _sums(
     }
     # A field no disk reported this time (Azure failed for all of them) keeps what the status holds.
     kept = {key: value for key, value in sums.items() if value is not None}
-    cleared = {"diskUniqueId": None, "diskSnapshotCount": None}
+    cleared = {"diskUniqueId": None, "diskSnapshotCount": None, "copies": sum_copies(policy.spec.copies, copies)}
     if policy.spec.suspend:
         cleared["nextSnapshotTime"] = None
     return {**kept, **cleared}
