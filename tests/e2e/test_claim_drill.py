@@ -60,8 +60,8 @@ async def _operator(kube: KubeEmulator) -> AsyncIterator[Sandbox]:
     ):
         for i in range(2):
             _claim_of_disk(kube, f"data-pg-{i}", f"disk-{i}")
-        spec = {"volumeClaimSelector": {"matchLabels": LABELS}, "schedule": {"every": "1h"},
-                "retention": {"keepLast": 3}, "restoreDrill": {"every": "1d"}}  # fmt: skip
+        spec = {"volumeClaimSelector": {"matchLabels": LABELS}, "schedule": {"every": "12h"},
+                "retention": {"keepLast": 3}, "restoreDrill": {"every": "1h"}}  # fmt: skip
         kube.apply(policy_manifest("pg", spec))
         yield box
 
@@ -87,7 +87,7 @@ async def test_each_round_drills_the_next_claims_disk_in_turn(kube: KubeEmulator
     async with _operator(kube) as box:
         drilled: list[dict[str, Any]] = []
         for count in (1, 2, 3):
-            obj = await eventually(_drill_number(kube, box, count), within=2 * 86400)
+            obj = await eventually(_drill_number(kube, box, count), within=3 * 3600)
             drilled.append(obj["status"]["lastVerifiedRestore"])
         assert [(d["claim"], d["disk"], d["result"]) for d in drilled] == [
             ("data-pg-0", "disk-0", "Succeeded"),
@@ -106,14 +106,14 @@ async def test_each_round_drills_the_next_claims_disk_in_turn(kube: KubeEmulator
 async def test_a_failed_drill_is_tried_again_on_the_same_claim_and_its_success_clears_it(kube: KubeEmulator) -> None:
     async with _operator(kube) as box:
         box.emulator.add_fault(FaultRule(operation="disks.put", kind="linked_forbidden"))
-        obj = await eventually(_drill_number(kube, box, 1), within=86400)
+        obj = await eventually(_drill_number(kube, box, 1), within=3 * 3600)
         last = obj["status"]["lastVerifiedRestore"]
         assert (last["claim"], last["result"]) == ("data-pg-0", "Failed")
         ready = condition(obj, "Ready")
         assert ready is not None and ready["status"] == "False" and ready["reason"] == "RestoreDrillFailed"
         assert "of claim data-pg-0's disk disk-0" in ready["message"]
         box.emulator.clear_faults()
-        obj = await eventually(_drill_number(kube, box, 2), within=2 * 86400)
+        obj = await eventually(_drill_number(kube, box, 2), within=3 * 3600)
         last = obj["status"]["lastVerifiedRestore"]
         assert (last["claim"], last["result"]) == ("data-pg-0", "Succeeded")
         assert condition(obj, "Ready")["status"] == "True"  # type: ignore[index]
