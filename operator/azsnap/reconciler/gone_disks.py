@@ -72,7 +72,7 @@ async def owned_disks(
         )
     found: dict[str, tuple[str, int]] = {}
     for subscription, its_groups in sorted(groups.items()):
-        for snapshot in await observer.in_subscription(subscription, sorted(its_groups)):
+        for snapshot in await observer.azsnaps_in_subscription(subscription, sorted(its_groups)):
             source = disk_of(snapshot, policy)
             if source is not None:
                 spelled, count = found.get(source.lower(), (source, 0))
