@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
+import kmock
 import kopf
 import pytest
 from tests.support.kube import EPOCH, SNAPSHOT_POLICY, condition, eventually, install_project_crd, policy_manifest
@@ -221,3 +222,30 @@ async def test_deleting_a_policy_takes_its_objects_away_only_with_its_snapshots(
         assert not azure_ids(box, "disk-0") and of_policy("pg") == []  # Delete: the snapshots and their objects
         assert len(azure_ids(box, "disk-1")) == 1 and of_policy("web") == kept  # Retain: both stay
         assert set(contents(kube)) == set(kept)
+
+
+FORBIDDEN: Final = {
+    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403,
+    "message": 'volumesnapshotcontents.snapshot.storage.k8s.io is forbidden: User "system:serviceaccount:azsnap-system:'
+               'azsnap" cannot create resource "volumesnapshotcontents" in API group "snapshot.storage.k8s.io" at the '
+               "cluster scope",
+    "details": {"group": "snapshot.storage.k8s.io", "kind": "volumesnapshotcontents"},
+}  # fmt: skip
+
+
+async def test_an_api_refusal_is_told_once_and_the_backups_go_on(kube: KubeEmulator) -> None:
+    install_project_crd(kube)
+    install_snapshot_crds(kube)
+    kube.api["post", kmock.path(f"/apis/{GROUP}/{VERSION}/{CONTENTS}")] << 403 << FORBIDDEN
+    async with azure_sandbox(LoopClock(EPOCH), disks=1) as box, operator(kube, box):
+        claim_of_disk(kube, "data-pg-0", "disk-0")
+        kube.apply(pg_policy(keep_last=5))
+        await eventually(lambda: published_status(kube).get("state") == "Failed")
+        status = published_status(kube)
+        assert status["reason"] == "KubernetesApiRefused"
+        assert "403" in status["message"] and "cannot create resource" in status["message"]
+        await asyncio.sleep(2 * 3600)
+        assert len(azure_ids(box, "disk-0")) == 3 and ready(kube, "pg")
+        warnings = [e for e in kube.events("default") if e["reason"] == "VolumeSnapshotsKubernetesApiRefused"]
+        assert len(warnings) == 1 and warnings[0]["type"] == "Warning"
+        assert not volume_snapshots(kube)  # the VolumeSnapshot never comes before its content

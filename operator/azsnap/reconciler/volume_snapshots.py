@@ -134,9 +134,8 @@ class Publisher:
             return self._state(previous, now, "Failed", "KubernetesApiRefused", message)
         except CloudError:
             return PublishReport()  # Azure could not be listed: the reconcile's own status says so; try next time
-        count = len({o["metadata"]["name"] for o in snapshots} - set(plan.delete_snapshots)) + len(
-            plan.create_snapshots
-        )
+        kept = {str(o["metadata"]["name"]) for o in snapshots} - set(plan.delete_snapshots)
+        count = len(kept | {w.name for w in plan.create_snapshots})
         message = f"{count} VolumeSnapshot(s) in namespace {policy.ref.namespace}, one per usable snapshot."
         report = self._state(previous, now, "Published", "Published", message, count=count, quiet=True)
         events = list(report.events)
@@ -150,8 +149,8 @@ class Publisher:
         self, policy: Policy, status: Mapping[str, Any], claims: ClaimView | None, contents: Sequence[Mapping[str, Any]]
     ) -> tuple[list[Wanted], set[str]]:
         """The snapshots to publish, and the ARM IDs Azure lists for every disk concerned (lower case)."""
-        disks: dict[str, str] = {}  # disk ARM ID (lower case) -> (disk ID, claim)
-        claim_of: dict[str, str] = {}
+        disks: dict[str, str] = {}  # by the disk's ARM ID in lower case: the ID as written
+        claim_of: dict[str, str] = {}  # by the same key: the claim's name
         if claims is not None:
             for target in resolve_targets(policy.spec, policy.ref.namespace, claims):
                 if target.disk_id is not None:
