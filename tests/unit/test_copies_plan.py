@@ -254,16 +254,36 @@ def test_a_target_is_overdue_while_a_snapshot_past_its_deadline_has_no_copy_at_o
     assert run([s0, s1], [copy_of(s1)], T0 + timedelta(hours=7, minutes=1)).overdue is None
 
 
-def test_copies_need_a_disk_not_claims() -> None:
-    from azsnap.domain.validation import validate_spec
+@pytest.mark.parametrize(
+    "target", [{"volumeClaim": "data"}, {"volumeClaimSelector": {"matchLabels": {"app": "pg"}}}], ids=str
+)
+def test_copies_of_a_claim_policy_are_valid_for_the_model_and_the_crd(target: dict[str, Any]) -> None:
+    from tests.support.crd import schema_errors
 
-    raw = {
-        "volumeClaim": "data",
-        "schedule": {"cron": "0 * * * *"},
-        "retention": {"keepLast": 3},
-        "copies": [{"region": "northeurope", "resourceGroup": "rg-dr"}],
+    from azsnap.domain.validation import validate_manifest
+
+    doc = {
+        "apiVersion": "azsnap.io/v1alpha1",
+        "kind": "SnapshotPolicy",
+        "metadata": {"name": "p", "namespace": "shop"},
+        "spec": {
+            **target,
+            "schedule": {"cron": "0 * * * *"},
+            "retention": {"keepLast": 3},
+            "copies": [{"region": "northeurope", "resourceGroup": "rg-dr"}],
+        },
     }
-    spec, errors = validate_spec(raw)
-    assert spec is None and [(e.path, e.message) for e in errors] == [
-        ("spec.copies", "works with spec.disk only, not yet with volumeClaim or a selector")
-    ]
+    spec, errors = validate_manifest(doc)
+    assert errors == [] and spec is not None and spec.copies is not None
+    assert schema_errors(doc) == []
+
+
+def test_without_a_status_entry_the_walk_goes_on_from_the_newest_completed_copy() -> None:
+    # A claim's disk that status.disks leaves out has no copy accounting kept: its past is not counted again.
+    s0, s1, s2, s3 = source(0), source(1), source(2), source(3)
+    now = T0 + timedelta(hours=9)  # s0 (never copied) is past its 6h deadline
+    known = run([s0, s1, s2, s3], [copy_of(s1), copy_of(s2)], now, TargetState())
+    assert [name for name, _ in known.missed] == [s0.name] and len(known.state.lags) == 2
+    unknown = run([s0, s1, s2, s3], [copy_of(s1), copy_of(s2)], now, TargetState.from_status(None))
+    assert unknown.missed == () and unknown.state.lags == () and unknown.state.accounted_until == s2.time_created
+    assert unknown.start is not None and unknown.start.source is s3

@@ -127,11 +127,13 @@ class TargetState:
     accounted_until: datetime | None = None
     missed: int = 0
     lags: tuple[float, ...] = ()
+    #: Status holds nothing for the target (a claim's disk that status.disks leaves out, a status lost).
+    unknown: bool = False
 
     @classmethod
     def from_status(cls, raw: Mapping[str, Any] | None) -> TargetState:
         if not raw:
-            return cls()
+            return cls(unknown=True)
         until = raw.get("accountedUntil")
         lags = raw.get("recentLagSeconds") or ()
         return cls(
@@ -230,6 +232,10 @@ def plan_copies(
         by_source.setdefault(naming.tag(c.tags, TAG_COPY_OF) or "", []).append(c)
     present = {s.name for s in sources}
     watermark, missed_count, lags = state.accounted_until, state.missed, list(state.lags)
+    if state.unknown:  # no status kept: go on from the newest completed copy rather than count the past again
+        watermark = max(
+            (t for c in mine if c.state is SnapshotState.SUCCEEDED and (t := _source_time(c))), default=None
+        )
     items: list[tuple[datetime, Snapshot | None, str]] = [
         (s.time_created, s, s.name)
         for s in sources

@@ -150,6 +150,8 @@ class DiskEntry(_Model):
     disk_unique_id: str | None = None
     slots_accounted_until: datetime | None = None
     last_on_demand_token: str | None = None
+    #: This disk's copy accounting per copy target (domain/copy_status.py).
+    copies: list[dict[str, Any]] | None = None
 
     def rank(self) -> tuple[int, int, str]:
         """Sort key of `status.disks`: not Ready first, then the most missed slots, then by claim."""

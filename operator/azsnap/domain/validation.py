@@ -75,8 +75,6 @@ def validate_spec(raw: Any) -> tuple[SnapshotPolicySpec | None, list[FieldError]
         errors = [_field_error(detail) for detail in exc.errors(include_url=False)]
         return None, errors + [e for e in _target_errors(raw) if e not in errors]
     errors = [_schedule_error(problem) for problem in validate_schedule(spec.schedule)]
-    if spec.copies and spec.disk is None:  # each disk's copy accounting would need a place in status.disks
-        errors.append(FieldError("spec.copies", "works with spec.disk only, not yet with volumeClaim or a selector"))
     return (None if errors else spec), errors
 
 

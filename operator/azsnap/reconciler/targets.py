@@ -23,6 +23,7 @@ from typing import Any, Final, Protocol
 from azsnap.clock import Clock
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain.conditions import Health, HealthState
+from azsnap.domain.copy_status import disk_copies, sum_copies
 from azsnap.domain.disk_accounts import account_key, decode_accounts, encode_accounts
 from azsnap.domain.models import DeletionPolicy, DiskRef, OnSourceDiskDelete, Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Limits
@@ -322,6 +323,7 @@ def _disk_status(status: SnapshotPolicyStatus, entry: DiskEntry | None) -> Snaps
         last_successful_snapshot_time=entry.last_successful_snapshot_time,
         snapshot_count=entry.count,
         last_on_demand_token=entry.last_on_demand_token or status.last_on_demand_token,
+        copies=entry.copies,
     )
 
 
@@ -344,6 +346,7 @@ def _entry(name: str, disk_id: str, previous: DiskEntry | None, report: StatusRe
         "disk_unique_id": f.get("diskUniqueId"),
         "slots_accounted_until": _time(f.get("slotsAccountedUntil")),
         "last_on_demand_token": f.get("lastOnDemandToken"),
+        "copies": disk_copies(f.get("copies")),
     }
     merged = {**known, **{k: v for k, v in fresh.items() if v is not None}}
     merged.update(
@@ -365,6 +368,7 @@ def _sums(
 ) -> dict[str, Any]:
     """The policy-wide fields: totals, the newest snapshot, and the oldest of each disk's marks (for health)."""
     fields = [r.status for r in reports]
+    copies = (e.copies for e in entries)
     lasts = [f["lastSnapshot"] for f in fields if f.get("lastSnapshot")]
     newest = max(lasts, key=lambda s: (s.get("createdTime") or "", s.get("name") or ""), default=None)
 
@@ -388,7 +392,7 @@ def _sums(
     }
     # A field no disk reported this time (Azure failed for all of them) keeps what the status holds.
     kept = {key: value for key, value in sums.items() if value is not None}
-    cleared = {"diskUniqueId": None, "diskSnapshotCount": None}
+    cleared = {"diskUniqueId": None, "diskSnapshotCount": None, "copies": sum_copies(policy.spec.copies, copies)}
     if policy.spec.suspend:
         cleared["nextSnapshotTime"] = None
     return {**kept, **cleared}
