@@ -79,12 +79,12 @@ def _entries(kube: KubeEmulator) -> dict[str, dict[str, Any]]:
 
 
 @asynccontextmanager
-async def _operator(kube: KubeEmulator) -> AsyncIterator[Sandbox]:
+async def _operator(kube: KubeEmulator, *, disks: int = 6) -> AsyncIterator[Sandbox]:
     """The sandbox on the loop's clock, with the real handlers watching every namespace."""
     install_project_crd(kube)
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
     async with (
-        azure_sandbox(LoopClock(EPOCH), disks=6) as box,
+        azure_sandbox(LoopClock(EPOCH), disks=disks) as box,
         run_operator(kube=kube, memo=kopf.Memo({MEMO_KEY: box.runtime})),
     ):
         yield box

@@ -18,6 +18,7 @@ from azsnap.domain.disk_accounts import (
     account_key,
     decode_accounts,
     encode_accounts,
+    incarnation_digest,
 )
 from azsnap.domain.models import SnapshotPolicyStatus
 from azsnap.domain.targets import MAX_DISK_ENTRIES, DiskEntry
@@ -31,28 +32,44 @@ SELECTOR = {"volumeClaimSelector": {"matchLabels": {"app": "pg"}}}
 def test_an_account_is_small_and_reads_back_as_written() -> None:
     disk = f"/subscriptions/{SUB}/resourceGroups/{NODE_RG}/providers/Microsoft.Compute/disks/pvc-0"
     until = datetime(2026, 3, 2, 10, 59, 59, tzinfo=UTC)
+    unique = "6f3e5f5e-2b0c-4f7e-9d3a-1c2b3a4d5e6f"
     entries = [
-        DiskEntry(claim="a", disk=disk, state="Ready", missed=4_000_000_000, slots_accounted_until=until),
+        DiskEntry(
+            claim="a",
+            disk=disk,
+            state="Ready",
+            missed=4_000_000_000,
+            slots_accounted_until=until,
+            disk_unique_id=unique,
+        ),
         DiskEntry(claim="b", disk=disk.upper() + "X", state="Ready", slots_accounted_until=until),
-        DiskEntry(claim="c", state="Unresolved"),  # no disk, no accounting: nothing to keep
+        DiskEntry(claim="c", disk=disk + "-new", state="Ready"),  # not accounted yet: kept, so it can be found again
+        DiskEntry(claim="d", state="Unresolved"),  # no disk: nothing to keep
     ]
     accounts = encode_accounts(entries)
-    assert accounts is not None and len(accounts) == 2
+    assert accounts is not None and len(accounts) == 3
     assert all(len(item) <= MAX_ITEM_LENGTH and len(json.dumps(item)) + 1 <= MAX_ACCOUNT_BYTES for item in accounts)
-    assert f"{account_key(disk)}=1772449199/4000000000" in accounts
+    longest = f"{account_key(disk)}=1772449199/4000000000~{incarnation_digest(unique)}"
+    assert longest in accounts and len(longest) == MAX_ITEM_LENGTH
     decoded = decode_accounts(accounts)
-    assert decoded[account_key(disk)] == DiskAccount(until, 4_000_000_000)
+    assert decoded[account_key(disk)] == DiskAccount(until, 4_000_000_000, incarnation_digest(unique))
     assert decoded[account_key(disk.upper() + "X")] == DiskAccount(until, 0)
+    assert decoded[account_key(disk + "-new")] == DiskAccount(None, 0)
+    assert decoded[account_key(disk)].is_new_incarnation(unique.upper()) is False  # Azure's IDs compare without case
+    assert decoded[account_key(disk)].is_new_incarnation("another-unique-id") is True
+    assert decoded[account_key(disk.upper() + "X")].is_new_incarnation(unique) is False  # nothing known to compare
     assert account_key(disk) == account_key(disk.upper())  # ARM IDs compare without case
-    assert decode_accounts(["abc=x/1", "def=12/y", "=12"]) == {}  # unreadable: that disk starts afresh
-    assert encode_accounts([entries[2]]) is None
+    unreadable = ["abc=x/1", "def=12/y", "=12", "0123456789ab=12~xyz", "0123456789ab=12~0123456789"]
+    assert decode_accounts(unreadable) == {}  # unreadable: that disk starts afresh
+    assert encode_accounts([entries[3]]) is None
 
 
 def test_the_crd_takes_the_accounts_and_refuses_anything_else() -> None:
     body = manifest(**SELECTOR)
-    body["status"] = {"diskAccounts": ["0123456789ab=1772445599/3", "ba9876543210=1772445599"]}
+    items = ["0123456789ab=1772445599/3~89abcdef", "ba9876543210=1772445599", "ba9876543211=0~01234567"]
+    body["status"] = {"diskAccounts": items}
     assert schema_errors(body) == []
-    for wrong in ("0123456789ab=yesterday", "0123456789ab:1772445599", "xyz=1772445599"):
+    for wrong in ("0123456789ab=yesterday", "0123456789ab:1772445599", "xyz=1772445599", "0123456789ab=1~89ABCDEF"):
         body["status"] = {"diskAccounts": [wrong]}
         assert schema_errors(body), wrong
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import kmock
 import kubernetes_validate
 import pytest
 import yaml
@@ -127,3 +128,24 @@ async def test_a_valid_restore_is_stored_with_its_defaults() -> None:
         made = kube.apply(manifest("ok", {"source": {"policy": "pg"}, "target": dict(TARGET)}))
         assert made["spec"]["target"]["sku"] == "StandardSSD_LRS" and made["spec"]["deletionPolicy"] == "Retain"
         assert SnapshotRestoreSpec.model_validate(made["spec"]).target.sku == "StandardSSD_LRS"
+
+
+async def test_the_target_may_change_until_the_disk_is_made_and_never_after() -> None:
+    async with KubeEmulator.serve() as kube:
+        kube.install_crd(crd())
+        kube.apply(manifest("pg", {"source": {"policy": "pg"}, "target": dict(TARGET)}))
+        where = (API_GROUP, API_VERSION, restore.PLURAL, "default", "pg")
+        moved = kube.patch(*where, {"spec": {"target": {"name": "pg-restored-2"}}})  # no disk yet: a new name is fine
+        assert moved["spec"]["target"]["name"] == "pg-restored-2"
+        disk = {"id": f"{SNAPSHOT.split('/providers/')[0]}/providers/Microsoft.Compute/disks/pg-restored-2",
+                "name": "pg-restored-2"}  # fmt: skip
+        kube.patch(*where, {"status": {"disk": disk}}, subresource="status")
+        with pytest.raises(kmock.KubernetesError, match=r"spec\.target cannot change once the restore") as caught:
+            kube.patch(*where, {"spec": {"target": {"name": "pg-restored-3"}}})
+        assert caught.value.details["causes"] == [
+            {"reason": "FieldValueForbidden", "field": "spec.target",
+             "message": "Forbidden: spec.target cannot change once the restore has made its disk (status.disk); "
+                        "create a new SnapshotRestore for another disk"}
+        ]  # fmt: skip
+        kept = kube.patch(*where, {"spec": {"deletionPolicy": "Delete"}})  # the rest of the spec may still change
+        assert kept["spec"]["target"]["name"] == "pg-restored-2" and kept["spec"]["deletionPolicy"] == "Delete"

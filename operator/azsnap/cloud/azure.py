@@ -30,7 +30,7 @@ from azsnap.cloud.mapping import (
     parse_resource_id,
     snapshot_from_azure,
 )
-from azsnap.cloud.polling import JsonResultPolling, create_or_pending
+from azsnap.cloud.polling import JsonResultPolling, OperationTimes, create_or_pending
 from azsnap.domain.observed import Disk, Snapshot
 from azsnap.settings import Settings
 
@@ -164,6 +164,8 @@ class AzureCloud(DiskWrites, CloudClient):
         self._closed = False
         #: Region of each (subscription, resource group) seen, so gets, lists and deletes draw on that region's budget.
         self._regions: dict[tuple[str, str], str] = {}
+        #: How long Azure's recent creates took, by operation (their first poll waits the typical duration).
+        self._lro_times = {operation: OperationTimes() for operation in ("snapshots.create", "disks.create")}
 
     @classmethod
     def from_settings(
@@ -335,6 +337,7 @@ class AzureCloud(DiskWrites, CloudClient):
         polling = JsonResultPolling(
             self.options.polling_interval,
             output_is_final=request.background_copy is False,
+            times=self._lro_times["snapshots.create"],
             path_format_arguments={"endpoint": self.options.base_url},
         )
         created = await create_or_pending(

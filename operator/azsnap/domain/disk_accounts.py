@@ -1,11 +1,14 @@
-"""The slot accounting of a claim policy's disks that `status.disks` leaves out, kept compact in `status.diskAccounts`.
+"""What a claim policy keeps of the disks `status.disks` leaves out, compactly, in `status.diskAccounts`.
 
-`status.disks` shows at most 50 disks. Every other disk's accounting (its slot watermark and its missed slots) is
-one string of a list, `<key>=<watermark>/<missed>`: the key is the first 12 hex digits of the SHA-256 of the disk's
-ARM ID (lower case), the watermark the Unix time in seconds up to which its slots are accounted for. An item is at
-most 40 bytes of JSON, so ten thousand disks take at most 400 KB of the object. A list, not a map: a status patch
-(a JSON merge patch) replaces a list whole, where it would keep the keys of a map that are no longer written.
-Pure: no I/O.
+`status.disks` shows at most 50 disks. Every other disk is one string of a list,
+`<key>=<watermark>[/<missed>][~<incarnation>]`: the key is the first 12 hex digits of the SHA-256 of the disk's
+ARM ID (lower case), the watermark the Unix time in seconds up to which its slots are accounted for (0: none yet),
+`missed` its missed slots, and the incarnation the first 8 hex digits of the SHA-256 of the disk's `uniqueId`
+(so a disk recreated under the same ARM ID is told, as for a listed disk). An item is at most 46 bytes of JSON,
+so ten thousand disks take at most 460 KB of the object. The key is also what finds a disk again whose claim went
+away while it was left out: its ARM ID is then read from the policy's own snapshots (`reconciler/gone_disks.py`).
+A list, not a map: a status patch (a JSON merge patch) replaces a list whole, where it would keep the keys of a map
+that are no longer written. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Final
 from azsnap.domain.targets import DiskEntry
 
 __all__ = [
+    "INCARNATION_LENGTH",
     "KEY_LENGTH",
     "MAX_ACCOUNT_BYTES",
     "MAX_ITEM_LENGTH",
@@ -26,14 +30,17 @@ __all__ = [
     "account_key",
     "decode_accounts",
     "encode_accounts",
+    "incarnation_digest",
 ]
 
 #: Characters of the SHA-256 hex digest that name a disk (48 bits: a clash is unlikely below millions of disks).
 KEY_LENGTH: Final = 12
-#: The most bytes one disk takes in `status.diskAccounts` as JSON (`"<key>=<seconds>/<missed>",`).
-MAX_ACCOUNT_BYTES: Final = 40
-#: The longest item: the key, `=`, ten digits of seconds, a slash, up to ten digits of missed slots.
-MAX_ITEM_LENGTH: Final = KEY_LENGTH + 22
+#: Characters of the SHA-256 hex digest of a disk's `uniqueId` (32 bits: one recreate in four billion goes untold).
+INCARNATION_LENGTH: Final = 8
+#: The most bytes one disk takes in `status.diskAccounts` as JSON (`"<item>",`).
+MAX_ACCOUNT_BYTES: Final = 46
+#: The longest item: the key, `=`, ten digits of seconds, `/` and ten digits of missed slots, `~` and the incarnation.
+MAX_ITEM_LENGTH: Final = KEY_LENGTH + 22 + 1 + INCARNATION_LENGTH
 
 
 def account_key(disk_id: str) -> str:
@@ -41,29 +48,49 @@ def account_key(disk_id: str) -> str:
     return hashlib.sha256(disk_id.lower().encode()).hexdigest()[:KEY_LENGTH]
 
 
+def incarnation_digest(unique_id: str) -> str:
+    """What `status.diskAccounts` keeps of a disk's `uniqueId`: enough to tell a new incarnation from the last one."""
+    return hashlib.sha256(unique_id.lower().encode()).hexdigest()[:INCARNATION_LENGTH]
+
+
 @dataclass(frozen=True)
 class DiskAccount:
-    """What slot accounting needs of a disk: up to when its slots are accounted for, and how many it missed."""
+    """What a disk left out keeps: up to when its slots are accounted for, how many it missed, its incarnation."""
 
-    accounted_until: datetime
+    accounted_until: datetime | None
     missed: int
+    #: `incarnation_digest` of the disk's `uniqueId` last seen (None: not known yet).
+    incarnation: str | None = None
 
     def entry(self, claim: str, disk_id: str) -> DiskEntry:
-        """The disk's `status.disks` entry as far as accounting goes (the reconcile fills in the rest)."""
+        """The disk's `status.disks` entry as far as the account goes (the reconcile fills in the rest)."""
         return DiskEntry(
             claim=claim, disk=disk_id, state="Ready", missed=self.missed, slots_accounted_until=self.accounted_until
         )
 
+    def is_new_incarnation(self, unique_id: str | None) -> bool:
+        """True when the disk read now is another incarnation than the one the account last saw."""
+        return bool(self.incarnation and unique_id) and incarnation_digest(unique_id or "") != self.incarnation
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
 
 def encode_accounts(entries: Iterable[DiskEntry]) -> list[str] | None:
-    """`status.diskAccounts` for the entries `status.disks` leaves out (None when none has accounting)."""
+    """`status.diskAccounts` for the entries `status.disks` leaves out (None when none names a disk)."""
     accounts: dict[str, str] = {}
     for entry in entries:
-        if entry.disk is None or entry.slots_accounted_until is None:
+        if entry.disk is None:
             continue
-        seconds = int(entry.slots_accounted_until.timestamp())  # slots are whole seconds: flooring passes none
-        missed = entry.missed or 0
-        accounts[account_key(entry.disk)] = f"{seconds}/{missed}" if missed else str(seconds)
+        # slots are whole seconds: flooring passes none; 0 says "nothing accounted for yet"
+        until = entry.slots_accounted_until
+        value = str(0 if until is None else max(int(until.timestamp()), 0))
+        if entry.missed:
+            value += f"/{entry.missed}"
+        if entry.disk_unique_id:
+            value += f"~{incarnation_digest(entry.disk_unique_id)}"
+        accounts[account_key(entry.disk)] = value
     return [f"{key}={value}" for key, value in sorted(accounts.items())] or None
 
 
@@ -72,8 +99,14 @@ def decode_accounts(accounts: Iterable[str] | None) -> dict[str, DiskAccount]:
     found: dict[str, DiskAccount] = {}
     for item in accounts or ():
         key, _, value = item.partition("=")
+        value, _, incarnation = value.partition("~")
         seconds, _, missed = value.partition("/")
         if not key or not seconds.isdigit() or (missed and not missed.isdigit()):
             continue
-        found[key] = DiskAccount(datetime.fromtimestamp(int(seconds), UTC), int(missed or 0))
+        if incarnation and (len(incarnation) != INCARNATION_LENGTH or not _is_hex(incarnation)):
+            continue
+        until = int(seconds)
+        found[key] = DiskAccount(
+            None if until == 0 else datetime.fromtimestamp(until, UTC), int(missed or 0), incarnation or None
+        )
     return found

@@ -118,7 +118,7 @@ async def _reconcile(
         for key, value in new_status.items():
             patch.status[key] = value
         written = runtime.written[uid] = {**current, **new_status}
-        runtime.claim_interest.remember_listed(uid, written)
+        runtime.claim_interest.remember_listed(uid, written, claims)
         runtime.wakeups[uid] = report.next_time
         runtime.nudge(uid).set()
 

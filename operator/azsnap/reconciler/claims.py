@@ -13,6 +13,7 @@ from typing import Any
 
 from azsnap.domain.models import SnapshotPolicySpec
 from azsnap.domain.selectors import LabelSelector
+from azsnap.domain.targets import ClaimView
 
 __all__ = ["ClaimInterest", "ClaimStore", "slim_claim", "slim_volume"]
 
@@ -90,7 +91,7 @@ class ClaimInterest:
     """Which policy (by UID) targets which claims: a claim's change wakes only the policies that cover it."""
 
     targets: dict[str, _Target] = field(default_factory=dict)
-    #: The claims each policy's status lists: a claim relabelled out of a selector still wakes the policy once.
+    #: The claims each policy covered at its last reconcile: one relabelled out of a selector still wakes it once.
     listed: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def remember(self, uid: str, namespace: str, spec: SnapshotPolicySpec) -> None:
@@ -106,9 +107,20 @@ class ClaimInterest:
         self.targets.pop(uid, None)
         self.listed.pop(uid, None)
 
-    def remember_listed(self, uid: str, status: Mapping[str, Any]) -> None:
-        """The claims `status.disks` lists after a reconcile of the policy."""
-        self.listed[uid] = frozenset(str(e.get("claim")) for e in status.get("disks") or [] if isinstance(e, Mapping))
+    def remember_listed(self, uid: str, status: Mapping[str, Any], claims: ClaimView | None = None) -> None:
+        """The claims `status.disks` lists after a reconcile of the policy, and those it leaves out (from `claims`).
+
+        The claims left out are every claim the target covers now: named only in the view, never in the status.
+        """
+        listed = {str(e.get("claim")) for e in status.get("disks") or [] if isinstance(e, Mapping)}
+        target = self.targets.get(uid)
+        if status.get("disksNotShown") and claims is not None and target is not None:
+            for body in claims.claims(target.namespace):
+                meta = body.get("metadata") or {}
+                name, labels = str(meta.get("name")), meta.get("labels") or {}
+                if name == target.name or (target.selector is not None and target.selector.matches(labels)):
+                    listed.add(name)
+        self.listed[uid] = frozenset(listed)
 
     def covering(self, namespace: str, name: str, labels: Mapping[str, str] | None) -> list[str]:
         """The policies whose target covers the claim `namespace/name` (labels None: the claim is not known)."""

@@ -5,7 +5,8 @@ the disk's lock, budgets and limits) as a policy of its own whose spec names the
 for it in its `status.disks` entry. A claim that names no Azure disk gets an `Unresolved` entry with the reason.
 A claim that went away (or no longer matches) keeps its entry while the policy holds snapshots of its disk: no new
 snapshot is taken, and the old ones are kept, or retired by retention under `onSourceDiskDelete: ApplyRetention`
-(never the newest good one, a held one or one `minKeep` keeps), as for a deleted disk.
+(never the newest good one, a held one or one `minKeep` keeps), as for a deleted disk; a disk `status.disks` left
+out is found again by the policy's snapshots for that (`reconciler/gone_disks.py`).
 
 The policy is Ready when it serves at least one disk and every disk it serves is; a served disk Retrying or
 Stalled makes the policy so (the worst wins). Claims that name no disk do not change that: their entries say why.
@@ -21,19 +22,21 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
 from azsnap.clock import Clock
+from azsnap.cloud.errors import CloudError
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain.conditions import Health, HealthState
 from azsnap.domain.copy_status import disk_copies, sum_copies
-from azsnap.domain.disk_accounts import account_key, decode_accounts, encode_accounts
-from azsnap.domain.models import DeletionPolicy, DiskRef, OnSourceDiskDelete, Policy, SnapshotPolicyStatus
+from azsnap.domain.disk_accounts import encode_accounts
+from azsnap.domain.models import DeletionPolicy, DiskRef, Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Limits
 from azsnap.domain.schedule import validate_schedule
 from azsnap.domain.targets import ClaimView, DiskEntry, bounded_entries
 from azsnap.domain.volumes import ClaimDisk, ClaimProblem, resolve_targets
 from azsnap.reconciler.accounting import combined_restore_points, schedule_changed, schedule_summary
 from azsnap.reconciler.act import iso
+from azsnap.reconciler.gone_disks import GoneDisks, owned_disks
+from azsnap.reconciler.hidden_disks import incarnation_events, remembered
 from azsnap.reconciler.observe import Observer
-from azsnap.reconciler.orphans import disk_missing
 from azsnap.reconciler.report import Event, FinalizeReport, StatusReport
 from azsnap.reconciler.verdicts import Verdicts
 
@@ -44,6 +47,8 @@ MAX_EVENTS: Final = 10
 #: A policy's disks reconciled at once (the pacer still spreads their Azure calls over the budget).
 MAX_CONCURRENT_DISKS: Final = 8
 _MESSAGE: Final = 1024
+#: Events every disk posts in a normal round: the first left out when a reconcile has more than `MAX_EVENTS`.
+_ROUTINE: Final = frozenset({"SnapshotCreated", "SnapshotDeleted"})
 
 
 class DiskFlow(Protocol):
@@ -93,6 +98,8 @@ class ClaimReconciler:
         self.disk_flow = disk_flow
         self.cloud, self.clock, self.observer = cloud, clock, observer
         self.verdicts, self.limits, self.stalled_recheck = verdicts, limits, stalled_recheck
+        recheck = int(stalled_recheck.total_seconds() // 60)
+        self.gone = GoneDisks(cloud, clock, observer, verdicts, limits, recheck)
 
     async def reconcile(
         self,
@@ -117,17 +124,15 @@ class ClaimReconciler:
             )
             return self.verdicts.stalled("ClaimsUnavailable", message, now, base)
         resolved = resolve_targets(policy.spec, policy.ref.namespace, claims)
-        before = {e.claim: e for e in status.disks or []}
-        # A disk `status.disks` left out goes on from its compact account, so its missed slots are still counted.
-        accounts = decode_accounts(status.disk_accounts)
-        for t in resolved:
-            account = None if t.disk_id is None else accounts.get(account_key(t.disk_id))
-            if account is not None and t.disk_id is not None and _short(t.claim) not in before:
-                before[_short(t.claim)] = account.entry(_short(t.claim), t.disk_id)
+        # A disk `status.disks` left out goes on from its compact account (missed slots, incarnation), and one whose
+        # claim went away is found again by the policy's snapshots.
+        memory = await remembered(self.observer, policy, status, resolved)
+        before = memory.before
         served: list[_Served] = []
         entries: list[DiskEntry] = []
         problems: list[ClaimDisk] = []
         gone_events: list[Event] = []
+        gone_fields: list[dict[str, Any]] = []
         disks = [t for t in resolved if t.disk_id is not None]
         gate = asyncio.Semaphore(MAX_CONCURRENT_DISKS)
 
@@ -141,12 +146,13 @@ class ClaimReconciler:
         # The disks of one policy fall due together: reconciled side by side, they share one list of the
         # subscription (a list is fresh for 30 s) where one after the other they would outlast it.
         reports = dict(zip((t.claim for t in disks), await asyncio.gather(*(one(t) for t in disks)), strict=True))
+        gone_events += incarnation_events(memory.accounts, reports)
         for target in resolved:
             name, previous = _short(target.claim), before.get(_short(target.claim))
             if target.disk_id is None:
                 problems.append(target)
                 if target.problem is ClaimProblem.CLAIM_NOT_FOUND and previous and previous.disk and previous.count:
-                    entries.append(await self._gone(policy, status, previous, gone_events))
+                    entries.append(await self._gone(policy, status, previous, gone_events, gone_fields))
                     continue
                 entries.append(_unresolved(name, previous, target.problem, target.message))
                 continue
@@ -156,8 +162,9 @@ class ClaimReconciler:
         current = {_short(t.claim) for t in resolved}
         for name, previous in before.items():
             if name not in current and previous.disk and (previous.count or 0) > 0:
-                entries.append(await self._gone(policy, status, previous, gone_events))
-        return self._aggregate(policy, status, base, resolved, served, problems, entries, gone_events, now)
+                entries.append(await self._gone(policy, status, previous, gone_events, gone_fields))
+        gone = (gone_events, gone_fields, memory.carried)
+        return self._aggregate(policy, status, base, resolved, served, problems, entries, gone, now)
 
     async def finalize(
         self,
@@ -166,12 +173,17 @@ class ClaimReconciler:
         claims: ClaimView | None,
         finalize_disk: Callable[[Policy], Awaitable[FinalizeReport]],
     ) -> FinalizeReport:
-        """The policy's deletion, disk by disk: its claims' disks now and those its status remembers."""
+        """The policy's deletion, disk by disk: every disk its claims, its status or its snapshots' tags name."""
         if policy.spec.deletion_policy is DeletionPolicy.RETAIN:
             return FinalizeReport(True, "deletionPolicy is Retain: the snapshots stay, with their ownership tags")
         known = [e.disk for e in status.disks or [] if e.disk]
         if claims is not None:
             known += [t.disk_id for t in resolve_targets(policy.spec, policy.ref.namespace, claims) if t.disk_id]
+        try:  # every disk the policy snapshotted, listed in status.disks or not: its snapshots' tags tell
+            known += await owned_disks(self.observer, policy.ref, known, policy.spec.snapshot.resource_group)
+        except CloudError as exc:
+            retry = self.verdicts.retry_delay(exc)
+            return FinalizeReport(False, f"Azure answered {exc.message}; retrying", retry_after=retry)
         disks = list({d.lower(): d for d in known}.values())
         deleted: list[str] = []
         events: list[Event] = []
@@ -187,39 +199,17 @@ class ClaimReconciler:
         return FinalizeReport(True, message, tuple(deleted), events=tuple(_bounded_events(events)))
 
     async def _gone(
-        self, policy: Policy, status: SnapshotPolicyStatus, previous: DiskEntry, events: list[Event]
+        self,
+        policy: Policy,
+        status: SnapshotPolicyStatus,
+        previous: DiskEntry,
+        events: list[Event],
+        fields: list[dict[str, Any]],
     ) -> DiskEntry:
         """A claim no longer targeted: no new snapshot; its disk's snapshots kept (or retired by ApplyRetention)."""
-        assert previous.disk is not None  # the caller keeps only entries with a disk
-        report = await disk_missing(
-            disk_policy(policy, previous.disk),
-            _disk_status(status, previous),
-            {},
-            cloud=self.cloud,
-            clock=self.clock,
-            observer=self.observer,
-            verdicts=self.verdicts,
-            limits=self.limits,
-            recheck_minutes=int(self.stalled_recheck.total_seconds() // 60),
-        )
-        events.extend(e for e in report.events if e.reason != "DiskNotFound")
-        kept = int(report.status.get("snapshotCount", previous.count or 0))
-        if policy.spec.on_source_disk_delete is OnSourceDiskDelete.APPLY_RETENTION:
-            then = "deletes them by retention, never the newest good one, a held one or one minKeep keeps"
-        else:
-            then = "keeps them all (onSourceDiskDelete: Keep) until the policy is deleted"
-        message = (
-            f"PersistentVolumeClaim {policy.ref.namespace}/{previous.claim} is gone or no longer selected: azsnap takes "
-            f"no new snapshot of disk {previous.disk} and holds {kept} snapshot(s) of it; it {then}."
-        )
-        return previous.model_copy(
-            update={
-                "state": "Unresolved",
-                "reason": ClaimProblem.CLAIM_NOT_FOUND.value,
-                "message": message,
-                "count": kept,
-            }
-        )
+        entry, disk_fields = await self.gone.entry(policy, status, previous, events)
+        fields.append(disk_fields)
+        return entry
 
     def _aggregate(
         self,
@@ -230,18 +220,21 @@ class ClaimReconciler:
         served: Sequence[_Served],
         problems: Sequence[ClaimDisk],
         entries: list[DiskEntry],
-        gone_events: list[Event],
+        gone: tuple[list[Event], list[dict[str, Any]], tuple[str, ...]],
         now: datetime,
     ) -> StatusReport:
+        gone_events, gone_fields, carried = gone
         shown, hidden = bounded_entries(entries)
         in_view = {id(e) for e in shown}
         accounts = encode_accounts(e for e in entries if id(e) not in in_view)
+        if carried:  # Azure could not tell the disks of these accounts this time: they are kept for the next
+            accounts = sorted({*(accounts or ()), *carried})
         ready = sum(1 for s in served if s.report.health.state is HealthState.READY)
         reports = [s.report for s in served]
         missed = tuple(sorted(slot for r in reports for slot in r.missed_slots))
         fields: dict[str, Any] = {
             **base,
-            **_sums(policy, status, reports, entries, missed),
+            **_sums(policy, status, reports, entries, missed, gone_fields),
             "diskName": _disk_name(served) if policy.spec.volume_claim is not None else None,
             "disks": [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in shown],
             "disksNotShown": hidden,
@@ -365,9 +358,14 @@ def _sums(
     reports: Sequence[StatusReport],
     entries: Sequence[DiskEntry],
     missed: Sequence[datetime],
+    gone_fields: Sequence[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The policy-wide fields: totals, the newest snapshot, and the oldest of each disk's marks (for health)."""
+    """The policy-wide fields: totals, the newest snapshot, and the oldest of each disk's marks (for health).
+
+    A gone claim's disk counts in what the policy holds (`snapshotCount`, `earlierIncarnations`, `restorePoints`).
+    """
     fields = [r.status for r in reports]
+    holding = [*fields, *gone_fields]
     copies = (e.copies for e in entries)
     lasts = [f["lastSnapshot"] for f in fields if f.get("lastSnapshot")]
     newest = max(lasts, key=lambda s: (s.get("createdTime") or "", s.get("name") or ""), default=None)
@@ -383,11 +381,11 @@ def _sums(
         "nextSnapshotTime": oldest("nextSnapshotTime"),
         "slotsAccountedUntil": oldest("slotsAccountedUntil") or iso(status.slots_accounted_until),
         "snapshotCount": sum(e.count or 0 for e in entries),
-        "earlierIncarnations": sum(int(f.get("earlierIncarnations") or 0) for f in fields),
+        "earlierIncarnations": sum(int(f.get("earlierIncarnations") or 0) for f in holding),
         "diskSnapshotLimit": None if not fields else max(int(f.get("diskSnapshotLimit") or 0) for f in fields) or None,
         "missedSlots": (status.missed_slots or 0) + len(missed),
         "pendingDeletions": sum(int(f.get("pendingDeletions") or 0) for f in fields),
-        "restorePoints": combined_restore_points(fields),
+        "restorePoints": combined_restore_points(holding),
         "lastOnDemandToken": tokens.pop() if len(tokens) == 1 and None not in tokens else status.last_on_demand_token,
     }
     # A field no disk reported this time (Azure failed for all of them) keeps what the status holds.
@@ -405,6 +403,8 @@ def _disk_name(served: Sequence[_Served]) -> str | None:
 def _bounded_events(events: list[Event]) -> list[Event]:
     if len(events) <= MAX_EVENTS:
         return events
+    # Warnings first, then the rarer news (a recreated disk, a gone claim's), the many creates and deletes last.
+    events = sorted(events, key=lambda e: (e.type != "Warning", e.reason in _ROUTINE))
     left = len(events) - (MAX_EVENTS - 1)
     summary = Event("Normal", "MoreEvents", f"{left} more event(s) of this reconcile are not posted; see status.disks.")
     return [*events[: MAX_EVENTS - 1], summary]

@@ -25,6 +25,7 @@ from azsnap.domain.explain import Explanation, RestorePoints, explain, restore_p
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, OnSourceDiskDelete, Policy, PolicyRef, parse_disk_id
 from azsnap.domain.observed import Disk, Limits, Snapshot
 from azsnap.domain.validation import format_errors, validate_manifest
+from azsnap.reconciler.gone_disks import left_out_disks
 from azsnap.reconciler.observe import Observer
 from azsnap.settings import ENV_PREFIX, CredentialMode, Settings, SettingsError
 from azsnap.tools.cluster import ClusterError, Selection, connect
@@ -92,6 +93,8 @@ async def gather(
             rows.append(PolicySnapshots(namespace, name, disk_id, problem=problem))
             continue
         targets = disk_targets(obj, policy)
+        if policy.spec.disk is None and targets:
+            targets += await left_out_disks(observer, policy, [disk for _, disk in targets])
         if not targets:
             rows.append(PolicySnapshots(namespace, name, "", problem="no disk found through its claims yet"))
         for claim, disk_id in targets:
@@ -102,8 +105,9 @@ async def gather(
 def disk_targets(obj: Mapping[str, Any], policy: Policy) -> list[tuple[str | None, str]]:
     """(claim, disk ARM ID) of each disk the policy snapshots: its `spec.disk`, else its claims' disks in status.
 
-    A policy that targets claims records every disk it holds snapshots of in `status.disks`, claims that went
-    away included; reading them there needs no access to the claims.
+    A policy that targets claims records the disks it holds snapshots of in `status.disks`, claims that went
+    away included; reading them there needs no access to the claims. It lists at most 50: `gather` finds the
+    others by the policy's tags on its snapshots.
     """
     if policy.spec.disk is not None:
         return [(None, policy.spec.disk.id)]

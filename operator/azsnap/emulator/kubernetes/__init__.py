@@ -6,11 +6,15 @@ routing and implements, checked against answers recorded from a real kube-apiser
 
 - CRD registration with the server's rules (`crd_rules`): structural schemas (a type on every node, root
   `metadata` only constraining name/generateName, `additionalProperties` beside `properties`,
-  `x-kubernetes-*` consistency, defaults valid and not pruned, RE2 patterns, CEL rules compiled against the schema
-  and a cost check), printer columns, scale paths, names, one storage version, an immutable scope;
+  `x-kubernetes-*` consistency, defaults valid and not pruned, RE2 patterns; CEL rules (`crd_cel`) compiled
+  against the schema with their message, messageExpression, reason and fieldPath checked, `oldSelf` refused under
+  a list that is not a map list, `optionalOldSelf` only beside `oldSelf`, and each rule's estimated cost and their
+  total held to the server's limits (`cel_cost`)), printer columns, scale paths, names, one storage version, an
+  immutable scope;
 - custom resources written as the server writes them (`admission`, `schema`, `cel`): kind checked, unknown fields
   pruned with a `Warning` (or a 400 under `fieldValidation=Strict`), defaults applied, schema and CEL violations
-  refused with a 422 and the server's causes (including the `<nil>` cause when CEL rules were skipped);
+  refused with a 422 and the server's causes (including the `<nil>` cause when CEL rules were skipped); on an
+  update, transition rules compare with the stored object and a rule that fails on an unchanged value only warns;
 - a global `resourceVersion` (starting at 1000, so `resourceVersion=1` is too old) bumped on every write; lists
   in key order; watches resume from a version, answer a too-old one with 200 and an `ERROR` event (410 Expired),
   and send a `BOOKMARK` shortly before `timeoutSeconds` once the store moved past the last event;

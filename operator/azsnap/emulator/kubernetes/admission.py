@@ -120,9 +120,19 @@ def _schema(crd: Mapping[str, Any], version: str) -> Mapping[str, Any]:
 
 
 def admit_custom(
-    crd: Mapping[str, Any], version: str, obj: dict[str, Any], *, field_validation: str, warnings: list[str]
+    crd: Mapping[str, Any],
+    version: str,
+    obj: dict[str, Any],
+    *,
+    field_validation: str,
+    warnings: list[str],
+    old: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The object as the server stores it (pruned, defaulted), or a `Status` error; warnings are appended."""
+    """The object as the server stores it (pruned, defaulted), or a `Status` error; warnings are appended.
+
+    `old` is the stored object on an update: transition rules compare with it, and rules that fail on a value
+    it already had only warn (validation ratcheting).
+    """
     names = (crd.get("spec") or {}).get("names") or {}
     group = str((crd.get("spec") or {}).get("group", ""))
     kind, name = str(names.get("kind", "")), str((obj.get("metadata") or {}).get("name", ""))
@@ -149,7 +159,8 @@ def admit_custom(
     if skips_rules(causes):
         causes.append(SKIPPED_RULES)
     else:
-        causes.extend(rule_causes(body_schema, body))
+        before = None if old is None else {k: v for k, v in old.items() if k not in _TYPE_FIELDS}
+        causes.extend(rule_causes(body_schema, body, "", before, warnings=warnings, ratchet=before == body))
     if causes:
         raise invalid(kind, group, name, causes)
     return {**{k: obj[k] for k in _TYPE_FIELDS if k in obj}, **body}

@@ -1,31 +1,72 @@
 """CEL validation rules (`x-kubernetes-validations`): compiled against the schema at registration, run on writes.
 
-Compilation checks the syntax and that every `self.a.b` field a rule names is in the schema, as the server's
-type-checker does. The cost estimate is a narrow stand-in for the server's: a rule that nests comprehensions over
-a list or map with no `maxItems`/`maxProperties` is refused as over budget (the server's estimate for it is
-millions of times the limit); simpler rules pass.
+Compilation checks the syntax, that every `self.a.b` (and `oldSelf.a.b`) field a rule names is in the schema, and
+the result type where the expression shows it, as the server's type-checker does. A rule that names `oldSelf` is a
+transition rule: on an update it runs only where the old object has a value to compare (object fields, map values,
+items of `x-kubernetes-list-type: map` lists matched by their keys), never on a create, unless it sets
+`optionalOldSelf`, when `oldSelf` is an optional (`hasValue()`, `value()`, `orValue()`) and the rule runs always.
+A failed rule answers with its `messageExpression` (when it evaluates to one line of text), its `message` or
+`failed rule: <rule>`, as its `reason` (FieldValueInvalid unless set), on `fieldPath` below the rule's node. Like
+the server (validation ratcheting), an update does not fail a rule that is not a transition rule on a value that
+did not change: the failure becomes a warning.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any, Final
 
 import celpy
 import lark
+from celpy import celtypes
 from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
+from celpy.evaluation import CELEvalError
 
+from azsnap.emulator.kubernetes.paths import normalized_field_path
 from azsnap.emulator.kubernetes.schema import Cause
 
-__all__ = ["CelCompileError", "compile_rule", "estimated_over_budget", "rule_causes"]
+__all__ = ["CelCompileError", "compile_rule", "output_kind", "parse_rule", "rule_causes", "uses_old_self"]
 
-_MACROS: Final = frozenset({"all", "exists", "exists_one", "map", "filter"})
+_MESSAGE_LIMIT: Final = 5 * 1024
+_PASS_THROUGH: Final = frozenset(
+    {"expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication", "unary", "member", "primary"}
+)
+_BOOL_METHODS: Final = frozenset(
+    {"all", "exists", "exists_one", "startsWith", "endsWith", "contains", "matches", "hasValue", "isSorted"}
+)
+_LITERALS: Final = {"STRING_LIT": "string", "MLSTRING_LIT": "string", "INT_LIT": "int", "UINT_LIT": "uint",
+                    "FLOAT_LIT": "double", "BOOL_LIT": "bool", "BYTES_LIT": "bytes", "NULL_LIT": "null"}  # fmt: skip
 
 
 class CelCompileError(ValueError):
     """A rule that does not compile; the message is shaped like the server's (`ERROR: <input>:1:5: ...`)."""
+
+
+class _Optional:
+    """CEL's `optional_type`: what `oldSelf` is for a rule with `optionalOldSelf: true`."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _has_value(opt: _Optional) -> celtypes.BoolType:
+    return celtypes.BoolType(opt.value is not None)
+
+
+def _value(opt: _Optional) -> Any:
+    if opt.value is None:
+        raise ValueError("optional.none() dereference")
+    return opt.value
+
+
+def _or_value(opt: _Optional, default: Any) -> Any:
+    return default if opt.value is None else opt.value
+
+
+_OPTIONAL_FUNCTIONS: Final[dict[str, Any]] = {"hasValue": _has_value, "value": _value, "orValue": _or_value}
 
 
 def _pointer(rule: str, column: int) -> str:
@@ -33,7 +74,8 @@ def _pointer(rule: str, column: int) -> str:
 
 
 @cache
-def _parse(rule: str) -> lark.Tree[Any]:
+def parse_rule(rule: str) -> lark.Tree[Any]:
+    """The rule's syntax tree, or `CelCompileError` with the server's syntax error."""
     env = celpy.Environment()
     try:
         tree = env.compile(rule)
@@ -51,8 +93,16 @@ def _first_line(exc: Exception) -> str:
     return "unexpected input" if not text else "mismatched input" if len(text) > 1 else text[0]
 
 
-def _self_paths(tree: lark.Tree[Any]) -> Iterator[tuple[list[str], int]]:
-    """Every `self.a.b...` chain in the rule, with the column of its first field."""
+def _root_name(node: Any) -> str | None:
+    while isinstance(node, lark.Tree) and node.data in ("member", "primary"):
+        node = node.children[0] if node.children else None
+    if isinstance(node, lark.Tree) and node.data == "ident":
+        return str(node.children[0])
+    return None
+
+
+def _variable_paths(tree: lark.Tree[Any], variable: str) -> Iterator[tuple[list[str], int]]:
+    """Every `<variable>.a.b...` chain in the rule, with the column of its first field."""
     for node in tree.iter_subtrees():
         if node.data != "member_dot":
             continue
@@ -61,70 +111,207 @@ def _self_paths(tree: lark.Tree[Any]) -> Iterator[tuple[list[str], int]]:
         while isinstance(current, lark.Tree) and current.data == "member_dot":
             chain.insert(0, str(current.children[1]))
             current = current.children[0]
-        while isinstance(current, lark.Tree) and current.data in ("member", "primary"):
-            current = current.children[0] if current.children else None
-        if isinstance(current, lark.Tree) and current.data == "ident" and str(current.children[0]) == "self":
+        if _root_name(current) == variable:
             token = node.children[1]
             yield chain, int(getattr(token, "column", 2) or 2) - 1  # CEL points at the `.` selecting the field
 
 
-def compile_rule(rule: str, schema: Mapping[str, Any]) -> None:
+def uses_old_self(rule: str) -> bool:
+    """Whether the rule names `oldSelf` (a transition rule)."""
+    tree = parse_rule(rule)
+    return any(node.data == "ident" and str(node.children[0]) == "oldSelf" for node in tree.iter_subtrees())
+
+
+def compile_rule(rule: str, schema: Mapping[str, Any], *, optional_old_self: bool = False) -> None:
     """Raise `CelCompileError` when the rule does not parse or names a field the schema does not have."""
-    tree = _parse(rule)
+    tree = parse_rule(rule)
+    variables = ("self",) if optional_old_self else ("self", "oldSelf")  # an optional has no fields to check
     seen: set[tuple[str, ...]] = set()
-    for chain, column in _self_paths(tree):
-        if tuple(chain) in seen:
-            continue
-        seen.add(tuple(chain))
-        node: Mapping[str, Any] = schema
-        for name in chain:
-            props = node.get("properties")
-            if node.get("x-kubernetes-preserve-unknown-fields") or not isinstance(props, Mapping):
-                break
-            if name not in props:
-                raise CelCompileError(f"ERROR: <input>:1:{column}: undefined field '{name}'{_pointer(rule, column)}")
-            node = props[name]
+    for variable in variables:
+        for chain, column in _variable_paths(tree, variable):
+            if tuple(chain) in seen:
+                continue
+            seen.add(tuple(chain))
+            node: Mapping[str, Any] = schema
+            for name in chain:
+                props = node.get("properties")
+                if node.get("x-kubernetes-preserve-unknown-fields") or not isinstance(props, Mapping):
+                    break
+                if name not in props:
+                    raise CelCompileError(
+                        f"ERROR: <input>:1:{column}: undefined field '{name}'{_pointer(rule, column)}"
+                    )
+                node = props[name]
 
 
-def _macro_depth(tree: Any) -> int:
-    if not isinstance(tree, lark.Tree):
-        return 0
-    inner = max((_macro_depth(child) for child in tree.children), default=0)
-    is_macro = tree.data == "member_dot_arg" and len(tree.children) > 1 and str(tree.children[1]) in _MACROS
-    return inner + (1 if is_macro else 0)
+def output_kind(rule: str) -> str | None:
+    """The expression's result type where its shape shows it (bool, string, int, list...), None when it does not."""
+    return _kind(parse_rule(rule))
 
 
-def estimated_over_budget(rule: str, schema: Mapping[str, Any]) -> bool:
-    """Nested comprehensions over an unbounded list or map (see the module docstring)."""
-    unbounded = (schema.get("type") == "array" and "maxItems" not in schema) or (
-        schema.get("type") == "object" and "additionalProperties" in schema and "maxProperties" not in schema
-    )
-    return unbounded and _macro_depth(_parse(rule)) >= 2
+def _kind(node: Any) -> str | None:
+    while isinstance(node, lark.Tree) and node.data in _PASS_THROUGH and len(node.children) == 1:
+        node = node.children[0]
+    if not isinstance(node, lark.Tree):
+        return None
+    if node.data == "expr" and len(node.children) == 3:  # the conditional: both branches agree or it is unknown
+        then, other = _kind(node.children[1]), _kind(node.children[2])
+        return then if then == other else None
+    if node.data in ("conditionalor", "conditionaland") or node.data.startswith("relation_"):
+        return "bool"
+    if node.data == "unary" and len(node.children) == 2 and isinstance(node.children[0], lark.Tree):
+        return "bool" if node.children[0].data == "unary_not" else _kind(node.children[1])
+    if node.data == "literal":
+        return _LITERALS.get(str(getattr(node.children[0], "type", "")))
+    if node.data == "addition_add":
+        left, right = _kind(node.children[0]), _kind(node.children[1])
+        return left if left == right or right is None else right if left is None else None
+    if node.data in ("list_lit", "map_lit"):
+        return node.data.removesuffix("_lit")
+    if node.data == "ident_arg":
+        return "bool" if str(node.children[0]) == "has" else "int" if str(node.children[0]) == "size" else None
+    if node.data == "member_dot_arg":
+        method = str(node.children[1])
+        return "bool" if method in _BOOL_METHODS else "int" if method == "size" else None
+    return None
 
 
 @cache
 def _program(rule: str) -> celpy.Runner:
     env = celpy.Environment()
-    return env.program(_parse(rule))
+    return env.program(parse_rule(rule), functions=_OPTIONAL_FUNCTIONS)
 
 
-def rule_causes(schema: Mapping[str, Any], value: Any, path: str = "") -> list[Cause]:
-    """Run every rule on the parts of `value` it is attached to; a failed rule gives its message."""
+def _evaluate(rule: str, activation: dict[str, Any]) -> tuple[Any, str | None]:
+    """The result, or the error the server would name (`no such key: x`, `optional.none() dereference`...)."""
+    result: Any
+    try:
+        result = _program(rule).evaluate(activation)
+    except CELEvalError as exc:
+        result = exc
+    if not isinstance(result, CELEvalError):
+        return result, None
+    text = str(result.args[0]) if result.args else str(result)
+    cause = result.args[2] if len(result.args) > 2 else None
+    if text.startswith("no such member in mapping: "):
+        return None, f"no such key: {text.removeprefix('no such member in mapping: ').strip(chr(39))}"
+    if isinstance(cause, tuple) and cause:
+        return None, str(cause[0])
+    return None, text
+
+
+def _message(rule: Mapping[str, Any], activation: dict[str, Any]) -> str:
+    """The failure's detail: the messageExpression's text when it gives one line, else the message."""
+    expression = str(rule.get("messageExpression") or "").strip()
+    if expression:
+        result, error = _evaluate(expression, activation)
+        if error is None and isinstance(result, str):
+            text = str(result).strip()
+            if text and "\n" not in text and len(text) <= _MESSAGE_LIMIT:
+                return text
+    return _rule_text(rule) if not str(rule.get("message") or "").strip() else str(rule["message"]).strip()
+
+
+def _rule_text(rule: Mapping[str, Any]) -> str:
+    message = str(rule.get("message") or "").strip()
+    return message if message else f"failed rule: {str(rule.get('rule', '')).strip()}"
+
+
+def _cause(reason: str | None, field: str, value: Any, detail: str) -> Cause:
+    """The field error the rule's reason asks for (`value` None: an object or list, whose value is not printed)."""
+    shown = "" if value is None else f"{_go(value)}"
+    if reason == "FieldValueForbidden":
+        return Cause(reason, f"Forbidden: {detail}", field)
+    if reason == "FieldValueRequired":
+        return Cause(reason, f"Required value: {detail}", field)
+    if reason == "FieldValueDuplicate":
+        return Cause(reason, f"Duplicate value: {shown}" if shown else "Duplicate value", field)
+    return Cause(
+        "FieldValueInvalid", f"Invalid value: {shown}: {detail}" if shown else f"Invalid value: {detail}", field
+    )
+
+
+def _go(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _node_causes(
+    schema: Mapping[str, Any], value: Any, old: Any, path: str, ratchet: bool, warnings: list[str]
+) -> list[Cause]:
     causes: list[Cause] = []
-    if value is None:
-        return causes
+    field = path or "<nil>"
+    kind = str(schema.get("type", ""))
     for rule in schema.get("x-kubernetes-validations") or []:
-        result = _program(str(rule["rule"])).evaluate({"self": json_to_cel(value)})
-        if not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
-            message = rule.get("message") or f"failed rule: {rule['rule']}"
-            causes.append(Cause("FieldValueInvalid", f"Invalid value: {message}", path or "<nil>"))
+        text = str(rule.get("rule", "")).strip()
+        if not text:
+            continue
+        transition, optional = uses_old_self(text), bool(rule.get("optionalOldSelf"))
+        if transition and old is None and not optional:
+            continue  # a transition rule runs only where there is an old value to compare
+        activation: dict[str, Any] = {"self": json_to_cel(value)}
+        if old is not None:
+            activation["oldSelf"] = json_to_cel(old)
+        run = {**activation, "oldSelf": _Optional(activation.get("oldSelf"))} if optional else activation
+        result, error = _evaluate(text, run)
+        if error is not None:
+            detail = f"{error} evaluating rule: {_rule_text(rule).removeprefix('failed rule: ')}"
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {_go(kind)}: {detail}", field))
+            continue
+        if isinstance(result, celtypes.BoolType) and bool(result):
+            continue
+        relative = normalized_field_path(str(rule.get("fieldPath") or ""), schema)
+        at = f"{path}.{relative}" if path and relative else relative or field
+        shown = None if kind in ("object", "array") else value
+        cause = _cause(rule.get("reason"), at, shown, _message(rule, activation))
+        if ratchet and not transition:
+            warnings.append(f"{cause.field}: {cause.message}")  # an unchanged value is not failed again
+        else:
+            causes.append(cause)
+    return causes
+
+
+def _map_list(schema: Mapping[str, Any], old: Any) -> dict[tuple[Any, ...], Any]:
+    """The old items of a `map` list by their keys (other lists correlate nothing)."""
+    if schema.get("x-kubernetes-list-type") != "map" or not isinstance(old, list):
+        return {}
+    keys = list(schema.get("x-kubernetes-list-map-keys") or [])
+    return {tuple(i.get(k) for k in keys): i for i in old if isinstance(i, Mapping)}
+
+
+def rule_causes(
+    schema: Mapping[str, Any],
+    value: Any,
+    path: str = "",
+    old: Any = None,
+    *,
+    warnings: list[str] | None = None,
+    ratchet: bool = False,
+) -> list[Cause]:
+    """Run every rule on the parts of `value` it is attached to (`old`: the stored value, for an update).
+
+    `ratchet` says whether the nearest part of the object that has an old value is unchanged; failures of rules
+    that are not transition rules are then appended to `warnings` instead.
+    """
+    warned = warnings if warnings is not None else []
+    if value is None:
+        return []
+    causes = _node_causes(schema, value, old, path, ratchet, warned)
     if isinstance(value, Mapping):
         props, extra = schema.get("properties") or {}, schema.get("additionalProperties")
+        olds = old if isinstance(old, Mapping) else {}
         for key, item in value.items():
             sub = props.get(key, extra if isinstance(extra, Mapping) else None)
             if isinstance(sub, Mapping):
-                causes.extend(rule_causes(sub, item, f"{path}.{key}" if path else key))
+                before = olds.get(key)
+                same = before == item if before is not None else ratchet
+                sub_path = f"{path}.{key}" if path else key
+                causes.extend(rule_causes(sub, item, sub_path, before, warnings=warned, ratchet=same))
     elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        items, keys = schema["items"], list(schema.get("x-kubernetes-list-map-keys") or [])
+        olds_by_key = _map_list(schema, old)
         for index, item in enumerate(value):
-            causes.extend(rule_causes(schema["items"], item, f"{path}[{index}]"))
+            key = tuple(item.get(k) for k in keys) if isinstance(item, Mapping) else None
+            before = olds_by_key.get(key) if key is not None else None
+            same = before == item if before is not None else ratchet
+            causes.extend(rule_causes(items, item, f"{path}[{index}]", before, warnings=warned, ratchet=same))
     return causes

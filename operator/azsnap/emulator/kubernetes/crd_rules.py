@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
-from azsnap.emulator.kubernetes.cel import CelCompileError, compile_rule, estimated_over_budget
+from azsnap.emulator.kubernetes.crd_cel import validation_rule_causes
 from azsnap.emulator.kubernetes.schema import Cause, prune, validate_value
 
 __all__ = ["Cause", "crd_causes", "crd_warnings"]
@@ -132,7 +132,6 @@ def _walk(node: Mapping[str, Any], path: str, level: str) -> Iterator[tuple[str,
 
 def _schema_causes(schema: Mapping[str, Any], root: str) -> list[Cause]:
     causes = _metadata_causes(schema, root)
-    cost_paths: list[str] = []
     for path, node, level in _walk(schema, root, "root"):
         untyped = not node.get("type") and not any(
             node.get(f"x-kubernetes-{flag}")
@@ -165,35 +164,7 @@ def _schema_causes(schema: Mapping[str, Any], root: str) -> list[Cause]:
                 causes.append(_invalid(f"{path}.default", default, "must not have unknown fields"))
             else:
                 causes.extend(Cause(c.reason, c.message, f"{path}.default") for c in validate_value(node, default, ""))
-        for number, rule in enumerate(node.get("x-kubernetes-validations") or []):
-            field = f"{path}.x-kubernetes-validations[{number}].rule"
-            try:
-                compile_rule(str(rule.get("rule", "")), node)
-            except CelCompileError as exc:
-                causes.append(_invalid(field, _GoRule(rule), f"compilation failed: {exc}"))
-                continue
-            if estimated_over_budget(str(rule.get("rule", "")), node):
-                cost_paths.append(field)
-    for field in cost_paths:
-        hint = "try simplifying the rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared"
-        causes.append(_forbidden(field, f"estimated rule cost exceeds budget by factor of more than 100x ({hint})"))
-        causes.append(
-            _forbidden(
-                field, "contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 schema"
-            )
-        )
-    if cost_paths:
-        causes.append(_forbidden(root, f"x-kubernetes-validations estimated rule cost total for entire OpenAPIv3 schema exceeds budget by factor of more than 100x ({hint})"))  # fmt: skip
-    return causes
-
-
-class _GoRule(dict[str, Any]):
-    """A validation rule as the server prints it in a compile error: the Go struct's fields."""
-
-    def __init__(self, rule: Mapping[str, Any]) -> None:
-        super().__init__(Rule=rule.get("rule", ""), Message=rule.get("message", ""),
-                         MessageExpression=rule.get("messageExpression", ""), Reason=rule.get("reason"),
-                         FieldPath=rule.get("fieldPath", ""), OptionalOldSelf=rule.get("optionalOldSelf"))  # fmt: skip
+    return [*causes, *validation_rule_causes(schema, root, causes)]
 
 
 def _metadata_causes(schema: Mapping[str, Any], root: str) -> list[Cause]:

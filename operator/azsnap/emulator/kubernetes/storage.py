@@ -77,7 +77,7 @@ class ApiStorage(ApiDiscovery):
         crd = self._crd_for(group, plural)
         if crd is None:
             return obj
-        return admit_custom(crd, version, obj, field_validation=field_validation, warnings=warnings)
+        return admit_custom(crd, version, obj, field_validation=field_validation, warnings=warnings, old=old)
 
     @staticmethod
     def _out(obj: Mapping[str, Any], group: str, version: str) -> dict[str, Any]:
