@@ -96,3 +96,45 @@ async def test_the_documented_policy_listing_and_claim_work_as_written(kube: Kub
     assert "persistentvolumeclaim/pg-data-0-from-snapshot created" in applied
     stored = kube.get("", "v1", "persistentvolumeclaims", "team-a", "pg-data-0-from-snapshot") or {}
     assert stored["spec"]["dataSource"] == claim["spec"]["dataSource"]
+
+
+@pytest.mark.parametrize(
+    ("plural", "spec", "refusal"),
+    [
+        ("volumesnapshots", {}, "spec.source: Required value"),
+        ("volumesnapshots", {"source": {"volumeSnapshotContentName": "c", "persistentVolumeClaimName": "p"}},
+         "exactly one of volumeSnapshotContentName and persistentVolumeClaimName must be set"),
+        ("volumesnapshots", {"source": {"volumeSnapshotContentName": "c"}, "volumeSnapshotClassName": ""},
+         "volumeSnapshotClassName must not be the empty string when set"),
+        ("volumesnapshotcontents", {"deletionPolicy": "Retain", "driver": "d", "source": {"snapshotHandle": "h"}},
+         "spec.volumeSnapshotRef: Required value"),
+        ("volumesnapshotcontents", {"deletionPolicy": "Keep", "driver": "d", "source": {"snapshotHandle": "h"},
+                                    "volumeSnapshotRef": {"name": "a", "namespace": "n"}},
+         'spec.deletionPolicy: Unsupported value: "Keep"'),
+        ("volumesnapshotcontents", {"deletionPolicy": "Retain", "driver": "d", "source": {},
+                                    "volumeSnapshotRef": {"name": "a", "namespace": "n"}},
+         "exactly one of volumeHandle and snapshotHandle must be set"),
+        ("volumesnapshotcontents", {"deletionPolicy": "Retain", "driver": "d", "source": {"snapshotHandle": "h"},
+                                    "volumeSnapshotRef": {"name": "a"}},
+         "spec.volumeSnapshotRef.namespace: Required value"),
+    ],
+)  # fmt: skip
+async def test_the_test_snapshot_crds_refuse_what_the_real_ones_refuse(
+    kube: KubeEmulator, plural: str, spec: dict[str, Any], refusal: str
+) -> None:
+    install_snapshot_crds(kube)
+    kind = "VolumeSnapshot" if plural == "volumesnapshots" else "VolumeSnapshotContent"
+    meta = {"name": "x", "namespace": "default"} if plural == "volumesnapshots" else {"name": "x"}
+    with pytest.raises(Exception, match=re.escape(refusal)):
+        kube.apply({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": kind, "metadata": meta, "spec": spec})
+
+
+async def test_a_published_pair_keeps_its_source_as_the_real_crds_keep_it(kube: KubeEmulator) -> None:
+    install_snapshot_crds(kube)
+    spec = {"deletionPolicy": "Retain", "driver": "disk.csi.azure.com", "source": {"snapshotHandle": "h"},
+            "volumeSnapshotRef": {"name": "x", "namespace": "default"}}  # fmt: skip
+    kube.apply({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent", "metadata": {"name": "x"},
+                "spec": spec})  # fmt: skip
+    with pytest.raises(Exception, match=r"Spec\.Source\.SnapshotHandle is immutable"):
+        kube.patch("snapshot.storage.k8s.io", "v1", "volumesnapshotcontents", None, "x",
+                   {"spec": {"source": {"snapshotHandle": "other"}}})  # fmt: skip
