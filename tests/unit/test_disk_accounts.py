@@ -19,6 +19,7 @@ from azsnap.domain.disk_accounts import (
     decode_accounts,
     encode_accounts,
     incarnation_digest,
+    request_digest,
 )
 from azsnap.domain.models import SnapshotPolicyStatus
 from azsnap.domain.targets import MAX_DISK_ENTRIES, DiskEntry
@@ -41,35 +42,52 @@ def test_an_account_is_small_and_reads_back_as_written() -> None:
             missed=4_000_000_000,
             slots_accounted_until=until,
             disk_unique_id=unique,
+            last_on_demand_token="2026-03-02T10:00",  # served by this disk, not yet by all
         ),
-        DiskEntry(claim="b", disk=disk.upper() + "X", state="Ready", slots_accounted_until=until),
+        DiskEntry(
+            claim="b",
+            disk=disk.upper() + "X",
+            state="Ready",
+            slots_accounted_until=until,
+            last_on_demand_token="2026-03-01",  # the policy's: nothing to keep
+        ),
         DiskEntry(claim="c", disk=disk + "-new", state="Ready"),  # not accounted yet: kept, so it can be found again
         DiskEntry(claim="d", state="Unresolved"),  # no disk: nothing to keep
     ]
-    accounts = encode_accounts(entries)
+    accounts = encode_accounts(entries, "2026-03-01")
     assert accounts is not None and len(accounts) == 3
     assert all(len(item) <= MAX_ITEM_LENGTH and len(json.dumps(item)) + 1 <= MAX_ACCOUNT_BYTES for item in accounts)
-    longest = f"{account_key(disk)}=1772449199/4000000000~{incarnation_digest(unique)}"
+    request = request_digest("2026-03-02T10:00")
+    longest = f"{account_key(disk)}=1772449199/4000000000~{incarnation_digest(unique)}!{request}"
     assert longest in accounts and len(longest) == MAX_ITEM_LENGTH
     decoded = decode_accounts(accounts)
-    assert decoded[account_key(disk)] == DiskAccount(until, 4_000_000_000, incarnation_digest(unique))
+    assert decoded[account_key(disk)] == DiskAccount(until, 4_000_000_000, incarnation_digest(unique), request)
+    # The request it served is the one asked for now: served already. Another one: not yet.
+    assert decoded[account_key(disk)].entry("a", disk, "2026-03-02T10:00").last_on_demand_token == "2026-03-02T10:00"
+    assert decoded[account_key(disk)].entry("a", disk, "2026-03-02T11:00").last_on_demand_token is None
     assert decoded[account_key(disk.upper() + "X")] == DiskAccount(until, 0)
     assert decoded[account_key(disk + "-new")] == DiskAccount(None, 0)
     assert decoded[account_key(disk)].is_new_incarnation(unique.upper()) is False  # Azure's IDs compare without case
     assert decoded[account_key(disk)].is_new_incarnation("another-unique-id") is True
     assert decoded[account_key(disk.upper() + "X")].is_new_incarnation(unique) is False  # nothing known to compare
     assert account_key(disk) == account_key(disk.upper())  # ARM IDs compare without case
-    unreadable = ["abc=x/1", "def=12/y", "=12", "0123456789ab=12~xyz", "0123456789ab=12~0123456789"]
+    unreadable = ["abc=x/1", "def=12/y", "=12", "0123456789ab=12~xyz", "0123456789ab=12~0123456789", "abc=1!xyz"]
     assert decode_accounts(unreadable) == {}  # unreadable: that disk starts afresh
     assert encode_accounts([entries[3]]) is None
 
 
 def test_the_crd_takes_the_accounts_and_refuses_anything_else() -> None:
     body = manifest(**SELECTOR)
-    items = ["0123456789ab=1772445599/3~89abcdef", "ba9876543210=1772445599", "ba9876543211=0~01234567"]
+    items = [
+        "0123456789ab=1772445599/3~89abcdef!01234567",
+        "ba9876543210=1772445599",
+        "ba9876543211=0~01234567",
+        "ba9876543212=1772445599!89abcdef",
+    ]
     body["status"] = {"diskAccounts": items}
     assert schema_errors(body) == []
-    for wrong in ("0123456789ab=yesterday", "0123456789ab:1772445599", "xyz=1772445599", "0123456789ab=1~89ABCDEF"):
+    wrongs = ("0123456789ab=yesterday", "0123456789ab:1772445599", "xyz=1772445599", "0123456789ab=1~89ABCDEF")
+    for wrong in (*wrongs, "0123456789ab=1!0123~89abcdef"):
         body["status"] = {"diskAccounts": [wrong]}
         assert schema_errors(body), wrong
 

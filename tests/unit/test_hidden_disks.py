@@ -19,6 +19,7 @@ from azsnap.domain.observed import Disk, Limits
 from azsnap.domain.targets import MAX_DISK_ENTRIES
 from azsnap.reconciler import Reconciler
 from azsnap.reconciler.claims import ClaimInterest, ClaimStore
+from azsnap.reconciler.core import ReconcilerConfig
 from azsnap.reconciler.report import Event
 from azsnap.tools.snapshots import gather
 
@@ -214,3 +215,21 @@ def test_a_claim_left_out_of_the_status_still_wakes_its_policy_when_relabelled_o
     assert interest.covering("shop", "web-0", {"app": "web"}) == []  # never its claim
     interest.remember_listed("sel", {"disks": [{"claim": "data-0", "state": "Ready"}]}, store)
     assert interest.covering("shop", "data-2", {"app": "other"}) == []  # nothing left out: the status says it all
+
+
+async def test_an_on_demand_request_is_served_once_by_a_disk_left_out_while_another_disk_cannot_serve_it() -> None:
+    clock = ManualClock(START)
+    cloud = MemoryCloud(clock)
+    store, disks = _claims(cloud)
+    for i in range(8):  # data-000's disk is at its cap (8 here): it can serve no request, so the policy's token stays
+        cloud.seed_snapshot(disks[0], f"someone-else-{i}", created_at=START - timedelta(days=1))
+    reconciler = Reconciler(cloud, clock, ReconcilerConfig(limits=Limits(per_disk_cap=8)))
+    the_policy = policy(**SELECTOR)
+    status, created = SnapshotPolicyStatus(), []
+    for hour in range(6):  # asked once at 09:00; keepLast 3 deletes the on-demand snapshot three slots later
+        report = await reconciler.reconcile(the_policy, status, claims=store, on_demand_token="backup-before-upgrade")
+        status, created = fold(status, report), [*created, *report.created]
+        assert "data-054" not in _shown(status), hour
+        clock.advance(timedelta(minutes=60))
+    on_demand = [name for name in created if name.startswith("pvc-054-") and name.endswith("-od")]
+    assert len(on_demand) == 1, on_demand

@@ -1,9 +1,9 @@
 """What a claim policy's reconcile starts from: each disk's last entry, listed in `status.disks` or left out of it.
 
 A listed disk's entry is in `status.disks`. A disk left out has only its account in `status.diskAccounts`
-(`domain/disk_accounts.py`): its slot watermark, missed slots and a digest of its incarnation. Rebuilt here into
-an entry, it goes on as a listed one would: its missed slots counted once, a new incarnation told by a
-`NewDiskIncarnation` event, and, when its claim went away, its ARM ID read back from the policy's snapshots so it
+(`domain/disk_accounts.py`): its slot watermark, missed slots, a digest of its incarnation and one of the request
+it served. Rebuilt here into an entry, it goes on as a listed one would: its missed slots counted once, a new
+incarnation told by a `NewDiskIncarnation` event, an on-demand request served once, and, when its claim went away, its ARM ID read back from the policy's snapshots so it
 gets the gone claim's entry (`reconciler/gone_disks.py`).
 """
 
@@ -39,7 +39,11 @@ class Remembered:
 
 
 async def remembered(
-    observer: Observer, policy: Policy, status: SnapshotPolicyStatus, resolved: Iterable[ClaimDisk]
+    observer: Observer,
+    policy: Policy,
+    status: SnapshotPolicyStatus,
+    resolved: Iterable[ClaimDisk],
+    on_demand_token: str | None,
 ) -> Remembered:
     """The entries a reconcile starts from: `status.disks`, and the disks left out rebuilt from their accounts."""
     resolved = list(resolved)
@@ -49,7 +53,7 @@ async def remembered(
     for t in resolved:
         account = None if t.disk_id is None else accounts.get(account_key(t.disk_id))
         if account is not None and t.disk_id is not None and _short(t.claim) not in before:
-            before[_short(t.claim)] = account.entry(_short(t.claim), t.disk_id)
+            before[_short(t.claim)] = account.entry(_short(t.claim), t.disk_id, on_demand_token)
             rebuilt[t.claim] = account
     known = [d for d in [*(t.disk_id for t in resolved), *(e.disk for e in before.values())] if d]
     named = {account_key(d) for d in known}

@@ -34,21 +34,18 @@ from azsnap.domain.targets import ClaimView, DiskEntry, bounded_entries
 from azsnap.domain.volumes import ClaimDisk, ClaimProblem, resolve_targets
 from azsnap.reconciler.accounting import combined_restore_points, schedule_changed, schedule_summary
 from azsnap.reconciler.act import iso
+from azsnap.reconciler.claim_events import bounded_events
 from azsnap.reconciler.gone_disks import GoneDisks, owned_disks
 from azsnap.reconciler.hidden_disks import incarnation_events, remembered
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, FinalizeReport, StatusReport
 from azsnap.reconciler.verdicts import Verdicts
 
-__all__ = ["MAX_EVENTS", "ClaimReconciler", "DiskFlow", "disk_policy"]
+__all__ = ["ClaimReconciler", "DiskFlow", "disk_policy"]
 
-#: At most this many events per reconcile of a claim policy (one more says how many were left out).
-MAX_EVENTS: Final = 10
 #: A policy's disks reconciled at once (the pacer still spreads their Azure calls over the budget).
 MAX_CONCURRENT_DISKS: Final = 8
 _MESSAGE: Final = 1024
-#: Events every disk posts in a normal round: the first left out when a reconcile has more than `MAX_EVENTS`.
-_ROUTINE: Final = frozenset({"SnapshotCreated", "SnapshotDeleted"})
 
 
 class DiskFlow(Protocol):
@@ -126,7 +123,7 @@ class ClaimReconciler:
         resolved = resolve_targets(policy.spec, policy.ref.namespace, claims)
         # A disk `status.disks` left out goes on from its compact account (missed slots, incarnation), and one whose
         # claim went away is found again by the policy's snapshots.
-        memory = await remembered(self.observer, policy, status, resolved)
+        memory = await remembered(self.observer, policy, status, resolved, on_demand_token)
         before = memory.before
         served: list[_Served] = []
         entries: list[DiskEntry] = []
@@ -196,7 +193,7 @@ class ClaimReconciler:
                     False, report.message, tuple(deleted), report.remaining, report.retry_after, tuple(events)
                 )
         message = f"deleted {len(deleted)} snapshot(s) of {len(disks)} disk(s)"
-        return FinalizeReport(True, message, tuple(deleted), events=tuple(_bounded_events(events)))
+        return FinalizeReport(True, message, tuple(deleted), events=tuple(bounded_events(events)))
 
     async def _gone(
         self,
@@ -226,15 +223,17 @@ class ClaimReconciler:
         gone_events, gone_fields, carried = gone
         shown, hidden = bounded_entries(entries)
         in_view = {id(e) for e in shown}
-        accounts = encode_accounts(e for e in entries if id(e) not in in_view)
+        reports = [s.report for s in served]
+        missed = tuple(sorted(slot for r in reports for slot in r.missed_slots))
+        sums = _sums(policy, status, reports, entries, missed, gone_fields)
+        token = sums.get("lastOnDemandToken") or status.last_on_demand_token
+        accounts = encode_accounts((e for e in entries if id(e) not in in_view), token)
         if carried:  # Azure could not tell the disks of these accounts this time: they are kept for the next
             accounts = sorted({*(accounts or ()), *carried})
         ready = sum(1 for s in served if s.report.health.state is HealthState.READY)
-        reports = [s.report for s in served]
-        missed = tuple(sorted(slot for r in reports for slot in r.missed_slots))
         fields: dict[str, Any] = {
             **base,
-            **_sums(policy, status, reports, entries, missed, gone_fields),
+            **sums,
             "diskName": _disk_name(served) if policy.spec.volume_claim is not None else None,
             "disks": [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in shown],
             "disksNotShown": hidden,
@@ -242,7 +241,7 @@ class ClaimReconciler:
             "disksReady": f"{ready}/{len(resolved)}",
         }
         health = self._health(policy, served, problems, resolved)
-        events = _bounded_events([e for r in reports for e in r.events] + gone_events)
+        events = bounded_events([e for r in reports for e in r.events] + gone_events)
         wakes = [r.next_time for r in reports]
         if problems or not served:
             wakes.append(now + self.stalled_recheck)
@@ -398,13 +397,3 @@ def _sums(
 
 def _disk_name(served: Sequence[_Served]) -> str | None:
     return served[0].disk_id.rpartition("/")[2] if len(served) == 1 else None
-
-
-def _bounded_events(events: list[Event]) -> list[Event]:
-    if len(events) <= MAX_EVENTS:
-        return events
-    # Warnings first, then the rarer news (a recreated disk, a gone claim's), the many creates and deletes last.
-    events = sorted(events, key=lambda e: (e.type != "Warning", e.reason in _ROUTINE))
-    left = len(events) - (MAX_EVENTS - 1)
-    summary = Event("Normal", "MoreEvents", f"{left} more event(s) of this reconcile are not posted; see status.disks.")
-    return [*events[: MAX_EVENTS - 1], summary]
