@@ -126,7 +126,8 @@ async def test_copies_in_order_one_at_a_time_sources_kept_retention_applied_and_
         Reconciler(rig.cloud, rig.clock), [policy], rig, NOW + timedelta(hours=2, minutes=3), None, check
     )
     assert len(rig.running()) == 1  # the 11:00 snapshot's copy runs: azsnap restarts now
-    statuses = await run(Reconciler(rig.cloud, rig.clock), [policy], rig, NOW + timedelta(hours=6), statuses, check)
+    end = NOW + timedelta(hours=5, minutes=59)  # before the 15:00 slot, whose copy would start with its snapshot
+    statuses = await run(Reconciler(rig.cloud, rig.clock), [policy], rig, end, statuses, check)
 
     copies = rig.copies()
     sources = [c["tags"][TAG_COPY_OF] for c in copies]

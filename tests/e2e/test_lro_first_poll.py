@@ -82,3 +82,28 @@ async def test_a_create_that_fails_after_the_typical_wait_is_still_reported() ->
             with pytest.raises(TransientError) as info:
                 await cloud.create_snapshot(_request("disk-b", "snap-b"))
             assert info.value.code == "InternalOperationError"
+
+
+async def test_a_delete_is_polled_once_it_is_typically_done_never_the_moment_it_was_accepted() -> None:
+    emulator = Emulator(LoopClock(T0), EmulatorConfig.named("azure"))
+    disks = [f"disk-{k}" for k in range(3)]
+    for name in disks:
+        emulator.seed_disk(SUB, RG, name, location=LOCATION)
+    async with emulator.serve() as server:
+        options = AzureOptions(base_url=server.base_url, ca_bundle=server.ca_bundle, polling_interval=0.25)
+        async with AzureCloud(StaticTokenCredential(), options) as cloud:
+            for disk in disks:
+                await _create(emulator, cloud, disk, f"snap-{disk}")
+            counts = []
+            for disk in disks:
+                since = len(emulator.requests)
+                await cloud.delete_snapshot(SUB, RG, f"snap-{disk}")
+                [sent] = [r.time for r in emulator.requests[since:] if r.operation == "snapshots.delete"]
+                polls = _polls(emulator, since)
+                # azure-core asked the moment Azure accepted a delete; a 1-second delete is never done that soon.
+                assert min(polls) > sent
+                counts.append(len(polls))
+            # The first delete is polled every 0.25 s until it is done; Azure said it took 1 s: the next ones, once.
+            assert counts[0] > 1
+            assert counts[1:] == [1, 1]
+    assert {s.name for s in emulator.store.snapshots.values()} == set()

@@ -6,18 +6,15 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import aiohttp
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.pipeline import PipelineRequest, PipelineResponse
-from azure.core.pipeline.policies import AsyncHTTPPolicy, AsyncRetryPolicy
-from azure.core.pipeline.transport import AioHttpTransport, AsyncHttpResponse, HttpRequest
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.mgmt.compute.aio import ComputeManagementClient
 
-from azsnap.cloud.accounting import AccountingPolicy, BeforeRequest, OnResponse, RequestStats, operation_of
+from azsnap.cloud.accounting import AccountingPolicy, BeforeRequest, OnResponse, RequestStats
 from azsnap.cloud.credentials import arm_scope, make_credential
 from azsnap.cloud.disks import DiskWrites
 from azsnap.cloud.errors import NotFound, PermanentError, TransientError
@@ -30,6 +27,8 @@ from azsnap.cloud.mapping import (
     parse_resource_id,
     snapshot_from_azure,
 )
+from azsnap.cloud.pipeline import CALL as _CALL  # the name the list's per-page deadline reads
+from azsnap.cloud.pipeline import SCOPE, CallClock, NoThrottleRetry, WaitPolicy, no_wait
 from azsnap.cloud.polling import JsonResultPolling, OperationTimes, create_or_pending
 from azsnap.domain.observed import Disk, Snapshot
 from azsnap.settings import Settings
@@ -76,61 +75,6 @@ class AzureOptions:
         return cls(**{**base.__dict__, **overrides})
 
 
-async def _no_wait(operation: str, subscription_id: str, location: str) -> None:
-    return None
-
-
-#: The subscription and location of the `AzureCloud` call the current task is making (for `_WaitPolicy`).
-_SCOPE: ContextVar[tuple[str, str] | None] = ContextVar("azsnap_call_scope", default=None)
-
-
-@dataclass
-class _CallClock:
-    """One call's overall deadline: armed when its first request is granted, then held whatever is retried."""
-
-    limit: float
-    timeout: asyncio.Timeout | None = None
-    started: float | None = None
-
-    def first_request(self) -> None:
-        if self.started is None and self.timeout is not None:
-            self.started = asyncio.get_running_loop().time()
-            self.timeout.reschedule(self.started + self.limit)
-
-
-_CALL: ContextVar[_CallClock | None] = ContextVar("azsnap_call_clock", default=None)
-
-
-class _NoThrottleRetry(AsyncRetryPolicy):  # type: ignore[type-arg]  # its type parameters add nothing here
-    """azure-core's retry, except for 429: a throttled call returns at once, and the pacer holds its budget.
-
-    azure-core would sleep the whole `Retry-After` (Azure sends up to 1,200 s) inside the call, blind to the
-    call's deadline and to every other call waiting on the same budget.
-    """
-
-    def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
-        if response.http_response.status_code == 429:
-            return False
-        return bool(super().is_retry(settings, response))
-
-
-class _WaitPolicy(AsyncHTTPPolicy[HttpRequest, AsyncHttpResponse]):
-    """Awaits `before_request` for every attempt azure-core sends: first tries, retries, pages and LRO polls."""
-
-    def __init__(self, before_request: BeforeRequest) -> None:
-        super().__init__()
-        self._before_request = before_request
-
-    async def send(self, request: PipelineRequest[HttpRequest]) -> PipelineResponse[HttpRequest, AsyncHttpResponse]:
-        http = request.http_request
-        subscription_id, location = _SCOPE.get() or ("", "")
-        await self._before_request(operation_of(http.method, http.url), subscription_id, location)
-        clock = _CALL.get()
-        if clock is not None:
-            clock.first_request()
-        return await self.next.send(request)
-
-
 class AzureCloud(DiskWrites, CloudClient):
     """`CloudClient` over ARM. One SDK client per subscription, made on first use (the subscription comes from IDs).
 
@@ -157,15 +101,15 @@ class AzureCloud(DiskWrites, CloudClient):
         self.options = options or AzureOptions()
         self.stats = RequestStats()
         self._policy = AccountingPolicy(self.stats, on_response)
-        self._before_request: BeforeRequest = before_request or _no_wait
+        self._before_request: BeforeRequest = before_request or no_wait
         self._client_kwargs = dict(client_kwargs or {})
         self._clients: dict[str, ComputeManagementClient] = {}
         self._ssl_context: ssl.SSLContext | None = None
         self._closed = False
         #: Region of each (subscription, resource group) seen, so gets, lists and deletes draw on that region's budget.
         self._regions: dict[tuple[str, str], str] = {}
-        #: How long Azure's recent creates took, by operation (their first poll waits the typical duration).
-        self._lro_times = {operation: OperationTimes() for operation in ("snapshots.create", "disks.create")}
+        #: How long Azure's recent long-running operations took, by kind (their first poll waits the typical one).
+        self._lro_times: dict[str, OperationTimes] = {}
 
     @classmethod
     def from_settings(
@@ -200,13 +144,13 @@ class AzureCloud(DiskWrites, CloudClient):
                 "base_url": opts.base_url,
                 "credential_scopes": [arm_scope(opts.base_url)],
                 "polling_interval": opts.polling_interval,
-                "retry_policy": _NoThrottleRetry(
+                "retry_policy": NoThrottleRetry(
                     retry_total=opts.retry_total,
                     retry_backoff_factor=opts.retry_backoff_factor,
                     retry_backoff_max=opts.retry_backoff_max,
                 ),
                 "read_timeout": opts.read_timeout,
-                "per_retry_policies": [_WaitPolicy(self._before_request), self._policy],
+                "per_retry_policies": [WaitPolicy(self._before_request), self._policy],
                 **self._client_kwargs,
             }
             if opts.ca_bundle and "transport" not in kwargs:
@@ -231,8 +175,8 @@ class AzureCloud(DiskWrites, CloudClient):
         *,
         outcome: Callable[[T], str] = lambda _: "ok",
     ) -> T:
-        token = _SCOPE.set((subscription_id, location))
-        clock = _CallClock(self.options.call_timeout)
+        token = SCOPE.set((subscription_id, location))
+        clock = CallClock(self.options.call_timeout)
         clock_token = _CALL.set(clock)
         try:
             async with asyncio.timeout(None) as clock.timeout:
@@ -250,12 +194,20 @@ class AzureCloud(DiskWrites, CloudClient):
                 raise
             raise error from exc
         finally:
-            _SCOPE.reset(token)
+            SCOPE.reset(token)
             _CALL.reset(clock_token)
             if clock.started is not None:
                 self.stats.record_duration(asyncio.get_running_loop().time() - clock.started)
         self.stats.record_call(operation, outcome(result))
         return result
+
+    def _polling(self, operation: str, *, output_is_final: bool = False) -> JsonResultPolling:
+        """How to wait for one long-running `operation`: its first poll when such operations typically are done."""
+        times = self._lro_times.setdefault(operation, OperationTimes())
+        endpoint = {"endpoint": self.options.base_url}
+        return JsonResultPolling(
+            self.options.polling_interval, output_is_final=output_is_final, times=times, path_format_arguments=endpoint
+        )
 
     def _region(self, subscription_id: str, resource_group: str) -> str:
         return self._regions.get((subscription_id.lower(), resource_group.lower()), "")
@@ -334,12 +286,7 @@ class AzureCloud(DiskWrites, CloudClient):
         props = {"creationData": creation, "incremental": request.incremental}
         body: dict[str, Any] = {"location": request.location, "tags": dict(request.tags), **sku, "properties": props}
 
-        polling = JsonResultPolling(
-            self.options.polling_interval,
-            output_is_final=request.background_copy is False,
-            times=self._lro_times["snapshots.create"],
-            path_format_arguments={"endpoint": self.options.base_url},
-        )
+        polling = self._polling("snapshots.create", output_is_final=request.background_copy is False)
         created = await create_or_pending(
             lambda create: self._call(
                 "snapshots.create",
@@ -373,7 +320,8 @@ class AzureCloud(DiskWrites, CloudClient):
         client = self._client(subscription_id)
 
         async def delete() -> bool:
-            poller = await client.snapshots.begin_delete(resource_group, name)
+            polling = self._polling("snapshots.delete")
+            poller = await client.snapshots.begin_delete(resource_group, name, polling=polling)
             try:
                 await asyncio.wait_for(poller.result(), timeout=self.options.lro_timeout)
             except TimeoutError:

@@ -22,8 +22,9 @@ __all__ = [
     "spec_of",
 ]
 
-#: What a call costs: a snapshot create, a snapshot delete, a paged list, a single get, an operation poll.
-Kind = Literal["create", "delete", "list", "get", "poll"]
+#: What a call costs: a snapshot create, a snapshot delete, a paged list, a single get, an operation poll, a disk
+#: create (a restore's disk or a drill's scratch disk: Azure's CreateUpdateDisks policies).
+Kind = Literal["create", "delete", "list", "get", "poll", "disk"]
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
 
 
@@ -64,6 +65,8 @@ LOW_COST_GET_3MIN: Final = spec_of("Microsoft.Compute/LowCostGet3Min")
 LOW_COST_GET_30MIN: Final = spec_of("Microsoft.Compute/LowCostGet30Min")
 DELETE_DISKS_3MIN: Final = spec_of("Microsoft.Compute/DeleteDisks3Min")
 DELETE_DISKS_30MIN: Final = spec_of("Microsoft.Compute/DeleteDisks30Min")
+CREATE_UPDATE_DISKS_3MIN: Final = spec_of("Microsoft.Compute/CreateUpdateDisks3Min")
+CREATE_UPDATE_DISKS_30MIN: Final = spec_of("Microsoft.Compute/CreateUpdateDisks30Min")
 GET_OPERATION_3MIN: Final = spec_of("Microsoft.Compute/GetOperation3Min")
 GET_OPERATION_30MIN: Final = spec_of("Microsoft.Compute/GetOperation30Min")
 ARM_READS: Final = spec_of(ARM_PREFIX + "subscription-reads")
@@ -80,6 +83,7 @@ class PacerConfig:
     list: tuple[BucketSpec, ...] = (HIGH_COST_GET_3MIN, HIGH_COST_GET_30MIN, ARM_READS)
     get: tuple[BucketSpec, ...] = (LOW_COST_GET_3MIN, LOW_COST_GET_30MIN, ARM_READS)
     poll: tuple[BucketSpec, ...] = (GET_OPERATION_3MIN, GET_OPERATION_30MIN, ARM_READS)
+    disk: tuple[BucketSpec, ...] = (CREATE_UPDATE_DISKS_3MIN, CREATE_UPDATE_DISKS_30MIN, ARM_WRITES)
     #: Use this share of every bucket (burst and refill), leaving the rest to other clients of the subscription.
     margin: float = 0.97
     #: Hold deletes while a create for the same subscription and region is waiting for budget...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from azsnap.cloud.buckets import KINDS, BucketSpec, PacerConfig
+from azsnap.cloud.buckets import BucketSpec, Kind, PacerConfig
 
 __all__ = ["BucketUse", "CapacityReport", "capacity_needed", "theoretical_best_lateness"]
 
@@ -52,21 +52,27 @@ def capacity_needed(
     *,
     gets_per_hour: float = 0.0,
     polls_per_hour: float = 0.0,
+    disk_creates_per_hour: float = 0.0,
 ) -> CapacityReport:
-    """Sustained demand per policy for one subscription-region's load; a policy shared by kinds sums them."""
-    demand = {
+    """Sustained demand per policy for one subscription-region's load; a policy shared by kinds sums them.
+
+    Disk creates (restores, drills) are not part of a snapshot load: their policies are counted only when asked for.
+    """
+    demand: dict[Kind, float] = {
         "create": creates_per_hour,
         "delete": deletes_per_hour,
         "list": lists_per_hour,
         "get": gets_per_hour,
         "poll": polls_per_hour,
     }
+    if disk_creates_per_hour:
+        demand["disk"] = disk_creates_per_hour
     needed: dict[str, float] = {}
     specs: dict[str, BucketSpec] = {}
-    for kind in KINDS:
+    for kind, per_hour in demand.items():
         for spec in config.specs(kind):
             specs.setdefault(spec.policy, spec)
-            needed[spec.policy] = needed.get(spec.policy, 0.0) + demand[kind]
+            needed[spec.policy] = needed.get(spec.policy, 0.0) + per_hour
     uses = []
     for policy, spec in specs.items():
         budget = spec.rate * 3600

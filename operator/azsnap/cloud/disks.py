@@ -12,7 +12,7 @@ from azure.mgmt.compute.aio import ComputeManagementClient
 from azsnap.cloud.errors import NotFound, PermanentError, TransientError
 from azsnap.cloud.interface import DiskRequest, existing_disk_answer
 from azsnap.cloud.mapping import disk_from_azure, parse_resource_id
-from azsnap.cloud.polling import JsonResultPolling, OperationTimes, create_or_pending
+from azsnap.cloud.polling import JsonResultPolling, create_or_pending
 from azsnap.domain.observed import Disk
 
 __all__ = ["DiskWrites"]
@@ -39,7 +39,7 @@ class _Host(Protocol):
     @property
     def options(self) -> _Options: ...
 
-    _lro_times: dict[str, OperationTimes]
+    def _polling(self, operation: str, *, output_is_final: bool = ...) -> JsonResultPolling: ...
 
     def _client(self, subscription_id: str) -> ComputeManagementClient: ...
 
@@ -83,11 +83,7 @@ class DiskWrites:
             "properties": props,
         }
         options = self.options
-        polling = JsonResultPolling(
-            options.polling_interval,
-            times=self._lro_times["disks.create"],
-            path_format_arguments={"endpoint": options.base_url},
-        )
+        polling = self._polling("disks.create")
         made = await create_or_pending(
             lambda create: self._call(
                 "disks.create",
@@ -122,7 +118,9 @@ class DiskWrites:
         timeout = self.options.lro_timeout
 
         async def delete() -> bool:
-            poller = await client.disks.begin_delete(rid.resource_group, rid.name)
+            poller = await client.disks.begin_delete(
+                rid.resource_group, rid.name, polling=self._polling("disks.delete")
+            )
             try:
                 await asyncio.wait_for(poller.result(), timeout=timeout)
             except TimeoutError:

@@ -25,6 +25,7 @@ OPERATION_KINDS: Final[Mapping[str, Kind]] = {
     "snapshots.get": "get",
     "disks.get": "get",
     "operations.get": "poll",  # a long-running operation's status poll (Microsoft.Compute/GetOperation*)
+    "disks.create": "disk",  # a restore's disk or a drill's scratch disk (Microsoft.Compute/CreateUpdateDisks*)
 }
 
 

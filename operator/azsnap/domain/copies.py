@@ -43,6 +43,7 @@ __all__ = [
     "CopyAction",
     "CopyPlan",
     "TargetState",
+    "copy_done_estimate",
     "copy_name",
     "copy_tags",
     "disk_hash",
@@ -346,6 +347,14 @@ def _copy_retention(
                 DeleteAction(c, f"its copy failed ({c.copy_error or 'Failed'}) and its source is accounted for")
             )
     return tuple(deletes)
+
+
+def copy_done_estimate(copy: Snapshot, now: datetime) -> datetime | None:
+    """When a running copy completes at the pace it has shown since it started (`completionPercent`), if known."""
+    started, percent = copy.time_created, copy.completion_percent
+    if started is None or percent is None or not 0 < percent < 100:
+        return None
+    return started + (now - started) * (100.0 / percent)
 
 
 def copy_lag_text(seconds: float | None) -> str:

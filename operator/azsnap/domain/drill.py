@@ -3,12 +3,15 @@ disk's name and tags are `domain/naming.py`'s, the health verdict `domain/health
 
 A drill proves that the policy's newest good snapshot restores: azsnap makes a scratch disk from it, waits until
 Azure reports the disk usable (a Premium SSD v2 / Ultra disk: fully hydrated), records the result and how long it
-took in `status.lastVerifiedRestore`, and deletes the scratch disk.
+took in `status.lastVerifiedRestore`, and deletes the scratch disk. A policy over claims has a disk per claim and
+drills one a round, in turn (`drill_rotation`): the claims by name, starting after the one drilled last, so every
+disk is verified once every `len(claims)` rounds and a new claim waits at most that long; after a failed drill the
+same disk goes again, so only its own success clears the failure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Final
 
@@ -18,7 +21,7 @@ from pydantic.alias_generators import to_camel
 from azsnap.domain.durations import format_duration, parse_duration
 from azsnap.domain.observed import DiskSku
 
-__all__ = ["MAX_EVERY", "MIN_EVERY", "DrillFields", "DrillStatus", "RestoreDrillSpec", "drill_due"]
+__all__ = ["MAX_EVERY", "MIN_EVERY", "DrillFields", "DrillStatus", "RestoreDrillSpec", "drill_due", "drill_rotation"]
 
 MIN_EVERY: Final = timedelta(hours=1)
 MAX_EVERY: Final = timedelta(days=366)
@@ -92,3 +95,18 @@ def drill_due(spec: RestoreDrillSpec, last: Mapping[str, Any] | None, now: datet
     """When the next drill is due: at once without a record, else `every` after the last one started."""
     started = _time((last or {}).get("startedTime"))
     return now if started is None else started + spec.every
+
+
+def drill_rotation(
+    disks: Iterable[tuple[str, str]], last_claim: str | None, *, again: bool = False
+) -> list[tuple[str, str]]:
+    """A claim policy's `(claim, disk ID)` pairs in the order to try for its next drill.
+
+    By claim name, starting after `last_claim` (the one drilled last) and wrapping round, so the claims take turns;
+    `again` (the last drill failed) starts at `last_claim` itself, so a failure is cleared only by its own disk.
+    """
+    ordered = sorted(set(disks))
+    if last_claim is None:
+        return ordered
+    first = [d for d in ordered if d[0] > last_claim or (again and d[0] == last_claim)]
+    return first + [d for d in ordered if d not in first]

@@ -199,8 +199,10 @@ def with_drill(health: Health, last_verified: Mapping[str, Any] | None) -> Healt
     """
     if health.state is not HealthState.READY or not last_verified or last_verified.get("result") != "Failed":
         return health
+    of = f" of claim {last_verified['claim']}'s disk {last_verified.get('disk')}" if last_verified.get("claim") else ""
     message = (
-        f"The last restore drill ({last_verified.get('finishedTime')}, snapshot {last_verified.get('snapshot')}) failed: "
+        f"The last restore drill ({last_verified.get('finishedTime')}, snapshot {last_verified.get('snapshot')}{of}) "
+        "failed: "
         f"{last_verified.get('message')}. The policy's snapshots are not proved to restore; azsnap drills again at "
         "the next spec.restoreDrill.every."
     )

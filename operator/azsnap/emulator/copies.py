@@ -3,7 +3,8 @@
 Microsoft documents the restrictions ("Copy an incremental snapshot to a new region") but not the answers that
 enforce them; the 409 `OperationNotAllowed` answers below are inferred (the code Azure gave for the recorded
 CopyStart refusal). A source deleted while its copy runs is not refused: the copy ends with
-`copyCompletionError.errorCode: CopySourceNotFound`, the one reason the official description defines.
+`copyCompletionError.errorCode: CopySourceNotFound`, the one reason the official description defines. The rules
+read the store's copy indexes (by disk family, by source, the ones still copying), never every snapshot.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ INJECTED_CODE: Final = "CopyFailed"
 
 
 def _running(store: RecordStore, now: datetime) -> list[SnapshotRecord]:
-    return [s for s in store.snapshots.values() if s.copy_source is not None and s.copying(now)]
+    return store.copies_running(now)
 
 
 def check_copy_start(
@@ -49,7 +50,7 @@ def check_copy_start(
             f"{len(in_region)} copies into region '{location}' are in progress in subscription '{subscription_id}'. "
             "Retry after a copy completes.",
         )
-    same_disk = [s for s in running if s.copy_family == family]
+    same_disk = [s for s in store.copies_of_family(family) if s.copying(now)]
     if same_disk:
         raise ArmError(
             409,
@@ -60,9 +61,8 @@ def check_copy_start(
     created = _source_time(source)
     newer = [
         s
-        for s in store.snapshots.values()
-        if s.copy_family == family
-        and s.location == location
+        for s in store.copies_of_family(family)
+        if s.location == location
         and s.copy_error is None
         and s.copy_source_time is not None
         and s.copy_source_time > created
@@ -99,8 +99,8 @@ def inject_failure(record: SnapshotRecord, at_percent: float = 50.0) -> None:
 
 def source_deleted(store: RecordStore, now: datetime, source_key: Key) -> None:
     """A deleted source stops every copy of it still running: CopySourceNotFound, and a recorded violation."""
-    for record in store.snapshots.values():
-        if record.copy_source != source_key or not record.copying(now):
+    for record in store.copies_of_source(source_key):
+        if not record.copying(now):
             continue
         record.copy_stop = now
         record.copy_error = {

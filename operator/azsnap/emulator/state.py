@@ -170,6 +170,18 @@ class Store:
         """Every snapshot copied from the disk with this uniqueId, in any group and state."""
         return self.snapshots.of_source(unique_id)
 
+    def copies_of_source(self, source: Key) -> list[SnapshotRecord]:
+        """The CopyStart copies of one snapshot, in any state."""
+        return self.snapshots.copies_of_source(source)
+
+    def copies_of_family(self, family: str) -> list[SnapshotRecord]:
+        """The CopyStart copies of one disk family's snapshots, in any state."""
+        return self.snapshots.copies_of_family(family)
+
+    def copies_running(self, now: datetime) -> list[SnapshotRecord]:
+        """The CopyStart copies still copying."""
+        return self.snapshots.copies_running(now)
+
     # ---- snapshots (the rules live in `snapshots.py`) ----------------------------------------------------------
 
     def put_snapshot(

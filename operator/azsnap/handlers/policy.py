@@ -103,7 +103,7 @@ async def _reconcile(
             report = await runtime.reconciler.reconcile(
                 policy, _status_model(current), on_demand_token=token, claims=claims
             )
-            drill = await driller(runtime).step(policy, {**current, **report.status})
+            drill = await driller(runtime).step(policy, {**current, **report.status}, claims=claims)
             report = drill.merged(report)
             published = await publisher(runtime).step(policy, {**current, **report.status}, claims)
             report = published.merged(report)
@@ -168,15 +168,11 @@ def _log_outcome(
     )
 
 
-@kopf.on.resume(**_RESOURCE)
-@kopf.on.create(**_RESOURCE)
-@kopf.on.update(**_RESOURCE)
 async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     """Create, update (spec or the on-demand annotation) and resume all reconcile the same way."""
     await _reconcile(body, patch, memo[MEMO_KEY], IndexedClaims.from_kwargs(kwargs))
 
 
-@kopf.timer(**_RESOURCE, interval=_TIMER_GAP)
 async def tick(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     """Sleep until the plan's wake-up time (or a spec change, or the policy's deletion), then reconcile once.
 
@@ -220,7 +216,6 @@ def _due(runtime: Runtime, uid: str) -> bool:
     return due is None or runtime.clock.now() >= due
 
 
-@kopf.on.delete(**_RESOURCE)
 async def finalize(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """Retain or delete the policy's own snapshots; the finalizer goes only when that is done."""
     runtime: Runtime = memo[MEMO_KEY]
@@ -245,3 +240,11 @@ async def finalize(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     logger.info(
         "finalized", extra={"policy": f"{body.metadata.namespace}/{body.metadata.name}", "result": report.message}
     )
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Put the policy handlers into `registry` (under the ids kopf gives their functions, as decorators would)."""
+    for on in (kopf.on.update, kopf.on.create, kopf.on.resume):
+        on(**_RESOURCE, registry=registry)(reconcile)
+    kopf.timer(**_RESOURCE, registry=registry, interval=_TIMER_GAP)(tick)
+    kopf.on.delete(**_RESOURCE, registry=registry)(finalize)

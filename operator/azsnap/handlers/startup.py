@@ -83,7 +83,6 @@ def build_runtime(azsnap_settings: Settings) -> Runtime:
     return Runtime(settings=azsnap_settings, clock=clock, cloud=cloud, reconciler=reconciler, metrics=Metrics())
 
 
-@kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Build clients once; tests and the demo may put a ready Runtime into the memo instead."""
     runtime = memo.get(MEMO_KEY)
@@ -110,7 +109,6 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
 
 
-@kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Close the metrics endpoint and the Azure clients."""
     runtime: Runtime | None = memo.get(MEMO_KEY)
@@ -125,3 +123,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await runtime.snapshot_objects.close()
     if runtime.owns_cloud:
         await runtime.cloud.close()
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Put the start-up and clean-up handlers into `registry`."""
+    kopf.on.startup(registry=registry)(startup)
+    kopf.on.cleanup(registry=registry)(cleanup)

@@ -45,13 +45,11 @@ class IndexedClaims:
         return next(iter(self._volumes.get(name, ())), None)
 
 
-@kopf.index("", "v1", "persistentvolumeclaims")
 def azsnap_claims(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, dict[str, Any]]:
     """Every claim (what azsnap reads of it), by namespace."""
     return {namespace or "": slim_claim(body)}
 
 
-@kopf.index("", "v1", "persistentvolumes")
 def azsnap_volumes(body: kopf.Body, name: str | None, **_: Any) -> dict[str, dict[str, Any]]:
     """Every volume (its claimRef and disk fields), by name."""
     return {name or "": slim_volume(body)}
@@ -65,7 +63,6 @@ def _wake(runtime: Runtime, namespace: str, name: str, labels: Mapping[str, str]
             runtime.nudge(uid).set()
 
 
-@kopf.on.event("", "v1", "persistentvolumeclaims")
 def claim_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A claim was created, changed (bound, relabelled) or deleted: wake the policies that cover it."""
     runtime: Runtime | None = memo.get(MEMO_KEY)
@@ -74,7 +71,6 @@ def claim_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         _wake(runtime, meta.namespace or "", meta.name or "", dict(meta.labels))
 
 
-@kopf.on.event("", "v1", "persistentvolumes")
 def volume_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """A volume was bound, changed or deleted: wake the policies that cover its claim."""
     runtime: Runtime | None = memo.get(MEMO_KEY)
@@ -85,3 +81,11 @@ def volume_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     claim = None if view is None else view.claim(ref["namespace"], ref["name"])
     labels = None if claim is None else claim["metadata"]["labels"]
     _wake(runtime, ref["namespace"], ref["name"], labels)
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Put the indexes of claims and volumes, and the handlers their changes wake policies through, into `registry`."""
+    kopf.index("", "v1", "persistentvolumeclaims", registry=registry)(azsnap_claims)
+    kopf.index("", "v1", "persistentvolumes", registry=registry)(azsnap_volumes)
+    kopf.on.event("", "v1", "persistentvolumeclaims", registry=registry)(claim_changed)
+    kopf.on.event("", "v1", "persistentvolumes", registry=registry)(volume_changed)

@@ -66,6 +66,14 @@ class SubscriptionCapacity:
     #: Of `creates_per_hour` (and as many deletes), the cross-region copies (`spec.copies`): counted in the one
     #: region assumed, the conservative case; they follow their snapshots, never in the burst.
     copies_per_hour: float = 0.0
+    #: The most copies due to start at one instant into one target subscription and region, and the cap on the
+    #: copies running there at once (`AZSNAP_PARALLEL_COPIES`): past it they go in waves, each adding its copy time.
+    copy_burst: int = 0
+    copy_cap: int = 100
+
+    @property
+    def copy_waves(self) -> int:
+        return -(-self.copy_burst // max(1, self.copy_cap))
 
     @property
     def burst_fits(self) -> bool:
@@ -161,6 +169,7 @@ def assess(
     config: PacerConfig | None = None,
     *,
     list_freshness: timedelta = timedelta(seconds=30),
+    parallel_copies: int = 100,
 ) -> list[SubscriptionCapacity]:
     """Per subscription: sustained creates, deletes, lists and gets per hour, the worst burst, and the verdict.
 
@@ -179,12 +188,14 @@ def assess(
     results = []
     for sub, members in sorted(by_sub.items()):
         creates = copies = 0
+        copy_instants: dict[tuple[str, str, datetime], int] = {}  # (target subscription, region, due): copies
         instants: dict[datetime, int] = {}
         deadline_at: dict[datetime, float] = {}
         group_instants: dict[str, set[datetime]] = {}
         group_held: dict[str, float] = {}
         # Policies with the same schedule, offset, deadline and group fall due together: count them once.
         cohorts: dict[tuple[str, timedelta, float, str], int] = {}
+        copy_cohorts: dict[tuple[str, timedelta, str, str], int] = {}
         for policy in members:
             spec = policy.spec
             key = spec.schedule.model_dump_json()
@@ -198,6 +209,9 @@ def assess(
             offset = schedule.slot_offset(spec.schedule, ref.id)
             cohort = (key, offset, spec.schedule.starting_deadline.total_seconds(), group)
             cohorts[cohort] = cohorts.get(cohort, 0) + 1
+            for target in spec.copies or []:
+                where = ((target.subscription_id or sub).lower(), target.region.lower())
+                copy_cohorts[(key, offset, *where)] = copy_cohorts.get((key, offset, *where), 0) + 1
             group_held[group] = group_held.get(group, 0.0) + _retained(spec, len(slots) / hours)
         for (key, offset, deadline, group), size in cohorts.items():
             seen = group_instants.setdefault(group, set())
@@ -206,11 +220,17 @@ def assess(
                 instants[due] = instants.get(due, 0) + size
                 deadline_at[due] = min(deadline_at.get(due, math.inf), deadline)
                 seen.add(due)
+        for (key, offset, target_sub, region), size in copy_cohorts.items():
+            for slot in slots_of[key]:
+                at = (target_sub, region, slot + offset)
+                copy_instants[at] = copy_instants.get(at, 0) + size
         per_hour = (creates + copies) / hours
         lists = 0.0
         max_lists = 3600 / max(1.0, list_freshness.total_seconds())
+        # A copy is looked at about twice after the reconcile that starts it (reconciler/copies.py): more rounds.
+        looks = 2 * len({when for (_, _, when) in copy_instants}) / hours
         for group, seen in group_instants.items():
-            rounds = min(len(seen) / hours, max_lists)
+            rounds = min(len(seen) / hours + looks, max_lists)
             lists += rounds * max(1, math.ceil(group_held[group] / PAGE_SIZE))
         gets = per_hour + READS_PER_CREATE * per_hour + READS_PER_DELETE * per_hour
         peak_at = max(instants, key=lambda when: (instants[when], -deadline_at[when]), default=None)
@@ -234,6 +254,8 @@ def assess(
                 tightest_deadline_s=tightest,
                 buckets=report.buckets,
                 copies_per_hour=copies / hours,
+                copy_burst=max(copy_instants.values(), default=0),
+                copy_cap=parallel_copies,
             )
         )
     return results
@@ -263,6 +285,11 @@ def render_table(results: Sequence[SubscriptionCapacity]) -> str:
             f"  largest burst: {row.peak_burst} creates due at once; the last waits {row.burst_last_wait_s:.0f}s "
             f"(startingDeadline {row.tightest_deadline_s:.0f}s)"
         )
+        if row.copy_burst:
+            lines.append(
+                f"  copies: at most {row.copy_burst} start at once into one region, {row.copy_cap} may run there at "
+                f"once: {row.copy_waves} wave(s), each adding a copy's time to the copy lag (docs/dr.md)"
+            )
         width = max(len(use.policy) for use in row.buckets)
         lines.append(f"  {'budget'.ljust(width)}  {'needed/h':>9}  {'Azure/h':>9}  {'paced/h':>9}  {'use':>6}")
         for use in sorted(row.buckets, key=lambda u: -u.utilisation):
@@ -285,6 +312,8 @@ def render_json(results: Sequence[SubscriptionCapacity]) -> dict[str, Any]:
                 "resourceGroups": row.resource_groups,
                 "createsPerHour": round(row.creates_per_hour, 2),
                 "copiesPerHour": round(row.copies_per_hour, 2),
+                "copyBurst": row.copy_burst,
+                "copyWaves": row.copy_waves,
                 "deletesPerHour": round(row.deletes_per_hour, 2),
                 "listsPerHour": round(row.lists_per_hour, 2),
                 "getsPerHour": round(row.gets_per_hour, 2),

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 import kopf
 import yaml
 
+from azsnap import handlers
 from azsnap.domain.models import API_GROUP, API_VERSION
 from azsnap.domain.restore import KIND, PLURAL
 from azsnap.emulator import DEMO_RESOURCE_GROUP
@@ -50,19 +51,12 @@ class RestoreResult:
 
 
 def demo_registry() -> kopf.OperatorRegistry:
-    """A registry of the demo's own: every handler of kopf's default one (the policies'), and the restore handlers.
+    """A registry of the demo's own with every handler of the operator, the restore handlers included.
 
     The default registry is left as it is: restores are opt-in in a real operator (`AZSNAP_RESTORES`).
     """
-    from azsnap.handlers import restore
-
-    default, registry = kopf.get_default_registry(), kopf.OperatorRegistry()
-    for part in ("_activities", "_indexing", "_watching", "_spawning", "_changing", "_webhooks"):
-        ours = getattr(registry, part)
-        for handler in getattr(default, part).get_all_handlers():
-            ours.append(handler)
-    if not any(h.id == "azsnap-restore" for h in registry._changing.get_all_handlers()):
-        restore.register(registry)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, restores=True)
     return registry
 
 

@@ -36,6 +36,7 @@ from azsnap.emulator import (
     FaultRule,
     RecordedRequest,
 )
+from azsnap.offline.simulate_copies import COPY_LIST_FRESHNESS, CopyWatch
 from azsnap.reconciler import Observer, Reconciler, ReconcilerConfig, StatusReport
 
 __all__ = [
@@ -175,6 +176,8 @@ class SimulationRun:
     bystanders: tuple[str, ...]
     bystanders_left: tuple[str, ...]
     wakeups: int
+    #: What the copies did, for a policy with copy targets (offline/simulate_copies.py).
+    copies: CopyWatch | None = None
 
 
 def load_policy_file(path: Path) -> tuple[SnapshotPolicySpec | None, str, list[FieldError]]:
@@ -320,6 +323,7 @@ async def simulate(spec: SnapshotPolicySpec, options: SimulationOptions, *, name
         traces.append(DiskTrace(disk, _disk_id(disk), policy, written))
     # The emulator knows a resource group once a disk is in it; a separate snapshot group is made here.
     emulator.store.groups.setdefault((DEMO_SUBSCRIPTION.lower(), rg.lower()), DEMO_LOCATION)
+    watch = CopyWatch.begin(emulator, spec, limits, options.start)  # the copy targets' groups, in their regions
     end = options.start + timedelta(days=options.days)
 
     async with emulator.serve() as server:
@@ -333,13 +337,14 @@ async def simulate(spec: SnapshotPolicySpec, options: SimulationOptions, *, name
                 bystanders += await _seed_bystanders(cloud, rg, trace)
             clock.set(options.start)
             first_request = len(emulator.requests)
-            observer = Observer(cloud, clock, freshness=options.relist, disk_freshness=options.relist)
-            config = ReconcilerConfig(limits=limits, list_freshness=options.relist, max_sleep=options.relist)
+            fresh = options.relist if watch is None else min(options.relist, COPY_LIST_FRESHNESS)
+            observer = Observer(cloud, clock, freshness=fresh, disk_freshness=options.relist)
+            config = ReconcilerConfig(limits=limits, list_freshness=fresh, max_sleep=options.relist)
             reconciler = Reconciler(cloud, clock, config, observer=observer)
             for rule in profile.rules:
                 emulator.add_fault(rule)
             bursts = _Bursts(emulator, profile, options.start, options.seed)
-            wakeups = await _run(reconciler, emulator, clock, traces, rg, end, bursts, options.days)
+            wakeups = await _run(reconciler, emulator, clock, traces, rg, end, bursts, options.days, watch)
             requests = emulator.requests[first_request:]
             violations = emulator.violations
             # The final look goes through the SDK too, without faults or throttling, and is not counted.
@@ -362,6 +367,7 @@ async def simulate(spec: SnapshotPolicySpec, options: SimulationOptions, *, name
         bystanders=tuple(bystanders),
         bystanders_left=tuple(b for b in bystanders if b in left),
         wakeups=wakeups,
+        copies=watch,
     )
 
 
@@ -374,6 +380,7 @@ async def _run(
     end: datetime,
     bursts: _Bursts,
     days: int,
+    watch: CopyWatch | None = None,
 ) -> int:
     """Wake the policies in turn until the next wake-up lies past `end`; returns the number of wake-ups."""
     wakeups = 0
@@ -399,3 +406,5 @@ async def _run(
                 trace.reconciles += 1
                 trace.next_time = max(report.next_time, due + timedelta(seconds=1))
         _observe(emulator, rg, traces, due)
+        if watch is not None:
+            watch.observe(emulator, traces, due)

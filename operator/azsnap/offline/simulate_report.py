@@ -24,6 +24,7 @@ from azsnap.offline.simulate import (
     load_policy_file,
     simulate,
 )
+from azsnap.offline.simulate_copies import copies_summary, copies_text, copy_invariants
 from azsnap.offline.simulate_plot import PLOT_SUFFIXES, write_plot
 
 __all__ = ["estimated_used_gb", "render_text", "run_simulate", "slot_accounting", "summarize"]
@@ -211,6 +212,9 @@ def summarize(run: SimulationRun) -> dict[str, Any]:
         "limit_violations": len(run.violations),
         "other_snapshots_deleted": len(run.bystanders) - len(run.bystanders_left),
     }
+    statuses = [t.status for t in run.disks]
+    copies = None if run.copies is None else copies_summary(run.copies, statuses, run.requests, run.spec, run.end)
+    invariants |= copy_invariants(copies) if copies is not None else {}
     return {
         "policy": run.name,
         "options": describe_options(run.options),
@@ -234,6 +238,7 @@ def summarize(run: SimulationRun) -> dict[str, Any]:
         "full_copies_gb": round(sum(d["full_copies_gb"] for d in disks), 2),
         "invariants": invariants,
         "violations": run.violations,
+        "copies": copies,
         "ok": not any(invariants.values()),
     }
 
@@ -285,6 +290,8 @@ def render_text(summary: dict[str, Any]) -> str:
         + (": all hold." if summary["ok"] else ": BROKEN."),
     ]
     lines += [f"  {v}" for v in summary["violations"]]
+    if summary.get("copies"):
+        lines += copies_text(summary["copies"])
     return "\n".join(lines)
 
 

@@ -2,9 +2,14 @@
 start at most one copy per disk, apply the targets' retention, and report status, events and health.
 
 `Reconciler` calls it in two steps around acting on the policy's own snapshots: `prepare` (before: what source
-retention must keep, when to look again) and `act` (after: the copy calls). Copies in one subscription and target
-region are started under one lock, counted from the shared observation, so policies reconciled at once never
-pass the region's cap together.
+retention must keep) and `finish` (after: the copy calls; a snapshot this reconcile created is copied at once when
+the disk has no copy due or running). Copies in one subscription and target region are started under one lock,
+counted from the shared observation, so policies reconciled at once never pass the region's cap together.
+
+The policy looks at its copies again only while one is due or running: a copy waiting for room or just started
+in `COPY_POLL`, a running one when its pace (`completionPercent` since it started) says it completes, never
+sooner than `MIN_LOOK` nor later than `MAX_LOOK`; with no copy due or running, the copies add no wake-up (and so
+no list call).
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ from azsnap.cloud.interface import CloudClient
 from azsnap.cloud.pacer import pacing
 from azsnap.domain import naming
 from azsnap.domain.conditions import Health, HealthState
-from azsnap.domain.copies import CopyPlan, TargetState, disk_hash, plan_copies, status_of, target_key
+from azsnap.domain.copies import (
+    CopyPlan,
+    TargetState,
+    copy_done_estimate,
+    disk_hash,
+    plan_copies,
+    status_of,
+    target_key,
+)
 from azsnap.domain.models import CopyTarget, Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
 from azsnap.domain.planner import Plan
@@ -30,10 +43,15 @@ from azsnap.reconciler.act import subscription_of
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, StatusReport
 
-__all__ = ["COPY_POLL", "CopyFlow", "PreparedCopies"]
+__all__ = ["COPY_POLL", "MAX_LOOK", "MIN_LOOK", "CopyFlow", "PreparedCopies"]
 
-#: How soon to look again while a copy runs or waits for room (the shared list is read, not a call per copy).
+#: How soon to look again at a copy waiting for room, just started, or running without a pace to go by.
 COPY_POLL: Final = timedelta(minutes=2)
+#: The soonest look at a running copy (the shared list is fresh this long: looking sooner reads the same list).
+MIN_LOOK: Final = timedelta(seconds=30)
+#: The longest wait between looks at a running copy: its pace, counted from its start, includes Azure's queue
+#: before the transfer, so an early estimate runs late; a later look estimates again.
+MAX_LOOK: Final = timedelta(minutes=10)
 _RUNNING: Final = frozenset({SnapshotState.COPYING, SnapshotState.CREATING})
 
 
@@ -63,19 +81,29 @@ class PreparedCopies:
     def protected(self) -> frozenset[str]:
         return frozenset().union(*(t.plan.protected for t in self.targets))
 
+    @property
+    def busy(self) -> bool:
+        """A copy of the disk is due (started, refused, waiting for room) or running, to some target."""
+        return any(t.plan.start or t.plan.running or t.plan.blocked for t in self.targets)
+
     def guard(self, the_plan: Plan) -> Plan:
-        """The policy's plan without deleting a protected source, and looking again soon while copies are due."""
+        """The policy's plan without deleting a protected source (none at all while a target cannot be read)."""
         keep = self.protected
         deletes = () if self.blind else tuple(d for d in the_plan.deletes if d.snapshot.name not in keep)
         after = () if self.blind else tuple(d for d in the_plan.deletes_after_creates if d.snapshot.name not in keep)
-        # A new source (this reconcile's creates) needs its copy soon after it exists.
-        busy = (
-            self.blind
-            or bool(the_plan.creates)
-            or any(t.plan.start or t.plan.running or t.plan.blocked for t in self.targets)
-        )
-        wake = min(the_plan.next_time, self.now + COPY_POLL) if busy else the_plan.next_time
-        return replace(the_plan, deletes=deletes, deletes_after_creates=after, next_time=wake)
+        return replace(the_plan, deletes=deletes, deletes_after_creates=after)
+
+    def next_look(self) -> datetime | None:
+        """When to look at the copies again; None while no copy is due or running (the schedule's wake suffices)."""
+        looks = [self.now + COPY_POLL] if self.blind else []
+        for t in self.targets:
+            if t.plan.start is not None or t.plan.blocked:  # just started, or still to start: no pace yet
+                looks.append(self.now + COPY_POLL)
+            elif t.plan.running is not None:
+                done = copy_done_estimate(t.plan.running, self.now)
+                soon = self.now + COPY_POLL if done is None else max(done, self.now + MIN_LOOK)
+                looks.append(min(soon, self.now + MAX_LOOK))
+        return min(looks, default=None)
 
     def status(self) -> list[dict[str, Any]]:
         sub = self.disk.subscription_id
@@ -113,7 +141,9 @@ class PreparedCopies:
             health = (
                 Health(HealthState.STALLED, "CopyOverdue", message) if overdue else replace(health, message=message)
             )
-        return replace(report, health=health, events=report.events + tuple(self.events))
+        look = self.next_look()
+        wake = report.next_time if look is None else min(report.next_time, look)
+        return replace(report, health=health, events=report.events + tuple(self.events), next_time=wake)
 
 
 class CopyFlow:
@@ -134,45 +164,75 @@ class CopyFlow:
         targets = policy.spec.copies or []
         if not targets:
             return None
-        now = self.clock.now()
-        sources = [s for s in of_disk if naming.is_owned(s, policy.ref, disk)]
         previous = {(e.get("region"), e.get("resourceGroup")): e for e in status.copies or []}
-        prepared = PreparedCopies(policy, disk, [], now)
-        disk_busy = False
+        prepared = PreparedCopies(policy, disk, [], self.clock.now())
         for spec in targets:
-            key = target_key(spec, disk.subscription_id)
+            state = TargetState.from_status(previous.get((spec.region, spec.resource_group)))
             try:
-                seen = await self.observer.copies_of(key[0], [spec.resource_group], disk_hash(disk.id))
+                target = await self._plan(prepared, spec, of_disk, state, fresh=True)
             except CloudError as exc:
                 prepared.problem = f"listing {spec.resource_group} failed: {exc.message}"
                 prepared.blind = True
                 continue
-            in_target = [s for s in seen if s.resource_group.lower() == key[1] and s.location.lower() == key[2]]
-            state = TargetState.from_status(previous.get((spec.region, spec.resource_group)))
-            plan = plan_copies(
-                policy,
-                disk.id,
-                spec,
-                sources,
-                in_target,
-                state,
-                now,
-                self.limits,
-                room=self.parallel - self.observer.copies_running(key[0], key[2]),
-                disk_busy=disk_busy,
-                default_subscription=disk.subscription_id,
-            )
-            disk_busy = disk_busy or plan.running is not None or plan.start is not None
-            prepared.targets.append(_Target(spec, key, plan))
-            for name, why in plan.missed:
-                text = (
-                    f"the source was deleted while its copy to {spec.region} ran (CopySourceNotFound)"
-                    if why == "sourceDeleted"
-                    else f"no copy to {spec.region} completed within copyDeadline"
-                )
-                reason = "CopySourceLost" if why == "sourceDeleted" else "CopyMissed"
-                prepared.events.append(Event("Warning", reason, f"Snapshot {name}: {text}; counted in copiesMissed."))
+            prepared.targets.append(target)
         return prepared
+
+    async def _plan(
+        self,
+        prepared: PreparedCopies,
+        spec: CopyTarget,
+        of_disk: Sequence[Snapshot],
+        state: TargetState,
+        *,
+        fresh: bool,
+    ) -> _Target:
+        """Plan one target from the shared lists (one copy per disk: a target planned before may hold the disk)."""
+        policy, disk, now = prepared.policy, prepared.disk, prepared.now
+        key = target_key(spec, disk.subscription_id)
+        seen = await self.observer.copies_of(key[0], [spec.resource_group], disk_hash(disk.id), fresh=fresh)
+        in_target = [s for s in seen if s.resource_group.lower() == key[1] and s.location.lower() == key[2]]
+        plan = plan_copies(
+            policy,
+            disk.id,
+            spec,
+            [s for s in of_disk if naming.is_owned(s, policy.ref, disk)],
+            in_target,
+            state,
+            now,
+            self.limits,
+            room=self.parallel - self.observer.copies_running(key[0], key[2]),
+            disk_busy=prepared.busy,
+            default_subscription=disk.subscription_id,
+        )
+        for name, why in plan.missed:
+            text = (
+                f"the source was deleted while its copy to {spec.region} ran (CopySourceNotFound)"
+                if why == "sourceDeleted"
+                else f"no copy to {spec.region} completed within copyDeadline"
+            )
+            reason = "CopySourceLost" if why == "sourceDeleted" else "CopyMissed"
+            prepared.events.append(Event("Warning", reason, f"Snapshot {name}: {text}; counted in copiesMissed."))
+        return _Target(spec, key, plan)
+
+    async def _after_creates(self, prepared: PreparedCopies) -> None:
+        """Plan again on the snapshots this reconcile created, from where the first plans left off (cached lists).
+
+        Each target's walk goes on from the state its first plan reached, so nothing is counted twice, and a new
+        snapshot's copy starts now rather than at a later look.
+        """
+        disk, spec = prepared.disk, prepared.policy.spec
+        groups = (disk.resource_group, spec.snapshot.resource_group or disk.resource_group)
+        try:
+            of_disk = await self.observer.of_disk(disk, groups, fresh=False)
+        except CloudError:
+            return
+        first, prepared.targets = prepared.targets, []
+        for target in first:
+            try:
+                again = await self._plan(prepared, target.spec, of_disk, target.plan.state, fresh=False)
+            except CloudError:
+                again = target
+            prepared.targets.append(again)
 
     async def finish(
         self, prepared: PreparedCopies | None, report: StatusReport, status: SnapshotPolicyStatus
@@ -180,6 +240,8 @@ class CopyFlow:
         """Act on the copies after the disk's own snapshots, and put their status, events and health in the report."""
         if prepared is None:  # no targets: a status of targets that left the spec goes
             return replace(report, status={**report.status, "copies": None}) if status.copies else report
+        if report.created and not prepared.busy and not prepared.blind:
+            await self._after_creates(prepared)
         await self.act(prepared)
         return prepared.adjust(replace(report, status={**report.status, "copies": prepared.status()}))
 

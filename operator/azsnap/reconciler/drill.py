@@ -1,6 +1,7 @@
 """Restore drills of a policy: make a scratch disk from the newest good snapshot, wait until Azure reports it usable,
 record the result and its duration, delete the scratch disk. One step per policy reconcile, level-based: the drill
-in progress is kept in `status.restoreDrill`, so a restarted operator picks it up where it was.
+in progress is kept in `status.restoreDrill`, so a restarted operator picks it up where it was. A policy over
+claims drills one claim's disk a round, in turn (`claim_drill.py`); its records name the claim and the disk.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from azsnap.domain.durations import format_duration
 from azsnap.domain.models import Policy
 from azsnap.domain.naming import TAG_DRILL, drill_tags, scratch_disk_name
 from azsnap.domain.restore import Phase, choose_snapshot, disk_phase
+from azsnap.domain.targets import ClaimView
+from azsnap.reconciler.claim_drill import claim_drill_targets
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, StatusReport
 from azsnap.reconciler.restore import RestoreScope
@@ -37,6 +40,11 @@ def _iso(when: datetime) -> str:
 
 def _time(value: Any) -> datetime:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _claim_fields(claim: str | None, disk: str) -> dict[str, str]:
+    """What a claim policy's drill records say of the disk drilled (nothing for a disk policy's)."""
+    return {} if claim is None else {"claim": claim, "disk": disk}
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,8 @@ class Driller:
         self.observer = observer
         self.scope = scope
 
-    async def step(self, policy: Policy, status: Mapping[str, Any]) -> DrillReport:
+    async def step(self, policy: Policy, status: Mapping[str, Any], *, claims: ClaimView | None = None) -> DrillReport:
+        """One step of the policy's drill (`claims`: the view a policy over claims finds its disks in)."""
         now = self.clock.now()
         spec = policy.spec.restore_drill
         running = status.get("restoreDrill")
@@ -78,11 +87,20 @@ class Driller:
         due = drill_due(spec, status.get("lastVerifiedRestore"), now)
         if now < due:
             return DrillReport(next_time=due)
-        return await self._start(policy, spec, now)
-
-    async def _start(self, policy: Policy, spec: RestoreDrillSpec, now: datetime) -> DrillReport:
+        targets: list[tuple[str | None, Policy]] = [(None, policy)]
         if policy.spec.disk is None:
-            return DrillReport()  # claim targets have several disks: the CRD takes restoreDrill only with spec.disk
+            targets = [*claim_drill_targets(policy, claims, status.get("lastVerifiedRestore"))]
+        for claim, target in targets:
+            report = await self._start(target, spec, now, claim)
+            if report is not None:
+                return report  # this disk is drilled (or its drill could not start)
+        return DrillReport(next_time=now + NOTHING_YET)  # no disk has a usable snapshot yet
+
+    async def _start(
+        self, policy: Policy, spec: RestoreDrillSpec, now: datetime, claim: str | None
+    ) -> DrillReport | None:
+        """Start the drill of the policy's disk; None when the disk has no usable snapshot to restore yet."""
+        assert policy.spec.disk is not None  # a claim policy's drill runs as the policy of the claim's disk
         disk = policy.spec.disk
         coords = disk.coordinates
         snapshot_rg = policy.spec.snapshot.resource_group or coords.resource_group
@@ -94,7 +112,7 @@ class Driller:
                 policy.ref.namespace, coords.subscription_id, spec.resource_group, snapshot_rg
             )
             if refusal is not None:
-                record = {"snapshot": "", "startedTime": _iso(now)}
+                record = {"snapshot": "", "startedTime": _iso(now), **_claim_fields(claim, coords.name)}
                 return self._finish(
                     record, now, "Failed", f"spec.restoreDrill.resourceGroup is out of scope: {refusal}"
                 )
@@ -104,7 +122,7 @@ class Driller:
             return DrillReport(next_time=now + DRILL_POLL)
         snapshot = choose_snapshot(observed, policy.ref, disk.id, None)
         if snapshot is None:
-            return DrillReport(next_time=now + NOTHING_YET)  # nothing to verify yet
+            return None
         name = scratch_disk_name(coords.name, policy.ref.uid, now)
         group = spec.resource_group or snapshot.resource_group
         running = {
@@ -113,6 +131,7 @@ class Driller:
             "snapshotId": snapshot.id,
             "snapshot": snapshot.name,
             "startedTime": _iso(now),
+            **_claim_fields(claim, coords.name),
         }
         return await self._follow(policy, spec, running, now)
 
@@ -187,8 +206,10 @@ class Driller:
             "finishedTime": _iso(now),
             "durationSeconds": int(seconds),
             "message": message,
+            **{key: running[key] for key in ("claim", "disk") if running.get(key)},
         }
-        text = f"Restore drill of snapshot {running['snapshot']} {result.lower()} in {int(seconds)}s: {message}."
+        of = f" (claim {running['claim']}, disk {running.get('disk')})" if running.get("claim") else ""
+        text = f"Restore drill of snapshot {running['snapshot']}{of} {result.lower()} in {int(seconds)}s: {message}."
         event = (
             Event("Normal", "RestoreVerified", text)
             if result == "Succeeded"

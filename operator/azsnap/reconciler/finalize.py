@@ -14,6 +14,7 @@ from azsnap.domain.observed import Snapshot, SnapshotState
 from azsnap.domain.scope import ScopeCheck
 from azsnap.domain.volumes import disk_ref
 from azsnap.reconciler.act import subscription_of
+from azsnap.reconciler.finalize_copies import finalize_copies, is_copy
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, FinalizeReport
 from azsnap.reconciler.verdicts import Verdicts
@@ -59,8 +60,12 @@ async def finalize(
     except CloudError as exc:
         return FinalizeReport(False, f"Azure answered {exc.message}; retrying", retry_after=retry(exc))
     doomed = retention.plan_finalize(policy, disk, listed, clock.now())
-    deleted: list[str] = []
-    events: list[Event] = []
+    copies = await finalize_copies(policy, ref.id, cloud, observer)  # first: a running copy keeps its source
+    deleted, events = list(copies.deleted), list(copies.events)
+    if copies.error is not None:
+        message = f"{copies.failed_on} failed: {copies.error.message}; retrying"
+        return FinalizeReport(False, message, tuple(deleted), retry_after=retry(copies.error), events=tuple(events))
+    doomed = [a for a in doomed if a.snapshot.name not in copies.keep]
     for action in doomed:
         snap = action.snapshot
         sub = subscription_of(snap.id) or coords.subscription_id
@@ -85,13 +90,14 @@ async def finalize(
     except CloudError:
         still = []
     left = retention.plan_finalize(policy, disk, still, clock.now())
-    waiting = _waiting_for_finalize(policy, still)
-    if left or waiting:
+    waiting = [s for s in _waiting_for_finalize(policy, still) if not is_copy(s)]  # copies: counted apart
+    if left or waiting or copies.running:
+        running = f"; {copies.running} copy(ies) to other regions still running" if copies.running else ""
         return FinalizeReport(
             False,
-            f"{len(left) + len(waiting)} snapshot(s) still to delete (some may still be in progress)",
+            f"{len(left) + len(waiting)} snapshot(s) still to delete (some may still be in progress){running}",
             deleted=tuple(deleted),
-            remaining=len(left) + len(waiting),
+            remaining=len(left) + len(waiting) + copies.running,
             retry_after=default_retry.total_seconds(),
             events=tuple(events),
         )

@@ -209,12 +209,18 @@ def _message(rule: Mapping[str, Any], activation: dict[str, Any]) -> str:
             text = str(result).strip()
             if text and "\n" not in text and len(text) <= _MESSAGE_LIMIT:
                 return text
-    return _rule_text(rule) if not str(rule.get("message") or "").strip() else str(rule["message"]).strip()
+    return _rule_text(rule)
+
+
+def _rule_error_string(rule: Mapping[str, Any]) -> str:
+    """How the server names a rule in an error: its message, else its expression."""
+    return str(rule.get("message") or "").strip() or str(rule.get("rule", "")).strip()
 
 
 def _rule_text(rule: Mapping[str, Any]) -> str:
+    """The detail of a failed rule without a usable messageExpression: its message, else `failed rule: <rule>`."""
     message = str(rule.get("message") or "").strip()
-    return message if message else f"failed rule: {str(rule.get('rule', '')).strip()}"
+    return message if message else f"failed rule: {_rule_error_string(rule)}"
 
 
 def _cause(reason: str | None, field: str, value: Any, detail: str) -> Cause:
@@ -254,7 +260,7 @@ def _node_causes(
         run = {**activation, "oldSelf": _Optional(activation.get("oldSelf"))} if optional else activation
         result, error = _evaluate(text, run)
         if error is not None:
-            detail = f"{error} evaluating rule: {_rule_text(rule).removeprefix('failed rule: ')}"
+            detail = f"{error} evaluating rule: {_rule_error_string(rule)}"
             causes.append(Cause("FieldValueInvalid", f"Invalid value: {_go(kind)}: {detail}", field))
             continue
         if isinstance(result, celtypes.BoolType) and bool(result):
