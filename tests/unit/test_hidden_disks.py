@@ -233,3 +233,25 @@ async def test_an_on_demand_request_is_served_once_by_a_disk_left_out_while_anot
         clock.advance(timedelta(minutes=60))
     on_demand = [name for name in created if name.startswith("pvc-054-") and name.endswith("-od")]
     assert len(on_demand) == 1, on_demand
+
+
+async def test_a_status_lost_is_filled_again_from_the_policys_snapshots() -> None:
+    clock = ManualClock(START)
+    cloud = MemoryCloud(clock)
+    store, disks = _claims(cloud)
+    the_policy = policy(**SELECTOR, retention={"maxAge": "2h"}, onSourceDiskDelete="ApplyRetention")
+    status = SnapshotPolicyStatus()
+    for _ in range(3):
+        status = fold(status, await Reconciler(cloud, clock).reconcile(the_policy, status, claims=store))
+        clock.advance(timedelta(hours=1))
+    store.remove_claim("shop", "data-010")
+    store.remove_claim("shop", "data-054")
+    clock.advance(timedelta(hours=5))
+    # The status is gone (wiped, or never written back): what Azure holds of the policy tells the disks again.
+    report = await Reconciler(cloud, clock).reconcile(the_policy, SnapshotPolicyStatus(), claims=store)
+    status = fold(SnapshotPolicyStatus(), report)
+    gone = {e.claim: e for e in status.disks or [] if e.reason == "ClaimNotFound"}
+    assert sorted(gone) == ["(claim of disk pvc-010)", "(claim of disk pvc-054)"]
+    assert all(e.count == 1 for e in gone.values())  # ApplyRetention: all but the newest good one retired
+    assert len(owned(cloud, disks[10].id)) == len(owned(cloud, disks[54].id)) == 1
+    assert status.snapshot_count == sum(len(owned(cloud, d.id)) for d in disks)

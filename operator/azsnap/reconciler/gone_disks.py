@@ -96,21 +96,28 @@ async def rediscover(
     policy: Policy,
     accounts: Mapping[str, DiskAccount],
     known: Iterable[str],
+    *,
+    every: bool = False,
 ) -> list[DiskEntry] | None:
     """Entries for the disks in `accounts` (none of them named by a claim now), their ARM IDs read from the snapshots.
 
-    An account whose disk holds no snapshot of the policy is dropped, as a listed gone claim's entry is once its
-    count is 0. None when Azure could not be asked (the accounts are then kept as they are).
+    With `every` (a status with nothing of the policy's disks: lost, or never written), an entry for each disk
+    the policy holds snapshots of besides the `known` ones. An account whose disk holds no snapshot of the policy is
+    dropped, as a listed gone claim's entry is once its count is 0. None when Azure could not be asked (the
+    accounts are then kept as they are).
     """
-    if not accounts:
+    known = list(known)
+    if not accounts and not every:
         return []
     try:
         owned = await owned_disks(observer, policy.ref, known, policy.spec.snapshot.resource_group)
     except CloudError:
         return None
+    named = {account_key(disk) for disk in known}
     entries = []
     for disk_id, count in sorted(owned.items()):
-        account = accounts.get(account_key(disk_id))
+        key = account_key(disk_id)
+        account = accounts.get(key) or (DiskAccount(None, 0) if every and key not in named else None)
         if account is not None:
             entry = account.entry(unnamed_claim(disk_id), disk_id)
             entries.append(entry.model_copy(update={"state": "Unresolved", "count": count}))

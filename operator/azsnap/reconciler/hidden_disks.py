@@ -4,7 +4,8 @@ A listed disk's entry is in `status.disks`. A disk left out has only its account
 (`domain/disk_accounts.py`): its slot watermark, missed slots, a digest of its incarnation and one of the request
 it served. Rebuilt here into an entry, it goes on as a listed one would: its missed slots counted once, a new
 incarnation told by a `NewDiskIncarnation` event, an on-demand request served once, and, when its claim went away, its ARM ID read back from the policy's snapshots so it
-gets the gone claim's entry (`reconciler/gone_disks.py`).
+gets the gone claim's entry (`reconciler/gone_disks.py`). A status that holds nothing of the policy's disks (a new
+policy, or a status lost) is filled the same way from every disk the policy holds snapshots of.
 """
 
 from __future__ import annotations
@@ -58,10 +59,12 @@ async def remembered(
     known = [d for d in [*(t.disk_id for t in resolved), *(e.disk for e in before.values())] if d]
     named = {account_key(d) for d in known}
     orphaned = {key: account for key, account in accounts.items() if key not in named}
-    if not orphaned:
+    # A status that holds nothing of the policy's disks (lost, or never written) is filled from Azure once.
+    lost = status.disks is None and status.disk_accounts is None
+    if not orphaned and not lost:
         return Remembered(before, rebuilt)
     # A disk left out whose claim went away: its ARM ID is read back from the policy's own snapshots.
-    found = await rediscover(observer, policy, orphaned, known)
+    found = await rediscover(observer, policy, orphaned, known, every=lost)
     if found is None:
         carried = tuple(item for item in status.disk_accounts or () if item.partition("=")[0] in orphaned)
         return Remembered(before, rebuilt, carried)
