@@ -64,6 +64,7 @@ class Settings(BaseModel):
     pacing: bool = True  # wait for Azure's request budget before each call (docs/pacing.md); off: call at once
     restores: bool = False  # serve SnapshotRestore resources (needs their CRD and the restore role: docs/restore.md)
     restore_volumes: bool = False  # let restores create PersistentVolumes and claims (needs the chart's RBAC for them)
+    volume_snapshots: bool = False  # publish claim policies' snapshots as VolumeSnapshots (the chart's RBAC for them)
 
     @property
     def resolved_arm_endpoint(self) -> str:

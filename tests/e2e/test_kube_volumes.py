@@ -96,6 +96,25 @@ async def test_a_claim_is_created_pending_with_defaults_and_refused_as_a_real_se
     assert refused["message"].startswith('PersistentVolumeClaim "bare" is invalid: [')
 
 
+async def test_a_claim_from_a_volume_snapshot_gets_both_data_source_fields_as_a_real_server_fills_them(
+    http: aiohttp.ClientSession,
+) -> None:
+    source = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "pg-0-20260329t2300z"}
+    status, created = await _call(http, "POST", CLAIMS, json=_claim("restored", dataSource=source))
+    assert status == 201 and created["spec"]["dataSource"] == created["spec"]["dataSourceRef"] == source
+    status, created = await _call(http, "POST", CLAIMS, json=_claim("by-ref", dataSourceRef=source))
+    assert status == 201 and created["spec"]["dataSource"] == source
+
+    no_group = {"kind": "VolumeSnapshot", "name": "x"}
+    status, refused = await _call(http, "POST", CLAIMS, json=_claim("no-group", dataSource=no_group))
+    assert status == 422
+    assert {c["field"] for c in refused["details"]["causes"]} == {"spec.dataSource", "spec.dataSourceRef"}
+    assert "must be 'PersistentVolumeClaim' when referencing the default apiGroup" in refused["message"]
+    other = {**source, "name": "other"}
+    status, refused = await _call(http, "POST", CLAIMS, json=_claim("two", dataSource=source, dataSourceRef=other))
+    assert status == 422 and refused["message"].endswith("spec: Invalid value: {}: must match dataSourceRef")
+
+
 async def test_a_volume_is_cluster_scoped_and_needs_exactly_one_complete_source(http: aiohttp.ClientSession) -> None:
     csi = {"csi": {"driver": "disk.csi.azure.com", "volumeHandle": DISK}}
     status, created = await _call(http, "POST", VOLUMES, json=_volume("pv-data", csi))

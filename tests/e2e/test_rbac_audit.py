@@ -19,6 +19,7 @@ import kopf
 import pytest
 import yaml
 from tests.support.kube import EPOCH, SNAPSHOT_POLICY, condition, eventually, install_project_crd, policy_manifest
+from tests.support.volume_snapshots import claim_of_disk, install_snapshot_crds
 
 import azsnap.handlers  # noqa: F401  (registers the handlers on kopf's default registry)
 from azsnap.clock import LoopClock
@@ -30,6 +31,7 @@ from azsnap.handlers.policy import ANNOTATION_SNAPSHOT_NOW
 from azsnap.handlers.restore_volumes import KubeVolumes
 from azsnap.handlers.runtime import MEMO_KEY
 from azsnap.handlers.startup import configure_kopf
+from azsnap.handlers.volume_snapshots import KubeSnapshots
 from azsnap.offline.sandbox import azure_sandbox, disk_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.looptime]
@@ -211,3 +213,36 @@ async def _restore_run(kube: KubeEmulator) -> set[Rule]:
 async def test_the_chart_grants_exactly_what_a_run_with_restores_uses(kube: KubeEmulator) -> None:
     used = await _full_run(kube, peering=None) | await _restore_run(kube)
     assert _granted(_chart("restore.enabled=true", "restore.volumes=true")) == used
+
+
+async def _publish_run(kube: KubeEmulator) -> set[Rule]:
+    """A claim policy publishing VolumeSnapshots through its life (published, one removed by retention, switched off,
+    deleted); the requests the operator made, in RBAC terms."""
+    install_snapshot_crds(kube)
+    async with azure_sandbox(LoopClock(EPOCH)) as box:
+        box.runtime.snapshot_objects = KubeSnapshots(kopf.ConnectionInfo(server=kube.url))
+        claim_of_disk(kube, "data-0", "disk-3")
+        before = set(kube.api.audit)
+        async with run_operator(kube=kube, memo=kopf.Memo({MEMO_KEY: box.runtime})):
+            spec = {"volumeClaim": "data-0", "schedule": {"every": "1h"}, "retention": {"keepLast": 1},
+                    "volumeSnapshots": {"enabled": True}}  # fmt: skip
+            kube.apply(policy_manifest("published", spec))
+
+            def published(count: int) -> bool:
+                return len(kube.list("snapshot.storage.k8s.io", "v1", "volumesnapshots", "default")) == count
+
+            await eventually(lambda: published(1))
+            await asyncio.sleep(3600 + 60)  # the next slot: the older snapshot and its objects go
+            await eventually(lambda: published(1) and kube.api.audit[("delete", "snapshot.storage.k8s.io",
+                                                                      "volumesnapshots")] > 0)  # fmt: skip
+            kube.patch(*SNAPSHOT_POLICY, "default", "published", {"spec": {"volumeSnapshots": {"enabled": False}}})
+            await eventually(lambda: published(0))
+            kube.delete(*SNAPSHOT_POLICY, "default", "published")
+            await eventually(lambda: not kube.list(*SNAPSHOT_POLICY, "default"))
+        await box.runtime.snapshot_objects.close()
+        return set(kube.api.audit) - before
+
+
+async def test_the_chart_grants_exactly_what_a_run_with_volume_snapshots_uses(kube: KubeEmulator) -> None:
+    used = await _full_run(kube, peering=None) | await _publish_run(kube)
+    assert _granted(_chart("volumeSnapshots.enabled=true")) == used

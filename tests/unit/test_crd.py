@@ -30,6 +30,7 @@ from azsnap.domain.models import (
     SnapshotSku,
     SnapshotSpec,
 )
+from azsnap.domain.volume_snapshots import VolumeSnapshotsSpec
 from azsnap.handlers.startup import KOPF_STATUS
 
 SPEC_MODELS: dict[str, type[BaseModel]] = {
@@ -44,6 +45,7 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {
     "status.conditions[]": Condition,
     "status.lastSnapshot": LastSnapshot,
     "spec.restoreDrill": RestoreDrillSpec,
+    "spec.volumeSnapshots": VolumeSnapshotsSpec,
 }
 #: Fields kopf writes beside azsnap's own (its bookkeeping), per schema node.
 FRAMEWORK_FIELDS: dict[str, set[str]] = {"status": {KOPF_STATUS.removeprefix("status.")}}

@@ -26,6 +26,7 @@ from azsnap.domain.durations import format_duration, parse_duration
 from azsnap.domain.lifecycle import DeletionPolicy, OnSourceDiskDelete
 from azsnap.domain.observed import Disk
 from azsnap.domain.targets import ClaimStatus, ClaimTargets, exactly_one_target
+from azsnap.domain.volume_snapshots import VolumeSnapshotFields, VolumeSnapshotStatus
 
 __all__ = [
     "API_GROUP",
@@ -333,7 +334,7 @@ class CopyTarget(_Model):
     copy_deadline: Duration = timedelta(hours=6)
 
 
-class SnapshotPolicySpec(DrillFields, ClaimTargets):
+class SnapshotPolicySpec(DrillFields, VolumeSnapshotFields, ClaimTargets):
     """The desired state: which disks (exactly one target, `domain/targets.py`), how often, how long to keep."""
 
     disk: DiskRef | None = None
@@ -389,7 +390,7 @@ class LastSnapshot(_Model):
     state: Literal["Creating", "Copying", "Succeeded", "Failed"]
 
 
-class SnapshotPolicyStatus(DrillStatus, ClaimStatus):
+class SnapshotPolicyStatus(DrillStatus, VolumeSnapshotStatus, ClaimStatus):
     """What the operator observed and did; written only through the status subresource."""
 
     observed_generation: int | None = None

@@ -30,6 +30,7 @@ from azsnap.handlers.restore import driller
 from azsnap.handlers.runtime import MEMO_KEY, Runtime
 from azsnap.handlers.startup import FINALIZER
 from azsnap.handlers.status import record_metrics, verdict
+from azsnap.handlers.volume_snapshots import publisher
 from azsnap.handlers.volumes import IndexedClaims
 from azsnap.reconciler import StatusReport
 from azsnap.reconciler.drill import DrillReport
@@ -104,6 +105,8 @@ async def _reconcile(
             )
             drill = await driller(runtime).step(policy, {**current, **report.status}, claims=claims)
             report = drill.merged(report)
+            published = await publisher(runtime).step(policy, {**current, **report.status}, claims)
+            report = published.merged(report)
         elapsed = asyncio.get_running_loop().time() - started
 
         last_drill = {**current, **report.status}.get("lastVerifiedRestore")
@@ -229,6 +232,9 @@ async def finalize(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if not report.done:
         raise kopf.TemporaryError(report.message, delay=max(1.0, report.retry_after))
+    published = await publisher(runtime).finalize(policy, dict(body.status))
+    for event in published.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     runtime.metrics.forget_policy(body.metadata.namespace or "", body.metadata.name or "")
     runtime.forget(uid)
     logger.info(

@@ -14,6 +14,7 @@ from azsnap.reconciler import Reconciler
 from azsnap.reconciler.claims import ClaimInterest
 from azsnap.reconciler.drill import Driller
 from azsnap.reconciler.restore import RestoreReconciler, VolumeWriter
+from azsnap.reconciler.volume_snapshots import Publisher, SnapshotObjects
 from azsnap.settings import Settings
 
 __all__ = ["MEMO_KEY", "Runtime"]
@@ -47,6 +48,10 @@ class Runtime:
     volumes: VolumeWriter | None = None
     #: The restore drills of policies that ask for them (made on first use by `handlers/restore.py`).
     driller: Driller | None = None
+    #: VolumeSnapshot publishing (made on first use by `handlers/volume_snapshots.py`) and the objects it writes
+    #: (None: the operator's switch is off).
+    publisher: Publisher | None = None
+    snapshot_objects: SnapshotObjects | None = None
     #: The claim targets of the policies, so that a claim's change wakes the ones that cover it.
     claim_interest: ClaimInterest = field(default_factory=ClaimInterest)
 

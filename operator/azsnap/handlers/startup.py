@@ -13,6 +13,7 @@ from azsnap.clock import WallClock
 from azsnap.cloud.buckets import PacerConfig
 from azsnap.cloud.pacer import Pacer, PacerHooks
 from azsnap.domain.models import API_GROUP
+from azsnap.handlers import volume_snapshots
 from azsnap.handlers.restore_volumes import KubeVolumes
 from azsnap.handlers.runtime import MEMO_KEY, Runtime
 from azsnap.handlers.scope import ScopeFile
@@ -94,6 +95,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
         if info is not None:
             runtime.volumes = KubeVolumes(info)
+    if runtime.settings.volume_snapshots and runtime.snapshot_objects is None:
+        runtime.snapshot_objects = volume_snapshots.login(settings)
     if runtime.settings.metrics_port and runtime.metrics_server is None:
         runtime.metrics_server = await runtime.metrics.start_server(runtime.settings.metrics_port)
     logger.info(
@@ -116,6 +119,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         runtime.metrics_server = None
     if isinstance(runtime.volumes, KubeVolumes):
         await runtime.volumes.close()
+    if isinstance(runtime.snapshot_objects, volume_snapshots.KubeSnapshots):
+        await runtime.snapshot_objects.close()
     if runtime.owns_cloud:
         await runtime.cloud.close()
 
