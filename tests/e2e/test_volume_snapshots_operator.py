@@ -2,7 +2,8 @@
 real Azure SDK against the emulator, in emulated time.
 
 A claim policy that asks publishes a VolumeSnapshotContent and a VolumeSnapshot for each usable snapshot, retention
-takes them away with the snapshot, a VolumeSnapshot azsnap did not make is never touched, a disk policy publishes
+takes them away with the snapshot, a VolumeSnapshot azsnap did not make is never touched (nor counted, when it takes
+one of azsnap's names), a disk policy publishes
 nothing, a restarted operator makes no second object, and a cluster without the snapshot CRDs gets a status message
 and one event while the backups go on, then the objects once the CRDs are there.
 """
@@ -249,3 +250,27 @@ async def test_an_api_refusal_is_told_once_and_the_backups_go_on(kube: KubeEmula
         warnings = [e for e in kube.events("default") if e["reason"] == "VolumeSnapshotsKubernetesApiRefused"]
         assert len(warnings) == 1 and warnings[0]["type"] == "Warning"
         assert not volume_snapshots(kube)  # the VolumeSnapshot never comes before its content
+
+
+async def test_a_name_taken_by_someone_else_publishes_nothing_there_and_says_so(kube: KubeEmulator) -> None:
+    install_project_crd(kube)
+    install_snapshot_crds(kube)
+    async with azure_sandbox(LoopClock(EPOCH), disks=1) as box, operator(kube, box):
+        claim_of_disk(kube, "data-pg-0", "disk-0")
+        kube.apply(pg_policy(keep_last=3))
+        await eventually(lambda: published_status(kube).get("published") == 1)
+        (name,) = volume_snapshots(kube)
+        # Someone replaces azsnap's VolumeSnapshot with one of their own under the same name.
+        kube.delete(GROUP, VERSION, SNAPSHOTS, "default", name)
+        theirs = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "VolumeSnapshot",
+                  "metadata": {"name": name, "namespace": "default"},
+                  "spec": {"source": {"persistentVolumeClaimName": "data-pg-0"}}}  # fmt: skip
+        kube.apply(theirs)
+
+        await asyncio.sleep(3600 + 60)  # the next slot: a second snapshot, and another try at the first's name
+        await eventually(lambda: len(contents(kube)) == 2 and len(volume_snapshots(kube)) == 2)
+        assert published_status(kube)["published"] == 1  # only the second snapshot is published by azsnap
+        assert volume_snapshots(kube)[name]["spec"] == theirs["spec"]  # theirs, never touched
+        taken = [e for e in kube.events("default") if e["reason"] == "VolumeSnapshotNameTaken"]
+        assert taken and name in taken[-1]["message"] and taken[-1]["type"] == "Warning"
+        assert ready(kube, "pg")  # the backups go on

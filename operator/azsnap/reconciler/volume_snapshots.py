@@ -121,7 +121,7 @@ class Publisher:
             contents = await self.objects.list(CONTENTS, None, selector)
             desired, in_azure = await self._desired(policy, status, claims, contents)
             plan = plan_objects(desired, snapshots, contents, in_azure)
-            made, removed = await self._act(policy, plan)
+            made, removed, taken = await self._act(policy, plan)
         except SnapshotApiMissing:
             message = (
                 "The cluster does not serve snapshot.storage.k8s.io/v1 (no VolumeSnapshot CRDs), so azsnap publishes "
@@ -135,7 +135,7 @@ class Publisher:
         except CloudError:
             return PublishReport()  # Azure could not be listed: the reconcile's own status says so; try next time
         kept = {str(o["metadata"]["name"]) for o in snapshots} - set(plan.delete_snapshots)
-        count = len(kept | {w.name for w in plan.create_snapshots})
+        count = len(kept | set(made))  # a name taken by an object azsnap did not make publishes nothing
         message = f"{count} VolumeSnapshot(s) in namespace {policy.ref.namespace}, one per usable snapshot."
         report = self._state(previous, now, "Published", "Published", message, count=count, quiet=True)
         events = list(report.events)
@@ -143,6 +143,9 @@ class Publisher:
             events.append(Event("Normal", "VolumeSnapshotsPublished", _names("published", made)))
         if removed:
             events.append(Event("Normal", "VolumeSnapshotsRemoved", _names("removed (snapshot gone)", removed)))
+        if taken:
+            what = "not published: the name is taken by an object azsnap did not make (rename or remove it)"
+            events.append(Event("Warning", "VolumeSnapshotNameTaken", _names(what, taken)))
         return PublishReport(report.fields, tuple(events))
 
     async def _desired(
@@ -184,22 +187,29 @@ class Publisher:
         # Not fresh: the reconcile that ran just before read the list; azsnap's own writes are in it since.
         return await self.observer.of_disk(ref.stand_in(location="", unique_id=""), groups, fresh=False)
 
-    async def _act(self, policy: Policy, plan: ObjectPlan) -> tuple[list[str], list[str]]:
+    async def _act(self, policy: Policy, plan: ObjectPlan) -> tuple[list[str], list[str], list[str]]:
+        """Write the plan; the VolumeSnapshots made, removed, and not made because their name was taken."""
         assert self.objects is not None  # checked by the caller
         spec = policy.spec.volume_snapshots
         assert spec is not None
         namespace = policy.ref.namespace
         made: list[str] = []
+        taken: list[str] = []
         for item in plan.create_contents:  # the content first: a VolumeSnapshot never waits on a missing one
-            await self.objects.create(CONTENTS, None, content_manifest(policy.ref, spec, item))
+            if not await self.objects.create(CONTENTS, None, content_manifest(policy.ref, spec, item)):
+                taken.append(item.name)  # someone else's content: no VolumeSnapshot of ours may bind to it
         for item in plan.create_snapshots:
+            if item.name in taken:
+                continue
             if await self.objects.create(SNAPSHOTS, namespace, snapshot_manifest(policy.ref, spec, item)):
                 made.append(item.name)
+            else:  # not among the policy's listed objects, yet the name exists: someone else's
+                taken.append(item.name)
         for name in plan.delete_snapshots:  # the VolumeSnapshot first: it is what people and claims use
             await self.objects.delete(SNAPSHOTS, namespace, name)
         for name in plan.delete_contents:
             await self.objects.delete(CONTENTS, None, name)
-        return made, list(plan.delete_snapshots)
+        return made, list(plan.delete_snapshots), taken
 
     async def finalize(self, policy: Policy, status: Mapping[str, Any]) -> PublishReport:
         """The policy is deleted: with `deletionPolicy: Delete` its snapshots went, so its objects go too.
@@ -221,7 +231,7 @@ class Publisher:
             snapshots = await self.objects.list(SNAPSHOTS, policy.ref.namespace, selector)
             contents = await self.objects.list(CONTENTS, None, selector)
             plan = plan_objects((), snapshots, contents, None)
-            _made, removed = await self._act(policy, plan)
+            _made, removed, _taken = await self._act(policy, plan)
         except SnapshotApiMissing:
             return PublishReport({_FIELD: None})
         except SnapshotApiError as exc:
