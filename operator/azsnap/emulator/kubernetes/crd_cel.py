@@ -9,7 +9,6 @@ where an old value can be matched to the new one (not under a list that is not `
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
@@ -22,29 +21,13 @@ from azsnap.emulator.kubernetes.cel_cost import (
     rule_cost,
 )
 from azsnap.emulator.kubernetes.paths import FieldPathError, field_path
-from azsnap.emulator.kubernetes.schema import Cause
+from azsnap.emulator.kubernetes.schema import Cause, go_value
 
 __all__ = ["schema_nodes", "validation_rule_causes"]
 
 _REASONS: Final = ("FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired")
 #: Rules costing less than this share of the CRD's limit are not named when the total is over it.
 _NAMED_SHARE: Final = CRD_COST_LIMIT // 100
-
-
-def _go(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _invalid(field: str, value: Any, detail: str) -> Cause:
-    return Cause("FieldValueInvalid", f"Invalid value: {_go(value)}: {detail}", field)
-
-
-def _forbidden(field: str, detail: str) -> Cause:
-    return Cause("FieldValueForbidden", f"Forbidden: {detail}", field)
-
-
-def _required(field: str, detail: str) -> Cause:
-    return Cause("FieldValueRequired", f"Required value: {detail}", field)
 
 
 class _GoRule(dict[str, Any]):
@@ -91,31 +74,31 @@ def _field_causes(rule: Mapping[str, Any], schema: Mapping[str, Any], at: str) -
     causes: list[Cause] = []
     text, message = str(rule.get("rule", "")), str(rule.get("message", ""))
     if not text.strip():
-        causes.append(_required(f"{at}.rule", "rule is not specified"))
+        causes.append(Cause.required(f"{at}.rule", "rule is not specified"))
     elif message and not message.strip():
-        causes.append(_invalid(f"{at}.message", message, "must be non-empty if specified"))
+        causes.append(Cause.invalid(f"{at}.message", message, "must be non-empty if specified"))
     elif "\n" in message.strip() or "\r" in message.strip():
-        causes.append(_invalid(f"{at}.message", message, "must not contain line breaks"))
+        causes.append(Cause.invalid(f"{at}.message", message, "must not contain line breaks"))
     elif ("\n" in text.strip() or "\r" in text.strip()) and not message.strip():
-        causes.append(_required(f"{at}.message", "message must be specified if rule contains line breaks"))
+        causes.append(Cause.required(f"{at}.message", "message must be specified if rule contains line breaks"))
     expression = str(rule.get("messageExpression", ""))
     if expression and not expression.strip():
-        causes.append(_required(f"{at}.messageExpression", "messageExpression must be non-empty if specified"))
+        causes.append(Cause.required(f"{at}.messageExpression", "messageExpression must be non-empty if specified"))
     reason = rule.get("reason")
     if reason is not None and reason not in _REASONS:
-        supported = ", ".join(_go(r) for r in _REASONS)
-        causes.append(Cause("FieldValueNotSupported", f"Unsupported value: {_go(reason)}: supported values: "
+        supported = ", ".join(go_value(r) for r in _REASONS)
+        causes.append(Cause("FieldValueNotSupported", f"Unsupported value: {go_value(reason)}: supported values: "
                             f"{supported}", f"{at}.reason"))  # fmt: skip
     path = str(rule.get("fieldPath", ""))
     if path and not path.strip():
-        causes.append(_invalid(f"{at}.fieldPath", path, "must be non-empty if specified"))
+        causes.append(Cause.invalid(f"{at}.fieldPath", path, "must be non-empty if specified"))
     if "\n" in path or "\r" in path:
-        causes.append(_invalid(f"{at}.fieldPath", path, "must not contain line breaks"))
+        causes.append(Cause.invalid(f"{at}.fieldPath", path, "must not contain line breaks"))
     if path:
         try:
             field_path(path, schema)
         except FieldPathError:
-            causes.append(_invalid(f"{at}.fieldPath", path, "must be a valid path"))
+            causes.append(Cause.invalid(f"{at}.fieldPath", path, "must be a valid path"))
     return causes
 
 
@@ -132,15 +115,17 @@ def _compile_causes(
         compile_rule(text, node, optional_old_self=optional)
         compiled = True
     except CelCompileError as exc:
-        error = _invalid(f"{at}.rule", _GoRule(rule), f"compilation failed: {exc}")
+        error = Cause.invalid(f"{at}.rule", _GoRule(rule), f"compilation failed: {exc}")
     if compiled:
         cost = min(rule_cost(parse_rule(text), node) * times, 2**64 - 1)
         costs.append((f"{at}.rule", cost))
         if cost > RULE_COST_LIMIT:
-            causes.append(_forbidden(f"{at}.rule", cost_error_message("estimated rule cost", cost, RULE_COST_LIMIT)))
+            causes.append(
+                Cause.forbidden(f"{at}.rule", cost_error_message("estimated rule cost", cost, RULE_COST_LIMIT))
+            )
         kind = output_kind(text)
         if kind not in (None, "bool"):
-            causes.append(_invalid(f"{at}.rule", _GoRule(rule), "cel expression must evaluate to a bool"))
+            causes.append(Cause.invalid(f"{at}.rule", _GoRule(rule), "cel expression must evaluate to a bool"))
     else:
         costs.append((f"{at}.rule", 0))
         causes.append(error)
@@ -149,11 +134,11 @@ def _compile_causes(
         causes.extend(_message_causes(rule, expression, node, at, times, optional, costs))
     if compiled and uses_old_self(text):
         if uncorrelatable is not None:
-            causes.append(_invalid(f"{at}.rule", rule.get("rule", ""),
+            causes.append(Cause.invalid(f"{at}.rule", rule.get("rule", ""),
                                    f"oldSelf cannot be used on the uncorrelatable portion of the schema within "
                                    f"{uncorrelatable}"))  # fmt: skip
     elif rule.get("optionalOldSelf") is not None:
-        causes.append(_invalid(f"{at}.optionalOldSelf", rule["optionalOldSelf"],
+        causes.append(Cause.invalid(f"{at}.optionalOldSelf", rule["optionalOldSelf"],
                                "may not be set if oldSelf is not used in rule"))  # fmt: skip
     return causes, costs
 
@@ -171,13 +156,13 @@ def _message_causes(
     try:
         compile_rule(expression, node, optional_old_self=optional)
     except CelCompileError as exc:
-        return [_invalid(field, _GoRule(rule), f"messageExpression compilation failed: {exc}")]
+        return [Cause.invalid(field, _GoRule(rule), f"messageExpression compilation failed: {exc}")]
     if output_kind(expression) not in (None, "string"):
-        return [_invalid(field, _GoRule(rule), "messageExpression must evaluate to a string")]
+        return [Cause.invalid(field, _GoRule(rule), "messageExpression must evaluate to a string")]
     cost = min(rule_cost(parse_rule(expression), node) * times, 2**64 - 1)
     costs.append((field, cost))
     if cost > RULE_COST_LIMIT:
-        return [_forbidden(field, cost_error_message("estimated messageExpression cost", cost, RULE_COST_LIMIT))]
+        return [Cause.forbidden(field, cost_error_message("estimated messageExpression cost", cost, RULE_COST_LIMIT))]
     return []
 
 
@@ -205,10 +190,10 @@ def validation_rule_causes(schema: Mapping[str, Any], root: str, schema_causes: 
     if total > CRD_COST_LIMIT:
         named = sorted((c for c in costs if c[1] >= _NAMED_SHARE), key=lambda c: -c[1])[:4]
         cel_causes.extend(
-            _forbidden(field, "contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 "
+            Cause.forbidden(field, "contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 "
                        "schema") for field, _ in named
         )  # fmt: skip
         message = cost_error_message("x-kubernetes-validations estimated rule cost total for entire OpenAPIv3 schema",
                                      total, CRD_COST_LIMIT)  # fmt: skip
-        cel_causes.append(_forbidden(root, message))
+        cel_causes.append(Cause.forbidden(root, message))
     return field_causes + cel_causes

@@ -8,13 +8,12 @@ name the internal fields as the server does: a single version's schema, columns 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from azsnap.emulator.kubernetes.crd_cel import validation_rule_causes
-from azsnap.emulator.kubernetes.schema import Cause, prune, validate_value
+from azsnap.emulator.kubernetes.schema import Cause, go_value, prune, validate_value
 
 __all__ = ["Cause", "crd_causes", "crd_warnings"]
 
@@ -37,23 +36,6 @@ _NOT_RE2: Final = re.compile(r"\(\?<?[=!]|\(\?>|\\[1-9]|[*+?}]\+")
 _ROOT: Final = "spec.validation.openAPIV3Schema"
 
 
-def _invalid(field: str, value: Any, detail: str) -> Cause:
-    return Cause("FieldValueInvalid", f"Invalid value: {_go(value)}: {detail}", field)
-
-
-def _forbidden(field: str, detail: str) -> Cause:
-    return Cause("FieldValueForbidden", f"Forbidden: {detail}", field)
-
-
-def _required(field: str, detail: str) -> Cause:
-    return Cause("FieldValueRequired", f"Required value: {detail}", field)
-
-
-def _go(value: Any) -> str:
-    """A value as Go's field errors print it: strings quoted, the rest as JSON."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def _versions(crd: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [v for v in crd.get("spec", {}).get("versions") or [] if isinstance(v, Mapping)]
 
@@ -65,17 +47,17 @@ def crd_causes(crd: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> 
     causes: list[Cause] = []
     name = (crd.get("metadata") or {}).get("name", "")
     if name != f"{names.get('plural', '')}.{spec.get('group', '')}":
-        causes.append(_invalid("metadata.name", name, 'must be spec.names.plural+"."+spec.group'))
+        causes.append(Cause.invalid("metadata.name", name, 'must be spec.names.plural+"."+spec.group'))
     for key in ("plural", "singular"):
         if names.get(key) and not _DNS1035.match(str(names[key])):
-            causes.append(_invalid(f"spec.names.{key}", names[key], _DNS1035_MESSAGE))
+            causes.append(Cause.invalid(f"spec.names.{key}", names[key], _DNS1035_MESSAGE))
     if spec.get("scope") not in ("Namespaced", "Cluster"):
         causes.append(
-            Cause("FieldValueNotSupported", f'Unsupported value: {_go(spec.get("scope"))}: supported values: '
+            Cause("FieldValueNotSupported", f'Unsupported value: {go_value(spec.get("scope"))}: supported values: '
                   '"Cluster", "Namespaced"', "spec.scope")
         )  # fmt: skip
     if old is not None and (old.get("spec") or {}).get("scope") != spec.get("scope"):
-        causes.append(_invalid("spec.scope", spec.get("scope"), "field is immutable"))
+        causes.append(Cause.invalid("spec.scope", spec.get("scope"), "field is immutable"))
     versions = _versions(crd)
     storage = [v.get("name") for v in versions if v.get("storage")]
     if len(storage) != 1:
@@ -83,10 +65,12 @@ def crd_causes(crd: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> 
                     "Deprecated": bool(v.get("deprecated")), "DeprecationWarning": None, "Schema": None,
                     "Subresources": None, "AdditionalPrinterColumns": None, "SelectableFields": None}
                    for v in versions]  # fmt: skip
-        causes.append(_invalid("spec.versions", hoisted, "must have exactly one version marked as storage version"))
+        causes.append(
+            Cause.invalid("spec.versions", hoisted, "must have exactly one version marked as storage version")
+        )
         if storage and storage[-1] != storage[0]:
             causes.append(
-                _invalid("status.storedVersions", storage[:1], f"must have the storage version {storage[-1]}")
+                Cause.invalid("status.storedVersions", storage[:1], f"must have the storage version {storage[-1]}")
             )
     hoist = len(versions) == 1
     for index, version in enumerate(versions):
@@ -139,18 +123,24 @@ def _schema_causes(schema: Mapping[str, Any], root: str) -> list[Cause]:
         )
         if untyped:
             detail = {"root": "must not be empty at the root", "item": "must not be empty for specified array items"}
-            causes.append(_required(f"{path}.type", detail.get(level, "must not be empty for specified object fields")))
+            causes.append(
+                Cause.required(f"{path}.type", detail.get(level, "must not be empty for specified object fields"))
+            )
         elif level == "root" and node.get("type") != "object":
-            causes.append(_invalid(f"{path}.type", node.get("type"), "must be object at the root"))
+            causes.append(Cause.invalid(f"{path}.type", node.get("type"), "must be object at the root"))
         if "properties" in node and "additionalProperties" in node and node["additionalProperties"] is not False:
             causes.append(
-                _forbidden(f"{path}.additionalProperties", "additionalProperties and properties are mutual exclusive")
+                Cause.forbidden(
+                    f"{path}.additionalProperties", "additionalProperties and properties are mutual exclusive"
+                )
             )
         if node.get("x-kubernetes-preserve-unknown-fields") is False:
-            causes.append(_invalid(f"{path}.x-kubernetes-preserve-unknown-fields", False, "must be true or undefined"))
+            causes.append(
+                Cause.invalid(f"{path}.x-kubernetes-preserve-unknown-fields", False, "must be true or undefined")
+            )
         if node.get("uniqueItems") is True:
             causes.append(
-                _forbidden(
+                Cause.forbidden(
                     f"{path}.uniqueItems",
                     "uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
                 )
@@ -161,7 +151,7 @@ def _schema_causes(schema: Mapping[str, Any], root: str) -> list[Cause]:
         if "default" in node and node["default"] is not None:
             default = node["default"]
             if prune(node, default)[1]:
-                causes.append(_invalid(f"{path}.default", default, "must not have unknown fields"))
+                causes.append(Cause.invalid(f"{path}.default", default, "must not have unknown fields"))
             else:
                 causes.extend(Cause(c.reason, c.message, f"{path}.default") for c in validate_value(node, default, ""))
     return [*causes, *validation_rule_causes(schema, root, causes)]
@@ -174,15 +164,15 @@ def _metadata_causes(schema: Mapping[str, Any], root: str) -> list[Cause]:
     path = f"{root}.properties[metadata]"
     causes: list[Cause] = []
     if metadata.get("type") != "object":
-        causes.append(_invalid(f"{path}.type", metadata.get("type"), "must be object"))
+        causes.append(Cause.invalid(f"{path}.type", metadata.get("type"), "must be object"))
     props = metadata.get("properties") or {}
     for key in ("name", "generateName"):
         if isinstance(props.get(key), Mapping) and "default" in props[key]:
-            causes.append(_forbidden(f"{path}.properties[{key}].default", "must not be set in top-level metadata"))
+            causes.append(Cause.forbidden(f"{path}.properties[{key}].default", "must not be set in top-level metadata"))
     rest = {k: v for k, v in metadata.items() if k not in ("type", "properties", "default")}
     if rest or set(props) - {"name", "generateName"}:
         causes.append(
-            _forbidden(
+            Cause.forbidden(
                 path, "must not specify anything other than name and generateName, but metadata is implicitly specified"
             )
         )
@@ -200,7 +190,9 @@ def _pattern_causes(pattern: Any, field: str) -> list[Cause]:
             problem = f"invalid regular expression: {exc}"
     if problem is None:
         return []
-    return [_invalid(field, text, f"must be a valid regular expression, but isn't: error parsing regexp: {problem}")]
+    return [
+        Cause.invalid(field, text, f"must be a valid regular expression, but isn't: error parsing regexp: {problem}")
+    ]
 
 
 def _list_causes(node: Mapping[str, Any], path: str) -> list[Cause]:
@@ -211,21 +203,23 @@ def _list_causes(node: Mapping[str, Any], path: str) -> list[Cause]:
         keys = node.get("x-kubernetes-list-map-keys") or []
         if not keys:
             causes.append(
-                _required(f"{path}.x-kubernetes-list-map-keys", "must not be empty if x-kubernetes-list-type is map")
+                Cause.required(
+                    f"{path}.x-kubernetes-list-map-keys", "must not be empty if x-kubernetes-list-type is map"
+                )
             )
         for key in keys:
             prop = (items.get("properties") or {}).get(key)
             if isinstance(prop, Mapping) and prop.get("nullable"):
                 causes.append(
-                    _forbidden(f"{path}.items.properties[{key}].nullable", "this property is in x-kubernetes-list-map-keys, so it cannot be nullable")
+                    Cause.forbidden(f"{path}.items.properties[{key}].nullable", "this property is in x-kubernetes-list-map-keys, so it cannot be nullable")
                 )  # fmt: skip
     elif kind == "set" and items.get("type") == "object" and items.get("x-kubernetes-map-type") != "atomic":
         causes.append(
-            _invalid(f"{path}.items.x-kubernetes-map-type", items.get("x-kubernetes-map-type"), "must be atomic as item of a list with x-kubernetes-list-type=set")
+            Cause.invalid(f"{path}.items.x-kubernetes-map-type", items.get("x-kubernetes-map-type"), "must be atomic as item of a list with x-kubernetes-list-type=set")
         )  # fmt: skip
     elif kind is None and node.get("x-kubernetes-list-map-keys"):
         causes.append(
-            _forbidden(f"{path}.x-kubernetes-list-map-keys", "must be empty if x-kubernetes-list-type is not map")
+            Cause.forbidden(f"{path}.x-kubernetes-list-map-keys", "must be empty if x-kubernetes-list-type is not map")
         )
     return causes
 
@@ -235,14 +229,14 @@ def _column_causes(column: Mapping[str, Any], path: str) -> list[Cause]:
     if not column.get("name"):
         causes.append(Cause("FieldValueRequired", "Required value", f"{path}.name"))
     if column.get("type") not in _COLUMN_TYPES:
-        causes.append(_invalid(f"{path}.type", column.get("type"), f"must be one of {','.join(_COLUMN_TYPES)}"))
+        causes.append(Cause.invalid(f"{path}.type", column.get("type"), f"must be one of {','.join(_COLUMN_TYPES)}"))
     if column.get("format") and column["format"] not in _COLUMN_FORMATS:
-        causes.append(_invalid(f"{path}.format", column["format"], f"must be one of {','.join(_COLUMN_FORMATS)}"))
+        causes.append(Cause.invalid(f"{path}.format", column["format"], f"must be one of {','.join(_COLUMN_FORMATS)}"))
     json_path = str(column.get("jsonPath") or "")
     if not json_path:
         causes.append(Cause("FieldValueRequired", "Required value", f"{path}.JSONPath"))
     elif not json_path.startswith("."):
-        causes.append(_invalid(f"{path}.JSONPath", json_path, "must be a simple json path starting with ."))
+        causes.append(Cause.invalid(f"{path}.JSONPath", json_path, "must be a simple json path starting with ."))
     return causes
 
 
@@ -253,5 +247,5 @@ def _scale_causes(scale: Mapping[str, Any], path: str) -> list[Cause]:
         if not value:
             causes.append(Cause("FieldValueRequired", "Required value", f"{path}.{key}"))
         elif not value.startswith(f"{under}."):
-            causes.append(_invalid(f"{path}.{key}", value, f"should be a json path under {under}"))
+            causes.append(Cause.invalid(f"{path}.{key}", value, f"should be a json path under {under}"))
     return causes

@@ -29,6 +29,19 @@ class Cause(NamedTuple):
     def as_json(self) -> dict[str, str]:
         return {"reason": self.reason, "message": self.message, "field": self.field}
 
+    @classmethod
+    def invalid(cls, field: str, value: Any, detail: str) -> Cause:
+        """A `FieldValueInvalid` cause, worded as the server's field errors are."""
+        return cls("FieldValueInvalid", f"Invalid value: {go_value(value)}: {detail}", field)
+
+    @classmethod
+    def forbidden(cls, field: str, detail: str) -> Cause:
+        return cls("FieldValueForbidden", f"Forbidden: {detail}", field)
+
+    @classmethod
+    def required(cls, field: str, detail: str) -> Cause:
+        return cls("FieldValueRequired", f"Required value: {detail}", field)
+
 
 #: The cause the server adds when errors of these kinds kept it from running the CEL rules.
 SKIPPED_RULES: Final = Cause(
@@ -118,7 +131,8 @@ def apply_defaults(schema: Mapping[str, Any], value: Any) -> Any:
     return value
 
 
-def _go(value: Any) -> str:
+def go_value(value: Any) -> str:
+    """A value as Go's field errors print it: strings quoted, the rest as JSON."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -165,13 +179,13 @@ def validate_value(schema: Mapping[str, Any], value: Any, path: str) -> list[Cau
     if expected in _TYPES and not _type_matches(expected, value) and not schema.get("x-kubernetes-int-or-string"):
         if value is None and schema.get("nullable"):
             return []
-        return [Cause("FieldValueTypeInvalid", f'Invalid value: {_go(value)}: {where} must be of type {expected}: '
+        return [Cause("FieldValueTypeInvalid", f'Invalid value: {go_value(value)}: {where} must be of type {expected}: '
                       f'"{_json_type(value)}"', path)]  # fmt: skip
     causes: list[Cause] = []
     if "enum" in schema and value not in schema["enum"]:
-        allowed = ", ".join(_go(v) for v in schema["enum"])
+        allowed = ", ".join(go_value(v) for v in schema["enum"])
         causes.append(
-            Cause("FieldValueNotSupported", f"Unsupported value: {_go(value)}: supported values: {allowed}", path)
+            Cause("FieldValueNotSupported", f"Unsupported value: {go_value(value)}: supported values: {allowed}", path)
         )
     if isinstance(value, str):
         if "maxLength" in schema and len(value) > schema["maxLength"]:
@@ -179,20 +193,20 @@ def validate_value(schema: Mapping[str, Any], value: Any, path: str) -> list[Cau
                 Cause("FieldValueTooLong", f"Too long: may not be more than {schema['maxLength']} bytes", path)
             )
         if "minLength" in schema and len(value) < schema["minLength"]:
-            causes.append(Cause("FieldValueInvalid", f"Invalid value: {_go(value)}: {where} should be at least "
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {go_value(value)}: {where} should be at least "
                                 f"{schema['minLength']} chars long", path))  # fmt: skip
         if "pattern" in schema and not _regex(schema["pattern"]).search(value):
-            causes.append(Cause("FieldValueInvalid", f"Invalid value: {_go(value)}: {where} should match "
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {go_value(value)}: {where} should match "
                                 f"'{schema['pattern']}'", path))  # fmt: skip
         if schema.get("format") == "date-time" and not _is_date_time(value):
-            causes.append(Cause("FieldValueInvalid", f"Invalid value: {_go(value)}: {where} must be of type "
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {go_value(value)}: {where} must be of type "
                                 f'date-time: "{value}"', path))  # fmt: skip
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if "maximum" in schema and value > schema["maximum"]:
-            causes.append(Cause("FieldValueInvalid", f"Invalid value: {_go(value)}: {where} should be less than or "
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {go_value(value)}: {where} should be less than or "
                                 f"equal to {schema['maximum']}", path))  # fmt: skip
         if "minimum" in schema and value < schema["minimum"]:
-            causes.append(Cause("FieldValueInvalid", f"Invalid value: {_go(value)}: {where} should be greater than "
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {go_value(value)}: {where} should be greater than "
                                 f"or equal to {schema['minimum']}", path))  # fmt: skip
     if isinstance(value, list):
         if "maxItems" in schema and len(value) > schema["maxItems"]:
@@ -237,7 +251,7 @@ def _list_map_duplicates(schema: Mapping[str, Any], value: list[Any], path: str)
     for index, item in enumerate(value):
         if not isinstance(item, Mapping):
             continue
-        key = _go({k: item.get(k) for k in keys})
+        key = go_value({k: item.get(k) for k in keys})
         if key in seen:
             causes.append(Cause("FieldValueDuplicate", f"Duplicate value: {key}", f"{path}[{index}]"))
         seen.add(key)
