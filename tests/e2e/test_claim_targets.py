@@ -16,6 +16,10 @@ from typing import Any
 
 import kopf
 import pytest
+from tests.support.claims import LABELS
+from tests.support.claims import bind as _bind
+from tests.support.claims import claim_manifest as _claim
+from tests.support.claims import claim_of_disk as _claim_of_disk
 from tests.support.kube import EPOCH, SNAPSHOT_POLICY, condition, eventually, install_project_crd, policy_manifest
 
 import azsnap.handlers  # noqa: F401  (registers the handlers on kopf's default registry)
@@ -26,42 +30,6 @@ from azsnap.handlers.runtime import MEMO_KEY
 from azsnap.offline.sandbox import Sandbox, azure_sandbox, disk_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.looptime]
-
-LABELS = {"app": "pg"}
-
-
-def _claim(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "4Gi"}},
-                 "storageClassName": "managed-csi"},
-    }  # fmt: skip
-
-
-def _bind(kube: KubeEmulator, name: str, namespace: str, source: dict[str, Any]) -> None:
-    """What the volume controllers do: a PersistentVolume made for the claim, and both marked Bound."""
-    volume = f"pv-{namespace}-{name}"
-    claim = kube.get("", "v1", "persistentvolumeclaims", namespace, name) or {}
-    kube.apply({
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
-        "spec": {"accessModes": ["ReadWriteOnce"], "capacity": {"storage": "4Gi"}, "storageClassName": "managed-csi",
-                 "claimRef": {"kind": "PersistentVolumeClaim", "namespace": namespace, "name": name,
-                              "uid": claim["metadata"]["uid"]}, **source},
-    })  # fmt: skip
-    kube.patch("", "v1", "persistentvolumeclaims", namespace, name, {"spec": {"volumeName": volume}})
-    bound = {"status": {"phase": "Bound", "capacity": {"storage": "4Gi"}}}
-    kube.patch("", "v1", "persistentvolumeclaims", namespace, name, bound, subresource="status")
-    kube.patch("", "v1", "persistentvolumes", None, volume, {"status": {"phase": "Bound"}}, subresource="status")
-
-
-def _azure_disk(name: str) -> dict[str, Any]:
-    return {"csi": {"driver": "disk.csi.azure.com", "volumeHandle": disk_id(name)}}
-
-
-def _claim_of_disk(kube: KubeEmulator, name: str, disk: str, *, namespace: str = "default") -> None:
-    kube.apply(_claim(name, namespace, LABELS))
-    _bind(kube, name, namespace, _azure_disk(disk))
 
 
 def _snapshots(box: Sandbox, disk: str) -> list[str]:
