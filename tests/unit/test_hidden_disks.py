@@ -14,7 +14,7 @@ from azsnap.cloud.errors import TransientError
 from azsnap.cloud.memory import MemoryCloud
 from azsnap.domain import naming
 from azsnap.domain.disk_accounts import account_key, decode_accounts, incarnation_digest
-from azsnap.domain.models import PolicyRef, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicyStatus
 from azsnap.domain.observed import Disk, Limits
 from azsnap.domain.targets import MAX_DISK_ENTRIES
 from azsnap.reconciler import Reconciler
@@ -36,6 +36,16 @@ def _claims(cloud: MemoryCloud) -> tuple[ClaimStore, list[Disk]]:
         bound(store, f"data-{i:03}", disk.id, labels={"app": "pg"})
         disks.append(disk)
     return store, disks
+
+
+async def _first_round() -> tuple[ManualClock, MemoryCloud, ClaimStore, list[Disk], Policy, SnapshotPolicyStatus]:
+    """The selector policy over the claims, after its first reconcile: every disk has its first snapshot."""
+    clock = ManualClock(START)
+    cloud = MemoryCloud(clock)
+    store, disks = _claims(cloud)
+    the_policy = policy(**SELECTOR)
+    report = await Reconciler(cloud, clock).reconcile(the_policy, SnapshotPolicyStatus(), claims=store)
+    return clock, cloud, store, disks, the_policy, fold(SnapshotPolicyStatus(), report)
 
 
 def _shown(status: SnapshotPolicyStatus) -> dict[str, str | None]:
@@ -158,14 +168,7 @@ async def test_apply_retention_retires_the_snapshots_of_gone_claims_left_out_but
 
 
 async def test_a_disk_left_out_is_kept_when_azure_cannot_tell_its_disk() -> None:
-    clock = ManualClock(START)
-    cloud = MemoryCloud(clock)
-    store, disks = _claims(cloud)
-    the_policy = policy(**SELECTOR)
-    status = fold(
-        SnapshotPolicyStatus(),
-        await Reconciler(cloud, clock).reconcile(the_policy, SnapshotPolicyStatus(), claims=store),
-    )
+    clock, cloud, store, disks, the_policy, status = await _first_round()
     store.remove_claim("shop", "data-054")
     clock.advance(timedelta(minutes=5))  # the list is stale: the rediscovery must ask Azure
     cloud.fail_next("snapshots.list", TransientError("busy", code="ServerBusy", retry_after=30))  # the first list
@@ -178,14 +181,7 @@ async def test_a_disk_left_out_is_kept_when_azure_cannot_tell_its_disk() -> None
 
 
 async def test_the_snapshots_listing_shows_every_disk_not_only_those_status_lists() -> None:
-    clock = ManualClock(START)
-    cloud = MemoryCloud(clock)
-    store, disks = _claims(cloud)
-    the_policy = policy(**SELECTOR)
-    status = fold(
-        SnapshotPolicyStatus(),
-        await Reconciler(cloud, clock).reconcile(the_policy, SnapshotPolicyStatus(), claims=store),
-    )
+    clock, cloud, _store, disks, the_policy, status = await _first_round()
     ref = the_policy.ref
     obj = {
         "metadata": {"namespace": ref.namespace, "name": ref.name, "uid": ref.uid},
