@@ -24,8 +24,9 @@ from azsnap.cloud.azure import AzureCloud, AzureOptions
 from azsnap.cloud.credentials import StaticTokenCredential
 from azsnap.cloud.interface import SnapshotRequest
 from azsnap.domain import naming
-from azsnap.domain.models import DiskRef, Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import DiskRef, Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.domain.observed import Limits, Snapshot
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.validation import FieldError, validate_manifest
 from azsnap.emulator import (
     DEMO_LOCATION,

@@ -27,8 +27,9 @@ from azsnap.cloud.interface import CloudClient
 from azsnap.domain.conditions import Health, HealthState
 from azsnap.domain.copy_status import disk_copies, sum_copies
 from azsnap.domain.disk_accounts import encode_accounts
-from azsnap.domain.models import DeletionPolicy, DiskRef, Policy, SnapshotPolicyStatus
+from azsnap.domain.models import DeletionPolicy, DiskRef, Policy
 from azsnap.domain.observed import Limits
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.schedule import validate_schedule
 from azsnap.domain.targets import ClaimView, DiskEntry, bounded_entries
 from azsnap.domain.volumes import ClaimDisk, ClaimProblem, resolve_targets
