@@ -12,6 +12,7 @@ import pytest
 import yaml
 from tests.support.crd import ROOT
 from tests.support.crd import walk as walk_schema
+from tests.support.helm import helm_or_skip, one, render
 
 from azsnap.domain.volumes import ClaimProblem
 from azsnap.metrics import Metrics
@@ -183,3 +184,15 @@ def test_every_setting_is_in_the_operations_configuration_table_with_its_default
         if f"`{text}`" not in shown:
             wrong[ENV_PREFIX + name.upper()] = (shown.strip(), text)
     assert wrong == {}, f"docs/operations.md shows other defaults than the code: {wrong}"
+
+
+def test_the_alerts_table_shows_the_rules_the_chart_renders() -> None:
+    rule = one(render(helm_or_skip(), None, "prometheusRule.enabled=true"), "PrometheusRule")
+    table = section(doc("operations.md"), "## Alerts")
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(Azsnap\w+)` \| (.*) \|$", table, re.M)}
+    rendered = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+    assert sorted(rows) == sorted(rendered), "docs/operations.md's alerts table and the chart's alerts differ"
+    for name, alert in rendered.items():
+        shown = [cell.strip() for cell in rows[name].split(" | ")]
+        wanted = [f"`{alert['expr']}`", f"`{alert['for']}`" if "for" in alert else "–", alert["labels"]["severity"]]
+        assert shown == wanted, f"docs/operations.md shows {name} as {shown}; the chart renders {wanted}"
