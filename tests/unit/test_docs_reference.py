@@ -4,6 +4,7 @@ operator has is named in the page a user reads for it, so the docs cannot fall b
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -196,3 +197,14 @@ def test_the_alerts_table_shows_the_rules_the_chart_renders() -> None:
         shown = [cell.strip() for cell in rows[name].split(" | ")]
         wanted = [f"`{alert['expr']}`", f"`{alert['for']}`" if "for" in alert else "–", alert["labels"]["severity"]]
         assert shown == wanted, f"docs/operations.md shows {name} as {shown}; the chart renders {wanted}"
+
+
+def test_every_dependency_has_a_readme_line_saying_why() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *(d for extra in project["optional-dependencies"].values() for d in extra)]
+    names = {re.match(r"[A-Za-z0-9_.-]+", d).group(0) for d in wanted}  # type: ignore[union-attr]
+    names.discard(project["name"])  # the test extra pulls in the demo extra by the project's own name
+    lines = section((ROOT / "README.md").read_text(), "## Dependencies, and why each").splitlines()
+    why = {name for line in lines if " — " in line for name in re.findall(r"`([^`]+)`", line.split(" — ")[0])}
+    assert {"kopf", "cel-python", "ruff"} <= why
+    assert sorted(names - why) == [], "README's dependency list has no line saying why for these"
