@@ -167,3 +167,12 @@ def test_every_link_leads_to_a_page_and_a_heading_that_exist(page: Path) -> None
         if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in anchors(linked)):
             broken.append(target)
     assert broken == [], f"{page.relative_to(ROOT)} links to what does not exist: {broken}"
+
+
+def test_the_readme_demo_sample_is_cut_from_the_recorded_run() -> None:
+    """README's lines of `make demo` output come from docs/demo-output.txt, the recorded real run (`...` elides)."""
+    (sample,) = blocks(ROOT / "README.md", "text")
+    recorded = set((ROOT / "docs" / "demo-output.txt").read_text().splitlines())
+    shown = [line for line in sample.splitlines() if line.strip() not in {"", "..."}]
+    assert len(shown) > 10
+    assert [line for line in shown if line not in recorded] == []
