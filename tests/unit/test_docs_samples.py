@@ -176,3 +176,28 @@ def test_the_readme_demo_sample_is_cut_from_the_recorded_run() -> None:
     shown = [line for line in sample.splitlines() if line.strip() not in {"", "..."}]
     assert len(shown) > 10
     assert [line for line in shown if line not in recorded] == []
+
+
+#: Files the docs name that live outside the repository: the official API description's two external files and the
+#: recorded Azure answers, which the conformance and replay tests read from beside the checkout (docs/emulator.md).
+ELSEWHERE: Final = ("common.json", "types.json", "errors/")
+
+
+def repository_files() -> list[str]:
+    tops = ("operator", "tests", "bench", "docs", "helm", "crds", "examples", ".ci")
+    found = [p.relative_to(ROOT).as_posix() for top in tops for p in (ROOT / top).rglob("*") if p.is_file()]
+    return found + [p.name for p in ROOT.iterdir() if p.is_file()]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_file_a_page_names_is_in_the_repository(page: Path) -> None:
+    files = repository_files()
+    names = {path.rsplit("/", 1)[-1] for path in files}
+    missing = []
+    for named in re.findall(r"`([\w./-]+\.(?:py|yaml|json|lua|txt|md|toml))`", page.read_text()):
+        if named.startswith(ELSEWHERE):
+            continue
+        found = named in names if "/" not in named else any(f == named or f.endswith(f"/{named}") for f in files)
+        if not found:
+            missing.append(named)
+    assert missing == [], f"{page.relative_to(ROOT)} names files that are not in the repository: {missing}"
