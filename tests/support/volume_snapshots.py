@@ -1,27 +1,26 @@
-"""Helpers for tests of VolumeSnapshot publishing: our snapshot CRDs in the in-process API, bound claims, the
-operator with publishing on, and reading what it published."""
+"""Helpers for tests of VolumeSnapshot publishing: the snapshot CRDs in the in-process API (`install_snapshot_crds`),
+a VolumeSnapshotClass, bound claims, the operator with publishing on, and reading what it published."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, Final
 
 import kopf
-import yaml
 from tests.support.claims import LABELS, claim_of_disk
 from tests.support.kube import SNAPSHOT_POLICY, condition, policy_manifest
 
 from azsnap.domain.volume_snapshots import CONTENTS, GROUP, SNAPSHOTS, VERSION
 from azsnap.emulator import DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION
 from azsnap.emulator.kubernetes import KubeEmulator, run_operator
+from azsnap.emulator.kubernetes.snapshot_controller import install_snapshot_crds
 from azsnap.handlers.runtime import MEMO_KEY
 from azsnap.handlers.volume_snapshots import KubeSnapshots
 from azsnap.offline.sandbox import Sandbox, disk_id
 
 __all__ = [
-    "CRDS",
+    "CLASS",
     "LABELS",
     "PUBLISH",
     "azure_ids",
@@ -36,14 +35,13 @@ __all__ = [
     "volume_snapshots",
 ]
 
-CRDS: Final = Path(__file__).resolve().parents[1] / "data" / "crds"
 PUBLISH: Final = {"enabled": True, "volumeSnapshotClassName": "csi-azuredisk-vsc"}
 
 
-def install_snapshot_crds(kube: KubeEmulator) -> None:
-    """The snapshot.storage.k8s.io CRDs (our test manifests), as a cluster with the external-snapshotter has them."""
-    for path in sorted(CRDS.glob("*.snapshot.storage.k8s.io.yaml")):
-        kube.install_crd(yaml.safe_load(path.read_text()))
+CLASS: Final = {
+    "apiVersion": f"{GROUP}/{VERSION}", "kind": "VolumeSnapshotClass", "metadata": {"name": "csi-azuredisk-vsc"},
+    "driver": "disk.csi.azure.com", "deletionPolicy": "Delete",
+}  # fmt: skip
 
 
 def azure_ids(box: Sandbox, disk: str) -> set[str]:
