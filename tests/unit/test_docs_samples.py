@@ -163,3 +163,9 @@ def test_the_refusals_the_policy_reference_quotes_are_the_operators(schedule: di
     _, errors = validate_manifest(policy)
     text = " ".join((ROOT / "docs" / "policy-reference.md").read_text().split())  # quotes wrap across lines
     assert errors and all(f"{e.path}: {e.message}" in text for e in errors), errors
+
+
+def test_the_readme_links_every_page_of_the_docs() -> None:
+    linked = set(re.findall(r"\]\(docs/([\w-]+\.(?:md|txt))", (ROOT / "README.md").read_text()))
+    pages = {p.name for p in PAGES if p.parent == ROOT / "docs"}
+    assert sorted(pages - linked) == []
