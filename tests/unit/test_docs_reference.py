@@ -215,3 +215,10 @@ def test_every_fault_kind_and_operation_of_the_emulator_is_in_emulator_md() -> N
     text = doc("emulator.md")
     named_there = [f"`{name}`" for name in (*FAULT_KINDS, *OPERATIONS)]
     assert [name for name in named_there if name not in text] == []
+
+
+def test_reliability_md_counts_the_bad_policy_corpus_as_it_is() -> None:
+    bad = yaml.safe_load((ROOT / "tests" / "data" / "bad_policies.yaml").read_text())["bad"]
+    text = " ".join(doc("reliability.md").split())
+    assert f"all {len(bad)} bad cases" in text
+    assert f"{sum(1 for case in bad if case['schema'])} of them the CRD schema already refuses" in text
