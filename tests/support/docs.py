@@ -12,7 +12,7 @@ from typing import Any, Final
 import yaml
 from tests.support.crd import ROOT
 
-__all__ = ["PAGES", "blocks", "policies_in_docs"]
+__all__ = ["PAGES", "blocks", "policies_in_docs", "policy_base"]
 
 PAGES: Final = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: A placeholder for a subscription in the docs' manifests (`<sub>`), made a GUID so the schema can judge the rest.

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import pytest
 from tests.support.crd import ROOT, schema_errors
-from tests.support.docs import PAGES, blocks, policies_in_docs
+from tests.support.docs import PAGES, blocks, policies_in_docs, policy_base
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -153,3 +153,19 @@ def test_every_file_a_page_names_is_in_the_repository(page: Path) -> None:
         if not found:
             missing.append(named)
     assert missing == [], f"{page.relative_to(ROOT)} names files that are not in the repository: {missing}"
+
+
+@pytest.mark.parametrize(
+    "schedule", [{"every": "5h"}, {"cron": "*/5 * * * *"}], ids=lambda s: str(next(iter(s.values())))
+)
+def test_the_refusals_the_policy_reference_quotes_are_the_operators(schedule: dict[str, str]) -> None:
+    policy = {**policy_base(), "spec": {**policy_base()["spec"], "schedule": schedule}}
+    _, errors = validate_manifest(policy)
+    text = " ".join((ROOT / "docs" / "policy-reference.md").read_text().split())  # quotes wrap across lines
+    assert errors and all(f"{e.path}: {e.message}" in text for e in errors), errors
+
+
+def test_the_readme_links_every_page_of_the_docs() -> None:
+    linked = set(re.findall(r"\]\(docs/([\w-]+\.(?:md|txt))", (ROOT / "README.md").read_text()))
+    pages = {p.name for p in PAGES if p.parent == ROOT / "docs"}
+    assert sorted(pages - linked) == []
