@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from azsnap.domain.copy_fields import CopyRecordStatus
 from azsnap.domain.drill import DrillFields, DrillStatus
 from azsnap.domain.durations import format_duration, parse_duration
 from azsnap.domain.lifecycle import DeletionPolicy, OnSourceDiskDelete
@@ -390,7 +391,7 @@ class LastSnapshot(_Model):
     state: Literal["Creating", "Copying", "Succeeded", "Failed"]
 
 
-class SnapshotPolicyStatus(DrillStatus, VolumeSnapshotStatus, ClaimStatus):
+class SnapshotPolicyStatus(DrillStatus, VolumeSnapshotStatus, ClaimStatus, CopyRecordStatus):
     """What the operator observed and did; written only through the status subresource."""
 
     observed_generation: int | None = None
