@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from tests.support.crd import schema_errors
 from tests.support.status import fold_status as fold
 from tests.unit.test_reconciler_copies import OTHER_SUB, RG, START, SUB, TARGET, make_policy, run
 
@@ -110,3 +111,18 @@ async def test_a_target_put_back_leaves_the_record_and_its_retention_applies_aga
     report = await reconciler.reconcile(again, status)
     assert report.status["formerCopyTargets"] is None
     assert len(copies_of(cloud, OTHER_SUB, "rg-far")) == 1
+
+
+def test_the_crd_accepts_former_copy_targets() -> None:
+    status = {"formerCopyTargets": [entry(f"region{i}", f"rg-{i}", OTHER_SUB, i) for i in range(MAX_FORMER_TARGETS)]}
+    doc = {
+        "apiVersion": "azsnap.io/v1alpha1",
+        "kind": "SnapshotPolicy",
+        "metadata": {"name": "p", "namespace": "default"},
+        "spec": {"disk": {"id": f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/disks/d"},
+                 "schedule": {"every": "1h"}, "retention": {"keepLast": 2}},
+        "status": status,
+    }  # fmt: skip
+    assert schema_errors(doc) == []
+    status["formerCopyTargets"].append(entry("one-too-many", "rg"))
+    assert [e.path for e in schema_errors(doc)] == ["status.formerCopyTargets"]

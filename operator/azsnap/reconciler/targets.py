@@ -25,7 +25,8 @@ from azsnap.clock import Clock
 from azsnap.cloud.errors import CloudError
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain.conditions import Health, HealthState
-from azsnap.domain.copy_status import disk_copies, sum_copies
+from azsnap.domain.copy_accounts import copy_fields
+from azsnap.domain.copy_status import disk_copies
 from azsnap.domain.disk_accounts import encode_accounts
 from azsnap.domain.models import DeletionPolicy, DiskRef, Policy, SnapshotPolicyStatus
 from azsnap.domain.observed import Limits
@@ -227,9 +228,12 @@ class ClaimReconciler:
         missed = tuple(sorted(slot for r in reports for slot in r.missed_slots))
         sums = _sums(policy, status, reports, entries, missed, gone_fields)
         token = sums.get("lastOnDemandToken") or status.last_on_demand_token
-        accounts = encode_accounts((e for e in entries if id(e) not in in_view), token)
+        left_out = [e for e in entries if id(e) not in in_view]
+        accounts = encode_accounts(left_out, token)
         if carried:  # Azure could not tell the disks of these accounts this time: they are kept for the next
             accounts = sorted({*(accounts or ()), *carried})
+        keys = (item.partition("=")[0] for item in carried)
+        copies = copy_fields(policy.spec.copies, status.copies, status.copy_accounts, shown, left_out, keys)
         ready = sum(1 for s in served if s.report.health.state is HealthState.READY)
         fields: dict[str, Any] = {
             **base,
@@ -239,6 +243,7 @@ class ClaimReconciler:
             "disksNotShown": hidden,
             "diskAccounts": accounts,
             "disksReady": f"{ready}/{len(resolved)}",
+            **copies,
         }
         health = self._health(policy, served, problems, resolved)
         events = bounded_events([e for r in reports for e in r.events] + gone_events)
@@ -365,7 +370,6 @@ def _sums(
     """
     fields = [r.status for r in reports]
     holding = [*fields, *gone_fields]
-    copies = (e.copies for e in entries)
     lasts = [f["lastSnapshot"] for f in fields if f.get("lastSnapshot")]
     newest = max(lasts, key=lambda s: (s.get("createdTime") or "", s.get("name") or ""), default=None)
 
@@ -389,7 +393,7 @@ def _sums(
     }
     # A field no disk reported this time (Azure failed for all of them) keeps what the status holds.
     kept = {key: value for key, value in sums.items() if value is not None}
-    cleared = {"diskUniqueId": None, "diskSnapshotCount": None, "copies": sum_copies(policy.spec.copies, copies)}
+    cleared = {"diskUniqueId": None, "diskSnapshotCount": None}
     if policy.spec.suspend:
         cleared["nextSnapshotTime"] = None
     return {**kept, **cleared}
