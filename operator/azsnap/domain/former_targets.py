@@ -124,6 +124,6 @@ def removed_text(target: FormerTarget, held: int, policy_uid: str) -> str:
         f"Copy target {target.region}/{target.resource_group} (subscription {target.subscription_id}) left "
         f"spec.copies: azsnap keeps its {held} copy(ies) of this policy and no retention applies to them any more "
         "(status.formerCopyTargets). To remove them, put the target back in spec.copies (its retention applies "
-        "again), delete the policy with deletionPolicy: Delete, or delete them by their tags (az snapshot list "
-        f'-g {target.resource_group} --query "[?tags.\\"azsnap-policy-uid\\"==\'{policy_uid}\'].id").'
+        "again), delete the policy with deletionPolicy: Delete, or delete them by their tags (azsnap-policy-uid "
+        f"{policy_uid}, azsnap-role copy) in resource group {target.resource_group}: see docs/dr.md."
     )
