@@ -14,7 +14,8 @@ from azsnap.clock import ManualClock
 from azsnap.cloud.memory import MemoryCloud
 from azsnap.domain.copies import ROLE_COPY, TAG_ROLE
 from azsnap.domain.former_targets import MAX_FORMER_TARGETS, former_status, removed_targets
-from azsnap.domain.models import CopyTarget, Policy, SnapshotPolicyStatus
+from azsnap.domain.models import CopyTarget, Policy
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.reconciler import Reconciler
 
 AWAY = {"region": "swedencentral", "resourceGroup": "rg-far", "subscriptionId": OTHER_SUB}

@@ -21,7 +21,8 @@ from azsnap.domain.copy_accounts import (
     restored_copies,
 )
 from azsnap.domain.disk_accounts import account_key
-from azsnap.domain.models import CopyTarget, SnapshotPolicyStatus
+from azsnap.domain.models import CopyTarget
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.targets import MAX_DISK_ENTRIES, DiskEntry
 from azsnap.reconciler import Reconciler
 from azsnap.reconciler.claims import ClaimStore

@@ -15,7 +15,8 @@ from typing import Final
 
 from azsnap.cloud.errors import CloudError
 from azsnap.domain.former_targets import Place, former_status, is_policy_copy, removed_targets, removed_text
-from azsnap.domain.models import Policy, SnapshotPolicyStatus
+from azsnap.domain.models import Policy
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, StatusReport
 
