@@ -9,6 +9,8 @@ from typing import Any
 from tests.support.crd import schema_errors
 from tests.support.status import fold_status as fold
 from tests.unit.test_reconciler_copies import OTHER_SUB, RG, START, SUB, TARGET, make_policy, run
+from tests.unit.test_targets import NODE_RG, bound
+from tests.unit.test_targets import policy as claim_policy
 
 from azsnap.clock import ManualClock
 from azsnap.cloud.memory import MemoryCloud
@@ -17,6 +19,7 @@ from azsnap.domain.former_targets import MAX_FORMER_TARGETS, former_status, remo
 from azsnap.domain.models import CopyTarget, Policy
 from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.reconciler import Reconciler
+from azsnap.reconciler.claims import ClaimStore
 
 AWAY = {"region": "swedencentral", "resourceGroup": "rg-far", "subscriptionId": OTHER_SUB}
 
@@ -127,3 +130,27 @@ def test_the_crd_accepts_former_copy_targets() -> None:
     assert schema_errors(doc) == []
     status["formerCopyTargets"].append(entry("one-too-many", "rg"))
     assert [e.path for e in schema_errors(doc)] == ["status.formerCopyTargets"]
+
+
+async def test_a_claim_policys_removed_target_in_another_subscription_is_emptied_by_delete() -> None:
+    clock = ManualClock(START)
+    cloud = MemoryCloud(clock)
+    store = ClaimStore()
+    for i in range(3):
+        bound(store, f"data-{i}", cloud.add_disk(SUB, NODE_RG, f"pvc-{i}").id, labels={"app": "pg"})
+    selector = {"volumeClaimSelector": {"matchLabels": {"app": "pg"}}, "deletionPolicy": "Delete"}
+    reconciler = Reconciler(cloud, clock)
+    status = SnapshotPolicyStatus()
+    for the_policy, hours in (
+        (claim_policy(copies=[TARGET, AWAY], **selector), 2.5),
+        (claim_policy(copies=[TARGET], **selector), 4),
+    ):
+        while clock.now() < START + timedelta(hours=hours):
+            report = await reconciler.reconcile(the_policy, status, claims=store)
+            status = fold(status, report)
+            clock.set(min(report.next_time, START + timedelta(hours=hours)))
+    far = copies_of(cloud, OTHER_SUB, "rg-far")
+    assert len(far) == 3 * 3  # each disk's 09:00 … 11:00, kept: no retention there any more
+    assert status.former_copy_targets == [entry("swedencentral", "rg-far", OTHER_SUB, 9)]
+    assert await finalized(reconciler, clock, the_policy, status)
+    assert copies_of(cloud, OTHER_SUB, "rg-far") == [] and copies_of(cloud, SUB, "rg-dr") == []

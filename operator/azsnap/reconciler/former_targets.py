@@ -17,6 +17,7 @@ from azsnap.cloud.errors import CloudError
 from azsnap.domain.former_targets import Place, former_status, is_policy_copy, removed_targets, removed_text
 from azsnap.domain.models import Policy
 from azsnap.domain.policy_status import SnapshotPolicyStatus
+from azsnap.reconciler.claim_events import bounded_events
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, StatusReport
 
@@ -63,4 +64,7 @@ async def track_former_targets(
         if t.new and (count := held.get(t.place)) is not None and count > 0
     ]
     fields = {**report.status, "formerCopyTargets": former_status(candidates, held)}
-    return replace(report, status=fields, events=report.events + tuple(events))
+    posted = [*report.events, *events]
+    if policy.spec.disk is None and events:  # a claim policy's bound on events holds: the warning goes first
+        posted = bounded_events([*events, *(e for e in report.events if e.reason != "MoreEvents")])
+    return replace(report, status=fields, events=tuple(posted))
