@@ -16,15 +16,9 @@ from typing import Any, Final, TextIO
 
 from azsnap.domain import retention, schedule
 from azsnap.domain.validation import format_errors
-from azsnap.offline.simulate import (
-    FAULT_PROFILES,
-    DiskTrace,
-    SimulationOptions,
-    SimulationRun,
-    load_policy_file,
-    simulate,
-)
+from azsnap.offline.simulate import DiskTrace, SimulationOptions, SimulationRun, load_policy_file, simulate
 from azsnap.offline.simulate_copies import copies_summary, copies_text, copy_invariants
+from azsnap.offline.simulate_faults import FAULT_PROFILES
 from azsnap.offline.simulate_plot import PLOT_SUFFIXES, write_plot
 
 __all__ = ["estimated_used_gb", "render_text", "run_simulate", "slot_accounting", "summarize"]
@@ -303,6 +297,7 @@ def run_simulate(
     err: TextIO,
     plot: Path | None = None,
     as_json: bool = False,
+    copy_cap_source: str = "the operator's default",
 ) -> int:
     """The `azsnap simulate` command: 0 when every invariant holds, 1 when one broke, 2 for a bad file or flag."""
     spec, name, errors = load_policy_file(policy_file)
@@ -320,6 +315,8 @@ def run_simulate(
         return 2
     run = asyncio.run(simulate(spec, options, name=name))
     summary = summarize(run)
+    if summary["copies"] is not None:  # the cap is options.limits': say where it came from
+        summary["copies"]["cap_source"] = copy_cap_source
     if plot is not None:
         write_plot(run, plot)
         summary["plot"] = str(plot)

@@ -2,7 +2,8 @@
 
 A listed disk's entry is in `status.disks`. A disk left out has only its account in `status.diskAccounts`
 (`domain/disk_accounts.py`): its slot watermark, missed slots, a digest of its incarnation and one of the request
-it served. Rebuilt here into an entry, it goes on as a listed one would: its missed slots counted once, a new
+it served; with copy targets, its copy watermark per target in `status.copyAccounts` (`domain/copy_accounts.py`).
+Rebuilt here into an entry, it goes on as a listed one would: its missed slots counted once, a new
 incarnation told by a `NewDiskIncarnation` event, an on-demand request served once, and, when its claim went away, its ARM ID read back from the policy's snapshots so it
 gets the gone claim's entry (`reconciler/gone_disks.py`). A status that holds nothing of the policy's disks (a new
 policy, or a status lost) is filled the same way from every disk the policy holds snapshots of.
@@ -13,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from azsnap.domain.copy_accounts import decode_copy_accounts, restored_copies
 from azsnap.domain.disk_accounts import DiskAccount, account_key, decode_accounts
-from azsnap.domain.models import Policy, SnapshotPolicyStatus
+from azsnap.domain.models import Policy
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.targets import DiskEntry
 from azsnap.domain.volumes import ClaimDisk
 from azsnap.reconciler.gone_disks import rediscover
@@ -50,11 +53,14 @@ async def remembered(
     resolved = list(resolved)
     before = {e.claim: e for e in status.disks or []}
     accounts = decode_accounts(status.disk_accounts)
+    copy_marks = decode_copy_accounts(status.copy_accounts)
     rebuilt: dict[str, DiskAccount] = {}
     for t in resolved:
         account = None if t.disk_id is None else accounts.get(account_key(t.disk_id))
         if account is not None and t.disk_id is not None and _short(t.claim) not in before:
-            before[_short(t.claim)] = account.entry(_short(t.claim), t.disk_id, on_demand_token)
+            entry = account.entry(_short(t.claim), t.disk_id, on_demand_token)
+            copies = restored_copies(policy.spec.copies, t.disk_id, copy_marks)  # its copy watermarks
+            before[_short(t.claim)] = entry.model_copy(update={"copies": copies})
             rebuilt[t.claim] = account
     known = [d for d in [*(t.disk_id for t in resolved), *(e.disk for e in before.values())] if d]
     named = {account_key(d) for d in known}

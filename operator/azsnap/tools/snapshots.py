@@ -29,6 +29,7 @@ from azsnap.reconciler.gone_disks import left_out_disks
 from azsnap.reconciler.observe import Observer
 from azsnap.settings import ENV_PREFIX, CredentialMode, Settings, SettingsError
 from azsnap.tools.cluster import ClusterError, Selection, connect
+from azsnap.tools.published import PublishedView, face_cells, face_json, read_published
 
 __all__ = [
     "PolicySnapshots",
@@ -60,6 +61,8 @@ class PolicySnapshots:
     disk_snapshots: int = 0
     snapshots: tuple[Explanation, ...] = ()
     points: RestorePoints = field(default_factory=lambda: RestorePoints(None, None, 0))
+    #: For a policy that publishes VolumeSnapshots: which snapshot is published as which, and whether it is ready.
+    published: PublishedView | None = None
 
     @property
     def key(self) -> str:
@@ -226,6 +229,8 @@ def snapshot_json(e: Explanation) -> dict[str, Any]:
 
 def policy_json(row: PolicySnapshots) -> dict[str, Any]:
     """One policy's part of `azsnap snapshots --json`."""
+    ids = [e.snapshot.id for e in row.snapshots]
+    faces = {} if row.published is None else {"volumeSnapshots": row.published.json(ids)}
     return {
         "namespace": row.namespace,
         "name": row.name,
@@ -239,7 +244,8 @@ def policy_json(row: PolicySnapshots) -> dict[str, Any]:
             "newest": _point(row.points.newest),
             "oldest": _point(row.points.oldest),
         },
-        "snapshots": [snapshot_json(e) for e in row.snapshots],
+        **faces,
+        "snapshots": [{**snapshot_json(e), **face_json(row.published, e.snapshot.id)} for e in row.snapshots],
     }
 
 
@@ -295,6 +301,8 @@ def _header(row: PolicySnapshots) -> str:
     others = row.disk_snapshots - len(row.snapshots)
     if others > 0:
         text += f"; {others} other snapshot(s) of the disk azsnap does not manage for this policy"
+    if row.published is not None:
+        text += f"; {row.published.summary([e.snapshot.id for e in row.snapshots])}"
     return text
 
 
@@ -306,12 +314,14 @@ def render_table(rows: Sequence[PolicySnapshots]) -> str:
     for row in rows:
         lines = [_header(row)]
         table = [
-            (e.snapshot.name, _minute(e.time), _slot(e), _state(e), _size(e.snapshot), "yes" if e.held else "no")
+            (e.snapshot.name, _minute(e.time), _slot(e), _state(e), _size(e.snapshot), "yes" if e.held else "no",
+             *face_cells(row.published, e.snapshot.id))
             for e in row.snapshots
-        ]
+        ]  # fmt: skip
+        columns = (*_COLUMNS[:-1], *(("VOLUMESNAPSHOT", "READY") if row.published is not None else ()))
         if table:
-            widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(_COLUMNS[:-1])]
-            lines.append("  ".join(c.ljust(w) for c, w in zip(_COLUMNS[:-1], widths, strict=True)) + "  KEPT BY")
+            widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
+            lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + "  KEPT BY")
             for cells, e in zip(table, row.snapshots, strict=True):
                 body = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
                 lines.append(f"{body}  {_kept_by(e)}".rstrip())
@@ -379,5 +389,7 @@ def run_snapshots(
         err.write(f"azsnap snapshots: {exc}\n")
         return 2
     rows = asyncio.run(_read_azure(objects, settings))
+    views = read_published(cluster, objects)
+    rows = [replace(r, published=views.get(r.key)) if r.problem is None else r for r in rows]
     out.write(render(rows, as_json=options.as_json))
     return 1 if any(r.problem for r in rows) else 0
