@@ -48,7 +48,12 @@ from azsnap.offline.demo_view import (
     policy_key,
     policy_row,
 )
-from azsnap.offline.demo_volume_snapshots import publish_claim_policies, publishing, volume_snapshot_lines
+from azsnap.offline.demo_volume_snapshots import (
+    about_volume_snapshots,
+    publish_claim_policies,
+    publishing,
+    volume_snapshot_lines,
+)
 from azsnap.offline.sandbox import Sandbox, disk_id
 from azsnap.tools.cluster import Selection, connect
 from azsnap.tools.published import read_published
@@ -285,7 +290,7 @@ async def _advance(
             fresh = []
             for obj in kube.events():
                 uid = str(obj["metadata"].get("uid") or obj["metadata"].get("name"))
-                if uid not in seen_events:
+                if uid not in seen_events and not about_volume_snapshots(obj):
                     seen_events.add(uid)
                     fresh.append(demo_event(obj))
             view.frame(_frame(options, now(), kube, emulator, fresh))

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from azsnap.emulator.kubernetes import KubeEmulator
     from azsnap.offline.sandbox import Sandbox
 
-__all__ = ["CLASS_NAME", "publish_claim_policies", "publishing", "volume_snapshot_lines"]
+__all__ = ["CLASS_NAME", "about_volume_snapshots", "publish_claim_policies", "publishing", "volume_snapshot_lines"]
 
 #: The VolumeSnapshotClass the demo installs and its claim policies name.
 CLASS_NAME: Final = "csi-azuredisk-vsc"
@@ -62,6 +62,11 @@ async def publishing(kube: KubeEmulator, box: Sandbox, manifests: Iterable[Mappi
         box.runtime.snapshot_objects = None
 
 
+def about_volume_snapshots(event: Mapping[str, Any]) -> bool:
+    """Whether an Event is the snapshot controller's about its objects (the demo counts and shows azsnap's only)."""
+    return str((event.get("involvedObject") or {}).get("apiVersion") or "").startswith(f"{GROUP}/")
+
+
 def volume_snapshot_lines(kube: KubeEmulator, policies: Iterable[Mapping[str, Any]]) -> list[str]:
     """Per publishing policy: its VolumeSnapshots now, how many are ready, and what its status says."""
     count: Counter[tuple[str, str]] = Counter()
@@ -78,8 +83,7 @@ def volume_snapshot_lines(kube: KubeEmulator, policies: Iterable[Mapping[str, An
             continue
         key = (policy["metadata"]["namespace"], policy["metadata"]["name"])
         lines.append(
-            f"VolumeSnapshots of {key[1]}: {count[key]} in namespace {key[0]}, {ready[key]} ready to use; its status "
-            f"at the last reconcile: {status.get('state')}, {status.get('published', 0)} published, "
-            f"{status.get('ready', 0)} ready"
+            f"VolumeSnapshots of {key[1]}: {count[key]} in namespace {key[0]}, {ready[key]} ready to use (status: "
+            f"{status.get('state')}, {status.get('published', 0)} published, {status.get('ready', 0)} ready)"
         )
     return lines
