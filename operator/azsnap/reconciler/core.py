@@ -207,6 +207,11 @@ class Reconciler:
         )
         copies = await self.copies.prepare(policy, status, disk, of_disk)
         the_plan = the_plan if copies is None else copies.guard(the_plan)  # keeps the sources copies need
+        # Near the per-disk cap (counting every snapshot of the disk, in any group), retention makes room first.
+        deletes_first = (
+            sum(1 for s in of_disk if s.incremental) + len(the_plan.creates) > self.config.limits.per_disk_cap
+        )
+        del of_disk  # made whole for the plan: not held while the creates wait for their turn (a slot has 10,000)
 
         actor = Actor(self.cloud, self.clock, self.observer, policy, disk, snapshot_rg)
         outcome = actor.outcome
@@ -222,9 +227,6 @@ class Reconciler:
                     raise _DiskChanged
             return await actor.deletes(actions)
 
-        # Near the per-disk cap (counting every snapshot of the disk, in any group), retention makes room first.
-        incremental = sum(1 for s in of_disk if s.incremental)
-        deletes_first = incremental + len(the_plan.creates) > self.config.limits.per_disk_cap
         error: CloudError | None = None
         try:
             if deletes_first:
