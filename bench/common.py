@@ -20,8 +20,9 @@ from azsnap.cloud.credentials import StaticTokenCredential
 from azsnap.cloud.mapping import disk_from_azure
 from azsnap.cloud.pacer import Pacer, PacerHooks
 from azsnap.domain import naming, schedule
-from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.domain.observed import Disk
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.emulator import Emulator, EmulatorConfig
 from azsnap.emulator.config import scaled_buckets
 from azsnap.reconciler import StatusReport

@@ -25,7 +25,7 @@ import looptime
 from azsnap.clock import Clock, LoopClock
 from azsnap.cloud.buckets import PacerConfig
 from azsnap.cloud.pacer import Pacer
-from azsnap.domain.models import SnapshotPolicyStatus
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.emulator import Emulator
 from azsnap.emulator.config import TIMINGS
 from azsnap.reconciler import Reconciler, ReconcilerConfig

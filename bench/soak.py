@@ -34,8 +34,9 @@ from azsnap.cloud.buckets import PacerConfig
 from azsnap.cloud.credentials import StaticTokenCredential
 from azsnap.cloud.pacer import Pacer, PacerHooks
 from azsnap.domain import naming
-from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.domain.observed import Limits
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.emulator import Emulator, EmulatorConfig, FaultRule, RunningServer
 from azsnap.reconciler import Reconciler, ReconcilerConfig, StatusReport
 from bench.soak_checks import Ledger, PolicyLife

@@ -17,8 +17,9 @@ from azsnap.cloud.azure import AzureCloud, AzureOptions
 from azsnap.cloud.credentials import StaticTokenCredential
 from azsnap.domain.conditions import HealthState
 from azsnap.domain.copies import TAG_COPY_OF
-from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.domain.observed import Limits
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.emulator import Emulator, EmulatorConfig, FaultRule
 from azsnap.reconciler import Reconciler, StatusReport
 from azsnap.reconciler.core import ReconcilerConfig

@@ -15,7 +15,8 @@ from tests.support.status import fold_status as fold
 
 from azsnap.domain import naming
 from azsnap.domain.copies import TAG_COPY_DISK, TAG_COPY_OF, disk_hash
-from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.reconciler import Reconciler
 from azsnap.reconciler.claims import ClaimStore
 

@@ -17,7 +17,8 @@ import pytest
 from azsnap.clock import ManualClock
 from azsnap.domain import naming
 from azsnap.domain.conditions import HealthState
-from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.emulator import EmulatorConfig
 from azsnap.emulator.state import SnapshotRecord
 from azsnap.offline.sandbox import Sandbox, azure_sandbox, disk_id

@@ -14,7 +14,8 @@ from azsnap.cloud.azure import AzureCloud, AzureOptions
 from azsnap.cloud.credentials import StaticTokenCredential
 from azsnap.domain import naming
 from azsnap.domain.conditions import HealthState
-from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.emulator import Emulator, EmulatorConfig
 from azsnap.reconciler import Reconciler
 from azsnap.reconciler.report import StatusReport

@@ -16,7 +16,8 @@ from azsnap.cloud.buckets import ARM_WRITES, SNAPSHOT_CREATE_30MIN, BucketSpec, 
 from azsnap.cloud.credentials import StaticTokenCredential
 from azsnap.cloud.mapping import disk_from_azure
 from azsnap.cloud.pacer import Pacer, PacerHooks
-from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.emulator import BucketSize, Emulator, EmulatorConfig, FaultRule
 from azsnap.emulator.config import DEFAULT_BUCKETS
 from azsnap.reconciler import Reconciler, StatusReport

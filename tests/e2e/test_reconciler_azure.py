@@ -14,8 +14,9 @@ from azsnap.cloud.azure import AzureCloud, AzureOptions
 from azsnap.cloud.credentials import StaticTokenCredential
 from azsnap.domain import naming
 from azsnap.domain.conditions import HealthState
-from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.domain.observed import Disk
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.emulator import Emulator, EmulatorConfig
 from azsnap.reconciler import Reconciler
 

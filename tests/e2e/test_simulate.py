@@ -146,6 +146,8 @@ def test_count_and_age_from_the_command_line_with_a_chart(tmp_path: Path) -> Non
     summary = json.loads(out)
     assert summary["ok"] is True and summary["plot"] == str(chart)
     (disk,) = summary["disks"]
+    documented = (EXAMPLES.parent / "docs" / "simulate.md").read_text()  # its `--json` paragraph names every key
+    assert [key for key in [*summary, *disk] if f"`{key}`" not in documented] == []
     spec, _, _ = load_policy_file(EXAMPLES / "count-and-age.yaml")
     assert spec is not None
     # Every 4 hours, each due at its slot plus a stable per-disk delay under 10 minutes.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from azsnap.domain.models import SnapshotPolicyStatus
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.reconciler.report import StatusReport
 
 

@@ -10,8 +10,8 @@ from tests.unit.test_reconciler_copies import RG, START, SUB, copies_in, make_po
 
 from azsnap.clock import ManualClock
 from azsnap.cloud.memory import MemoryCloud
-from azsnap.domain.models import SnapshotPolicyStatus
 from azsnap.domain.observed import SnapshotState
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.reconciler import Reconciler
 from azsnap.reconciler.copies import COPY_POLL
 

@@ -18,18 +18,16 @@ from tests.support.crd import cel_errors, crd, openapi_schema, schema_errors, wa
 from azsnap.domain import durations, models
 from azsnap.domain.drill import RestoreDrillSpec
 from azsnap.domain.models import (
-    Condition,
     CopyTarget,
     DeletionPolicy,
     DiskRef,
-    LastSnapshot,
     RetentionSpec,
     ScheduleSpec,
     SnapshotPolicySpec,
-    SnapshotPolicyStatus,
     SnapshotSku,
     SnapshotSpec,
 )
+from azsnap.domain.policy_status import Condition, LastSnapshot, SnapshotPolicyStatus
 from azsnap.domain.volume_snapshots import VolumeSnapshotsSpec
 from azsnap.handlers.startup import KOPF_STATUS
 

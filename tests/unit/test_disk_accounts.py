@@ -21,7 +21,7 @@ from azsnap.domain.disk_accounts import (
     incarnation_digest,
     request_digest,
 )
-from azsnap.domain.models import SnapshotPolicyStatus
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.targets import MAX_DISK_ENTRIES, DiskEntry
 from azsnap.reconciler import Reconciler
 from azsnap.reconciler.claims import ClaimStore

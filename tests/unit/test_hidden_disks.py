@@ -14,8 +14,9 @@ from azsnap.cloud.errors import TransientError
 from azsnap.cloud.memory import MemoryCloud
 from azsnap.domain import naming
 from azsnap.domain.disk_accounts import account_key, decode_accounts, incarnation_digest
-from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef
 from azsnap.domain.observed import Disk, Limits
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.targets import MAX_DISK_ENTRIES
 from azsnap.reconciler import Reconciler
 from azsnap.reconciler.claims import ClaimInterest, ClaimStore

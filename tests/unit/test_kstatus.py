@@ -4,7 +4,7 @@ from typing import Any
 import pytest
 from tests.support.kstatus import KStatus, compute, ready_reached
 
-from azsnap.domain.models import Condition, SnapshotPolicyStatus
+from azsnap.domain.policy_status import Condition, SnapshotPolicyStatus
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -6,13 +6,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from azsnap.domain.models import (
-    ScheduleSpec,
-    SnapshotPolicySpec,
-    SnapshotPolicyStatus,
-    SnapshotSpec,
-    parse_disk_id,
-)
+from azsnap.domain.models import ScheduleSpec, SnapshotPolicySpec, SnapshotSpec, parse_disk_id
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.validation import FieldError, format_errors, validate_manifest, validate_spec
 
 DISK = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-demo/providers/Microsoft.Compute/disks/disk-0"

@@ -13,8 +13,9 @@ from azsnap.cloud.errors import PermanentError, Throttled
 from azsnap.cloud.memory import MemoryCloud
 from azsnap.domain import naming
 from azsnap.domain.conditions import HealthState
-from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.domain.observed import Disk
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.retention import decide_retention
 from azsnap.domain.scope import ScopeGuard
 from azsnap.reconciler import Reconciler, StatusReport

@@ -14,8 +14,9 @@ from azsnap.cloud.memory import MemoryCloud
 from azsnap.domain import naming
 from azsnap.domain.conditions import HealthState
 from azsnap.domain.copies import TAG_COPY_OF
-from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.domain.observed import Disk, Limits, SnapshotState
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.scope import ScopeGuard
 from azsnap.reconciler import Reconciler
 from azsnap.reconciler.core import ReconcilerConfig

@@ -11,8 +11,9 @@ from tests.support.status import fold_status
 from azsnap.clock import ManualClock
 from azsnap.cloud.memory import MemoryCloud
 from azsnap.domain import naming
-from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.domain.observed import Disk
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.reconciler import Reconciler
 from azsnap.reconciler.report import StatusReport
 

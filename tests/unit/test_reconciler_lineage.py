@@ -13,8 +13,9 @@ from azsnap.clock import ManualClock
 from azsnap.cloud.memory import MemoryCloud
 from azsnap.domain import naming
 from azsnap.domain.conditions import HealthState
-from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.domain.observed import Disk
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.handlers import policy as handlers
 from azsnap.handlers.runtime import MEMO_KEY, Runtime
 from azsnap.metrics import Metrics

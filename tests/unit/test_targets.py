@@ -12,7 +12,8 @@ from tests.support.status import fold_status as fold
 from azsnap.clock import ManualClock
 from azsnap.cloud.memory import MemoryCloud
 from azsnap.domain.conditions import HealthState
-from azsnap.domain.models import DeletionPolicy, Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import DeletionPolicy, Policy, PolicyRef, SnapshotPolicySpec
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.scope import ScopeGuard
 from azsnap.domain.targets import MAX_DISK_ENTRIES, DiskEntry, bounded_entries
 from azsnap.domain.validation import validate_manifest

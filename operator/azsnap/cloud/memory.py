@@ -22,12 +22,11 @@ from azsnap.cloud.interface import CloudClient, DiskRequest, SnapshotRequest, ex
 from azsnap.cloud.mapping import parse_resource_id
 from azsnap.cloud.memory_copies import (
     MemorySnapshot,
-    copy_completion,
-    copy_failed,
     fail_copy,
     source_deleted,
     start_copy,
 )
+from azsnap.cloud.memory_view import completion, render
 from azsnap.cloud.restored import RestoredDisks
 from azsnap.domain.observed import Disk, Limits, Snapshot
 
@@ -356,39 +355,8 @@ class MemoryCloud(CloudClient):
                 )
 
     def _completion(self, record: MemorySnapshot, now: datetime) -> float:
-        if record.copy_source is not None:
-            return copy_completion(record, now, self.region_copy_duration)
-        if not record.background_copy:
-            return 100.0
-        duration = self.copy_duration.total_seconds()
-        if duration <= 0:
-            return 100.0
-        done = (now - record.created_at).total_seconds() / duration * 100.0
-        return float(min(100.0, max(0.0, round(done, 1))))
+        return completion(record, now, self.copy_duration, self.region_copy_duration)
 
     def _render(self, record: MemorySnapshot) -> Snapshot:
         now = self._clock.now()
-        if record.failed:
-            state = "Failed"
-        elif now < record.created_at + self.creating_for:
-            state = "Creating"
-        else:
-            state = "Succeeded"
-        return Snapshot(
-            id=record.id,
-            name=record.name,
-            resource_group=record.resource_group,
-            location=record.location,
-            source_resource_id=record.source_disk_id,
-            source_unique_id=record.source_unique_id,
-            time_created=record.created_at,
-            provisioning_state=state,
-            tags=dict(record.tags),
-            incremental=record.incremental,
-            completion_percent=(
-                self._completion(record, now) if record.background_copy or record.copy_source is not None else None
-            ),
-            size_bytes=record.size_bytes,
-            create_option="CopyStart" if record.copy_source is not None else "Copy",
-            copy_error=record.copy_error if copy_failed(record, now) else None,
-        )
+        return render(record, now, self.creating_for, self.copy_duration, self.region_copy_duration)

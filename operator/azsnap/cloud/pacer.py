@@ -1,7 +1,8 @@
 """The budget-aware pacer: calls to Azure wait for a token instead of meeting a 429, in deadline-fair order.
 
-The buckets and what they learn from Azure's answers are in `azsnap.cloud.buckets`; the adapter's hooks and the
-per-task deadline in `azsnap.cloud.hooks` (re-exported here).
+The buckets and what they learn from Azure's answers are in `azsnap.cloud.buckets`, which buckets a call draws on
+in `azsnap.cloud.bucket_table`; the adapter's hooks and the per-task deadline in `azsnap.cloud.hooks` (re-exported
+here).
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from contextlib import asynccontextmanager
 from typing import Final
 
 from azsnap.clock import Clock
+from azsnap.cloud.bucket_table import BucketKey, BucketTable
 from azsnap.cloud.buckets import (
     KINDS,
-    BucketSpec,
     Kind,
     PacerConfig,
     TokenBucket,
     parse_remaining,
-    period_from_policy,
     retry_after_seconds,
 )
 from azsnap.cloud.errors import SlotMissed, Throttled
@@ -45,7 +45,6 @@ __all__ = [
 _MIN_STEP: Final = 1e-3
 _ROUND_TABLE_LIMIT: Final = 4096
 
-_BucketKey = tuple[str, str, str]  # policy, subscription, location ("" for subscription-wide policies)
 _GroupKey = tuple[Kind, str, str]  # kind, subscription, location
 
 
@@ -63,9 +62,7 @@ class Pacer:
         self.config = config or PacerConfig()
         self._clock = clock
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._buckets: dict[_BucketKey, TokenBucket] = {}
-        self._attached: dict[Kind, list[BucketSpec]] = {kind: [] for kind in KINDS}
-        self._learned: dict[str, BucketSpec] = {}
+        self._table = BucketTable(self.config)
         self._groups: dict[_GroupKey, list[Waiter]] = {}
         self._next_round: dict[str, int] = {}
         self._vround = 0
@@ -102,7 +99,9 @@ class Pacer:
         if hard and deadline is not None and now >= deadline:
             raise self._missed_error(kind, subscription_id, location, now)
         if not hard:
-            blocked = max((b.blocked_until for b in self._buckets_for(kind, subscription_id, location, now)), default=0)
+            blocked = max(
+                (b.blocked_until for b in self._table.for_call(kind, subscription_id, location, now)), default=0
+            )
             if blocked - now > self.config.max_blocked_wait_s:
                 raise Throttled(
                     f"Azure blocked the {kind} budget for {blocked - now:.0f}s more (Retry-After)",
@@ -144,7 +143,7 @@ class Pacer:
 
     def _missed_error(self, kind: Kind, subscription_id: str, location: str, now: float) -> SlotMissed:
         self._missed += 1
-        buckets = self._buckets_for(kind, subscription_id, location, now)
+        buckets = self._table.for_call(kind, subscription_id, location, now)
         lacking = [b for b in buckets if not b.available(now)] or buckets
         worst = max(lacking, key=lambda b: (b.ready_at(now), -b.spec.capacity / b.spec.period_s))
         return missed_error(kind, worst, location, now)
@@ -182,10 +181,10 @@ class Pacer:
         now = self._bind().time()
         reported: list[tuple[TokenBucket, int]] = []
         for policy, count in parse_remaining(headers).items():
-            spec = self._spec_for(kind, policy, count)
+            spec = self._table.spec_for(kind, policy, count)
             if spec is None:
                 continue
-            bucket = self._bucket(spec, subscription_id, location, now)
+            bucket = self._table.bucket(spec, subscription_id, location, now)
             counted = max(1, bucket.taken_total)  # without a grant: at least the answered call was counted
             if grant is not None and policy in grant.sequence:
                 counted = grant.sequence[policy]
@@ -207,7 +206,7 @@ class Pacer:
         if status == 429 or (status == 409 and has_retry_after and exhausted):
             self._throttled += 1
             delay = retry_after_seconds(headers, self._clock.now() if self._clock else None)
-            every = self._buckets_for(kind, subscription_id, location, now)
+            every = self._table.for_call(kind, subscription_id, location, now)
             targets = exhausted or [b for b in every if not b.spec.per_subscription] or every
             if delay is None:
                 # No Retry-After (Azure's front door says the wait only in words): back off, doubling per answer
@@ -225,7 +224,7 @@ class Pacer:
         """Grant nothing of this kind here for `retry_after` seconds (the default when None), e.g. after a 429."""
         now = self._bind().time()
         delay = self.config.default_retry_after_s if retry_after is None else max(0.0, retry_after)
-        for bucket in self._buckets_for(kind, subscription_id, location, now):
+        for bucket in self._table.for_call(kind, subscription_id, location, now):
             bucket.block(now + delay)
         self._wake_soon()
 
@@ -233,20 +232,20 @@ class Pacer:
 
     def snapshot(self) -> PacerSnapshot:
         now = self._bind().time()
-        waiting: dict[_BucketKey, int] = {}
+        waiting: dict[BucketKey, int] = {}
         total = 0
         for (kind, sub, loc), heap in self._groups.items():
             count = sum(1 for waiter in heap if not waiter.future.done())
             total += count
             if count:
-                for bucket in self._buckets_for(kind, sub, loc, now):
-                    key = self._key(bucket.spec, sub, loc)
+                for bucket in self._table.for_call(kind, sub, loc, now):
+                    key = self._table.key(bucket.spec, sub, loc)
                     waiting[key] = waiting.get(key, 0) + count
-        states = bucket_states(self._buckets, waiting, now)
+        states = bucket_states(self._table.buckets, waiting, now)
         counters = (self._throttled, self._corrections, self._missed, self._backoffs)
         return PacerSnapshot(now, states, dict(self._stats), total, *counters)
 
-    # -- buckets
+    # -- the event loop
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         try:
@@ -260,40 +259,6 @@ class Pacer:
         elif self._loop is not loop:
             raise RuntimeError("a Pacer serves one event loop")
         return loop
-
-    @staticmethod
-    def _key(spec: BucketSpec, subscription_id: str, location: str) -> _BucketKey:
-        return (spec.policy, subscription_id, "" if spec.per_subscription else location)
-
-    def _bucket(self, spec: BucketSpec, subscription_id: str, location: str, now: float) -> TokenBucket:
-        key = self._key(spec, subscription_id, location)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = TokenBucket(spec, self.config.margin, now)
-        bucket.refill(now)
-        return bucket
-
-    def _buckets_for(self, kind: Kind, subscription_id: str, location: str, now: float) -> list[TokenBucket]:
-        specs = (*self.config.specs(kind), *self._attached[kind])
-        return [self._bucket(spec, subscription_id, location, now) for spec in specs]
-
-    def _spec_for(self, kind: Kind, policy: str, remaining: int) -> BucketSpec | None:
-        """The spec of a policy Azure charged this kind of call to; attach (or learn) one the config lacks."""
-        for spec in (*self.config.specs(kind), *self._attached[kind]):
-            if spec.policy == policy:
-                return spec
-        if not self.config.learn_policies:
-            return None
-        known = self._learned.get(policy)
-        if known is None:
-            known = next((spec for other in KINDS for spec in self.config.specs(other) if spec.policy == policy), None)
-        if known is None:
-            period = period_from_policy(policy)
-            if period is None:
-                return None
-            known = self._learned[policy] = BucketSpec(policy, remaining + 1, period)
-        self._attached[kind].append(known)
-        return known
 
     # -- dispatch: grant what the budget allows, in order, then sleep until the next token
 
@@ -325,7 +290,7 @@ class Pacer:
             if kind == "delete" and self._delete_held(waiter, now):
                 held.append(group)  # reconsidered once the creates have had their turn
                 continue
-            buckets = self._buckets_for(kind, sub, loc, now)
+            buckets = self._table.for_call(kind, sub, loc, now)
             if self._try_grant(waiter, buckets, reserved, now):
                 heapq.heappop(heap)
                 while heap and heap[0].future.done():
@@ -340,7 +305,7 @@ class Pacer:
             if self.config.deletes_yield_to_creates and self._creates_waiting(sub, loc):
                 wake = min(wake, heap[0].enqueued_at + self.config.delete_max_yield_s)
                 continue
-            buckets = self._buckets_for(kind, sub, loc, now)
+            buckets = self._table.for_call(kind, sub, loc, now)
             while heap and self._try_grant(heap[0], buckets, reserved, now):
                 heapq.heappop(heap)
                 while heap and heap[0].future.done():

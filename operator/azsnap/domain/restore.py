@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from azsnap.domain import naming
-from azsnap.domain.models import RESOURCE_GROUP_PATTERN, Condition, DeletionPolicy, PolicyRef
+from azsnap.domain.models import RESOURCE_GROUP_PATTERN, DeletionPolicy, PolicyRef
 from azsnap.domain.observed import Disk, DiskSku, Snapshot, SnapshotState
+from azsnap.domain.policy_status import Condition
 
 __all__ = [
     "DISK_NAME_PATTERN",

@@ -14,15 +14,8 @@ from pydantic import ValidationError
 
 from azsnap.domain.conditions import Health, HealthState, conditions_for
 from azsnap.domain.health import with_drill
-from azsnap.domain.models import (
-    API_GROUP,
-    API_VERSION,
-    KIND,
-    PLURAL,
-    Policy,
-    PolicyRef,
-    SnapshotPolicyStatus,
-)
+from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL, Policy, PolicyRef
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.targets import ClaimView
 from azsnap.domain.validation import format_errors, validate_manifest
 from azsnap.domain.volumes import target_text

@@ -9,9 +9,7 @@ retry (a 429 surfaces as `Throttled` at once and the reconciler's own retry time
 
 from __future__ import annotations
 
-import random
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,8 +22,9 @@ from azsnap.cloud.azure import AzureCloud, AzureOptions
 from azsnap.cloud.credentials import StaticTokenCredential
 from azsnap.cloud.interface import SnapshotRequest
 from azsnap.domain import naming
-from azsnap.domain.models import DiskRef, Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import DiskRef, Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.domain.observed import Limits, Snapshot
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.validation import FieldError, validate_manifest
 from azsnap.emulator import (
     DEMO_LOCATION,
@@ -33,16 +32,14 @@ from azsnap.emulator import (
     DEMO_SUBSCRIPTION,
     Emulator,
     EmulatorConfig,
-    FaultRule,
     RecordedRequest,
 )
 from azsnap.offline.simulate_copies import COPY_LIST_FRESHNESS, CopyWatch
+from azsnap.offline.simulate_faults import FAULT_PROFILES, Bursts
 from azsnap.reconciler import Observer, Reconciler, ReconcilerConfig, StatusReport
 
 __all__ = [
-    "FAULT_PROFILES",
     "DiskTrace",
-    "FaultProfile",
     "SimulationOptions",
     "SimulationRun",
     "load_policy_file",
@@ -53,42 +50,6 @@ __all__ = [
 BYSTANDER_PREFIXES: Final = ("manual-", "other-policy-")
 #: A run stops with an error rather than loop for ever if a policy keeps asking to be woken at once.
 _MAX_WAKEUPS_PER_DAY: Final = 20_000
-
-
-@dataclass(frozen=True)
-class FaultProfile:
-    """Faults injected into the emulator: standing rules, plus bursts of 429s starting at random emulated times.
-
-    Burst starts are a Poisson process in emulated time (so retries, which wake the policies more often, do not
-    bring more bursts); a burst answers 429 to the next `burst_size` requests, and one runs at a time.
-    """
-
-    description: str
-    rules: tuple[FaultRule, ...] = ()
-    bursts_per_day: float = 0.0
-    burst_size: tuple[int, int] = (3, 8)
-    burst_retry_after_s: tuple[int, ...] = (5, 15, 30)
-
-
-FAULT_PROFILES: Final[Mapping[str, FaultProfile]] = {
-    "none": FaultProfile("no injected faults; the emulator's throttling buckets still apply"),
-    "flaky": FaultProfile(
-        "about 2 bursts of 429s a day, 2% 500s, 2% 503s, 1% dropped connections",
-        rules=(
-            FaultRule(kind="500", probability=0.02),
-            FaultRule(kind="503", probability=0.02, retry_after_s=10),
-            FaultRule(kind="drop", probability=0.01),
-        ),
-        bursts_per_day=2.0,
-    ),
-    "throttled": FaultProfile(
-        "25% of requests answered 429, and about 6 long bursts of 429s a day",
-        rules=(FaultRule(kind="429", probability=0.25, retry_after_s=20),),
-        bursts_per_day=6.0,
-        burst_size=(5, 20),
-        burst_retry_after_s=(30, 60),
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -259,35 +220,6 @@ def _observe(emulator: Emulator, rg: str, traces: list[DiskTrace], now: datetime
         trace.samples.append((now, len(now_held)))
 
 
-class _Bursts:
-    """Arms the profile's 429 bursts as emulated time passes, one at a time, from a seeded RNG."""
-
-    def __init__(self, emulator: Emulator, profile: FaultProfile, start: datetime, seed: int) -> None:
-        self._emulator = emulator
-        self._profile = profile
-        self._rng = random.Random(seed)
-        self._next: datetime | None = None
-        self._armed: FaultRule | None = None
-        if profile.bursts_per_day > 0:
-            self._next = start + self._gap()
-
-    def _gap(self) -> timedelta:
-        return timedelta(days=self._rng.expovariate(self._profile.bursts_per_day))
-
-    def tick(self, now: datetime) -> None:
-        """Arm a burst if one is due and none is still running."""
-        if self._next is None or now < self._next:
-            return
-        while self._next <= now:
-            self._next += self._gap()
-        if self._armed is not None and self._armed in self._emulator.faults.rules:
-            return  # the previous burst has not run its course: this one is skipped
-        profile = self._profile
-        size = self._rng.randint(*profile.burst_size)
-        self._armed = FaultRule(kind="429", count=size, retry_after_s=self._rng.choice(profile.burst_retry_after_s))
-        self._emulator.add_fault(self._armed)
-
-
 async def simulate(spec: SnapshotPolicySpec, options: SimulationOptions, *, name: str = "policy") -> SimulationRun:
     """Run the policy on `options.disks` emulated disks for `options.days` days; ValueError for bad options."""
     problems = options.problems()
@@ -343,7 +275,7 @@ async def simulate(spec: SnapshotPolicySpec, options: SimulationOptions, *, name
             reconciler = Reconciler(cloud, clock, config, observer=observer)
             for rule in profile.rules:
                 emulator.add_fault(rule)
-            bursts = _Bursts(emulator, profile, options.start, options.seed)
+            bursts = Bursts(emulator, profile, options.start, options.seed)
             wakeups = await _run(reconciler, emulator, clock, traces, rg, end, bursts, options.days, watch)
             requests = emulator.requests[first_request:]
             violations = emulator.violations
@@ -378,7 +310,7 @@ async def _run(
     traces: list[DiskTrace],
     rg: str,
     end: datetime,
-    bursts: _Bursts,
+    bursts: Bursts,
     days: int,
     watch: CopyWatch | None = None,
 ) -> int:

@@ -20,8 +20,9 @@ from typing import Any, Final, Protocol
 
 from azsnap.domain import naming, schedule
 from azsnap.domain.copies import copy_lag_text
-from azsnap.domain.models import SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import SnapshotPolicySpec
 from azsnap.domain.observed import Limits
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.emulator import DEMO_SUBSCRIPTION, Emulator, RecordedRequest
 
 __all__ = ["COPY_LIST_FRESHNESS", "CopyWatch", "copies_summary", "copies_text", "copy_invariants"]

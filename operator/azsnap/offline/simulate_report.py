@@ -16,15 +16,9 @@ from typing import Any, Final, TextIO
 
 from azsnap.domain import retention, schedule
 from azsnap.domain.validation import format_errors
-from azsnap.offline.simulate import (
-    FAULT_PROFILES,
-    DiskTrace,
-    SimulationOptions,
-    SimulationRun,
-    load_policy_file,
-    simulate,
-)
+from azsnap.offline.simulate import DiskTrace, SimulationOptions, SimulationRun, load_policy_file, simulate
 from azsnap.offline.simulate_copies import copies_summary, copies_text, copy_invariants
+from azsnap.offline.simulate_faults import FAULT_PROFILES
 from azsnap.offline.simulate_plot import PLOT_SUFFIXES, write_plot
 
 __all__ = ["estimated_used_gb", "render_text", "run_simulate", "slot_accounting", "summarize"]

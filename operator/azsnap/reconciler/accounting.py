@@ -16,9 +16,10 @@ from typing import Any
 from azsnap.domain import naming
 from azsnap.domain.durations import format_duration
 from azsnap.domain.explain import restore_points
-from azsnap.domain.models import Policy, SnapshotPolicyStatus
+from azsnap.domain.models import Policy
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
 from azsnap.domain.planner import Plan
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.retention import snapshot_time
 from azsnap.reconciler.act import Outcome, iso
 

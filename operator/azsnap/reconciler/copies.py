@@ -36,9 +36,10 @@ from azsnap.domain.copies import (
     status_of,
     target_key,
 )
-from azsnap.domain.models import CopyTarget, Policy, SnapshotPolicyStatus
+from azsnap.domain.models import CopyTarget, Policy
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
 from azsnap.domain.planner import Plan
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.reconciler.act import subscription_of
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, StatusReport

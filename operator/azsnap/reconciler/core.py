@@ -13,9 +13,10 @@ from azsnap.cloud.errors import CloudError, NotFound
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain import naming, schedule
 from azsnap.domain.conditions import Health, HealthState
-from azsnap.domain.models import Policy, SnapshotPolicyStatus
+from azsnap.domain.models import Policy
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
 from azsnap.domain.planner import COPY_RECHECK, CREATE_RECHECK, DeleteAction, Plan, plan
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.scope import ScopeCheck
 from azsnap.domain.targets import ClaimView
 from azsnap.domain.volumes import disk_ref

@@ -20,8 +20,9 @@ from azsnap.cloud.errors import CloudError
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain import naming
 from azsnap.domain.disk_accounts import DiskAccount, account_key
-from azsnap.domain.models import DiskRef, OnSourceDiskDelete, Policy, PolicyRef, SnapshotPolicyStatus, parse_disk_id
+from azsnap.domain.models import DiskRef, OnSourceDiskDelete, Policy, PolicyRef, parse_disk_id
 from azsnap.domain.observed import Limits, Snapshot
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.targets import DiskEntry
 from azsnap.domain.volumes import ClaimProblem
 from azsnap.reconciler.observe import Observer

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from azsnap.domain.disk_accounts import DiskAccount, account_key, decode_accounts
-from azsnap.domain.models import Policy, SnapshotPolicyStatus
+from azsnap.domain.models import Policy
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.targets import DiskEntry
 from azsnap.domain.volumes import ClaimDisk
 from azsnap.reconciler.gone_disks import rediscover

@@ -9,8 +9,9 @@ from azsnap.clock import Clock
 from azsnap.cloud.errors import CloudError
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain import naming, retention
-from azsnap.domain.models import OnSourceDiskDelete, Policy, SnapshotPolicyStatus
+from azsnap.domain.models import OnSourceDiskDelete, Policy
 from azsnap.domain.observed import Disk, Limits, Snapshot
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.retention import DeleteAction
 from azsnap.domain.volumes import disk_ref
 from azsnap.reconciler.accounting import restore_points_field
