@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from azsnap.clock import ManualClock
 from azsnap.cloud.memory import MemoryCloud
-from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec, SnapshotPolicyStatus
+from azsnap.domain.models import Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.domain.observed import Snapshot
+from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.reconciler import Reconciler
 
 SUB = "00000000-0000-0000-0000-000000000000"
