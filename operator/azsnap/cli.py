@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from azsnap import __version__
+
+if TYPE_CHECKING:
+    from azsnap.settings import CopyCap
 
 app = typer.Typer(
     name="azsnap",
@@ -159,6 +162,13 @@ def simulate(
     start: Annotated[str | None, typer.Option(help="Emulated start, ISO 8601 with zone; default: this hour.")] = None,
     list_every: Annotated[str, typer.Option(help="List a resource group at most this often (e.g. 30s, 6h).")] = "6h",
     seed: Annotated[int, typer.Option(help="Seed of the fault draws.")] = 0,
+    parallel_copies: Annotated[
+        str | None,
+        typer.Option(
+            help="Copies (spec.copies) at once per subscription and target region, as the operator's "
+            "AZSNAP_PARALLEL_COPIES (default: that variable, else the operator's default, 100)."
+        ),
+    ] = None,
 ) -> None:
     """Run a policy with the real reconciler and Azure SDK against an emulated Azure, days in seconds."""
     import sys
@@ -166,6 +176,7 @@ def simulate(
 
     from azsnap.clock import WallClock
     from azsnap.domain.durations import parse_duration
+    from azsnap.domain.observed import Limits
     from azsnap.offline.simulate import SimulationOptions
     from azsnap.offline.simulate_report import run_simulate
 
@@ -179,6 +190,7 @@ def simulate(
     except ValueError as exc:
         typer.echo(f"azsnap simulate: --list-every: {exc}", err=True)
         raise typer.Exit(2) from exc
+    cap = _copy_cap("simulate", parallel_copies)
     options = SimulationOptions(
         start=begin,
         disks=disks,
@@ -190,8 +202,11 @@ def simulate(
         disk_sku=disk_sku,
         relist=relist,
         seed=seed,
+        limits=Limits(max_parallel_copies=cap.value),
     )
-    code = run_simulate(policy, options, out=sys.stdout, err=sys.stderr, plot=plot, as_json=as_json)
+    code = run_simulate(
+        policy, options, out=sys.stdout, err=sys.stderr, plot=plot, as_json=as_json, copy_cap_source=cap.source
+    )
     if code:
         raise typer.Exit(code)
 
@@ -200,6 +215,13 @@ def simulate(
 def capacity(
     paths: Annotated[list[Path], typer.Argument(help="SnapshotPolicy manifests (YAML) or directories of them.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    parallel_copies: Annotated[
+        str | None,
+        typer.Option(
+            help="Copies (spec.copies) at once per subscription and target region, as the operator's "
+            "AZSNAP_PARALLEL_COPIES (default: that variable, else the operator's default, 100)."
+        ),
+    ] = None,
 ) -> None:
     """Creates, deletes, lists and reads per hour per subscription that the policies need, against Azure's budget.
 
@@ -216,7 +238,7 @@ def capacity(
         for problem in exc.problems:
             typer.echo(f"azsnap capacity: {problem}", err=True)
         raise typer.Exit(2) from exc
-    results = assess(policies, WallClock().now())
+    results = assess(policies, WallClock().now(), parallel_copies=_copy_cap("capacity", parallel_copies))
     if as_json:
         typer.echo(json.dumps(render_json(results), indent=2))
     else:
@@ -276,6 +298,19 @@ def demo(
         raise typer.Exit(2) from exc
     if code:
         raise typer.Exit(code)
+
+
+def _copy_cap(command: str, flag: str | None) -> CopyCap:
+    """The cap on copies at once as the operator reads it (the flag, else AZSNAP_PARALLEL_COPIES); exit 2 if bad."""
+    import os
+
+    from azsnap.settings import SettingsError, copy_cap
+
+    try:
+        return copy_cap(flag, os.environ)
+    except SettingsError as exc:
+        typer.echo(f"azsnap {command}: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def main() -> None:

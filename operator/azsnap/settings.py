@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import Final
@@ -11,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from azsnap.domain.observed import Limits
 
-__all__ = ["CredentialMode", "Settings", "SettingsError"]
+__all__ = ["CopyCap", "CredentialMode", "Settings", "SettingsError", "copy_cap"]
 
 ENV_PREFIX: Final = "AZSNAP_"
 
@@ -100,3 +101,31 @@ class Settings(BaseModel):
                 f"{ENV_PREFIX}{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors(include_url=False)
             )
             raise SettingsError(f"invalid operator settings: {problems}") from exc
+
+
+#: The variable the operator reads its cap on copies at once from (`Settings.parallel_copies`).
+PARALLEL_COPIES_VAR: Final = ENV_PREFIX + "PARALLEL_COPIES"
+
+
+@dataclass(frozen=True)
+class CopyCap:
+    """The cap on copies running at once per subscription and target region, and where it came from (for people)."""
+
+    value: int
+    source: str
+
+
+def copy_cap(flag: str | None, environ: Mapping[str, str]) -> CopyCap:
+    """The operator's cap as an offline command models it: `flag` (`--parallel-copies`), else the operator's
+    variable, else its default, each read and checked as `Settings` reads it; SettingsError names what is wrong."""
+    if flag is not None:
+        try:
+            value = Settings.model_validate({"parallel_copies": flag}).parallel_copies
+        except ValidationError as exc:
+            problem = "; ".join(err["msg"] for err in exc.errors(include_url=False))
+            raise SettingsError(f"--parallel-copies: {problem}") from exc
+        return CopyCap(value, "--parallel-copies")
+    raw = environ.get(PARALLEL_COPIES_VAR)
+    if raw:
+        return CopyCap(Settings.from_env({PARALLEL_COPIES_VAR: raw}).parallel_copies, PARALLEL_COPIES_VAR)
+    return CopyCap(Settings().parallel_copies, "the operator's default")

@@ -11,6 +11,7 @@ import pytest
 
 from azsnap.domain.models import SnapshotPolicySpec
 from azsnap.offline.simulate import SimulationOptions, load_policy_file, simulate
+from azsnap.offline.simulate_copies import copies_text
 from azsnap.offline.simulate_report import render_text, summarize
 
 pytestmark = pytest.mark.e2e
@@ -65,3 +66,35 @@ def test_the_region_cap_and_one_copy_per_disk_hold_across_disks() -> None:
     assert target["copies_started"] == summary["slots"]["taken"] == 6 * 25
     assert target["copies_complete"] == 6 * 24  # the last slot's copies still run at the end
     assert target["copies_held"] == 6 and target["copies_deleted"] == 6 * 23
+
+
+def test_simulate_runs_the_operators_cap_and_says_which(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from azsnap.cli import app
+
+    manifest = {
+        "apiVersion": "azsnap.io/v1alpha1",
+        "kind": "SnapshotPolicy",
+        "metadata": {"name": "p", "namespace": "apps"},
+        "spec": {
+            "disk": {"id": f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/disks/d"},
+            "schedule": {"every": "1h"},
+            "retention": {"keepLast": 2},
+            "copies": [{"region": "northeurope", "resourceGroup": "rg-dr", "retention": {"keepLast": 1}}],
+        },
+    }
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    args = ["simulate", str(path), "--disks", "6", "--days", "1", "--start", START.isoformat()]
+    result = CliRunner().invoke(app, [*args, "--json"], env={"AZSNAP_PARALLEL_COPIES": "2"})
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    (target,) = summary["copies"]["targets"]
+    assert (summary["copies"]["cap"], summary["copies"]["cap_source"]) == (2, "AZSNAP_PARALLEL_COPIES")
+    assert target["most_running_in_region"] == 2  # six disks' copies of a slot, two at a time (100 without it)
+    assert target["copies_missed"] == 0 and summary["invariants"]["copy_cap_passed"] == 0
+    assert "at most 2 in the region (cap 2, AZSNAP_PARALLEL_COPIES)" in "\n".join(copies_text(summary["copies"]))

@@ -11,80 +11,31 @@ and one event while the backups go on, then the objects once the CRDs are there.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Final
 
 import kmock
-import kopf
 import pytest
-from tests.support.kube import EPOCH, SNAPSHOT_POLICY, condition, eventually, install_project_crd, policy_manifest
-from tests.support.volume_snapshots import LABELS, claim_of_disk, install_snapshot_crds
+from tests.support.kube import EPOCH, SNAPSHOT_POLICY, eventually, install_project_crd, policy_manifest
+from tests.support.volume_snapshots import (
+    azure_ids,
+    claim_of_disk,
+    contents,
+    handles,
+    install_snapshot_crds,
+    operator,
+    pg_policy,
+    published_status,
+    ready,
+    volume_snapshots,
+)
 
 import azsnap.handlers  # noqa: F401  (registers the handlers on kopf's default registry)
 from azsnap.clock import LoopClock
 from azsnap.domain.volume_snapshots import CONTENTS, GROUP, SNAPSHOTS, VERSION
-from azsnap.emulator import DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION
-from azsnap.emulator.kubernetes import KubeEmulator, run_operator
-from azsnap.handlers.runtime import MEMO_KEY
-from azsnap.handlers.volume_snapshots import KubeSnapshots
-from azsnap.offline.sandbox import Sandbox, azure_sandbox, disk_id
+from azsnap.emulator.kubernetes import KubeEmulator
+from azsnap.offline.sandbox import azure_sandbox, disk_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.looptime]
-
-PUBLISH: Final = {"enabled": True, "volumeSnapshotClassName": "csi-azuredisk-vsc"}
-
-
-def azure_ids(box: Sandbox, disk: str) -> set[str]:
-    """The ARM IDs of the disk's snapshots in Azure now."""
-    source = disk_id(disk).lower()
-    return {
-        s["id"]
-        for s in box.emulator.snapshots(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP)
-        if s["properties"]["creationData"]["sourceResourceId"].lower() == source
-    }
-
-
-def volume_snapshots(kube: KubeEmulator, namespace: str = "default") -> dict[str, dict[str, Any]]:
-    return {o["metadata"]["name"]: o for o in kube.list(GROUP, VERSION, SNAPSHOTS, namespace)}
-
-
-def contents(kube: KubeEmulator) -> dict[str, dict[str, Any]]:
-    return {o["metadata"]["name"]: o for o in kube.list(GROUP, VERSION, CONTENTS, None)}
-
-
-def handles(kube: KubeEmulator) -> set[str]:
-    """The snapshot handles of the published contents."""
-    return {c["spec"]["source"]["snapshotHandle"] for c in contents(kube).values()}
-
-
-def published_status(kube: KubeEmulator, name: str = "pg") -> Mapping[str, Any]:
-    return ((kube.get(*SNAPSHOT_POLICY, "default", name) or {}).get("status") or {}).get("volumeSnapshots") or {}
-
-
-def ready(kube: KubeEmulator, name: str) -> bool:
-    return (condition(kube.get(*SNAPSHOT_POLICY, "default", name), "Ready") or {}).get("status") == "True"
-
-
-@asynccontextmanager
-async def operator(kube: KubeEmulator, box: Sandbox, *, publishing: bool = True) -> AsyncIterator[None]:
-    """The real handlers on the sandbox's runtime; with `publishing` the operator's switch is on."""
-    if publishing:
-        box.runtime.snapshot_objects = KubeSnapshots(kopf.ConnectionInfo(server=kube.url))
-    try:
-        async with run_operator(kube=kube, memo=kopf.Memo({MEMO_KEY: box.runtime})):
-            yield
-    finally:
-        if isinstance(box.runtime.snapshot_objects, KubeSnapshots):
-            await box.runtime.snapshot_objects.close()
-        box.runtime.snapshot_objects = None
-        box.runtime.publisher = None
-
-
-def pg_policy(keep_last: int = 2, **extra: Any) -> dict[str, Any]:
-    spec = {"volumeClaimSelector": {"matchLabels": LABELS}, "schedule": {"every": "1h"},
-            "retention": {"keepLast": keep_last}, "volumeSnapshots": PUBLISH, **extra}  # fmt: skip
-    return policy_manifest("pg", spec)
 
 
 async def test_each_snapshot_is_published_and_retention_takes_it_away(kube: KubeEmulator) -> None:

@@ -8,6 +8,7 @@ import pytest
 from tests.unit.test_capacity import NOW, by_policy, manifest, write_list
 
 from azsnap.offline.capacity import assess, load_policies, render_json, render_table
+from azsnap.settings import CopyCap
 
 TARGET = {"region": "northeurope", "resourceGroup": "rg-dr"}
 
@@ -40,11 +41,12 @@ def test_copies_of_one_instant_into_one_region_go_in_waves_of_the_cap(tmp_path: 
     policies = load_policies([write_list(tmp_path / "fleet.yaml", items)])
     (row,) = assess(policies, NOW)
     assert (row.copy_burst, row.copy_cap, row.copy_waves) == (200, 100, 2)  # the other region's 50 go apart
-    assert "copies: at most 200 start at once into one region, 100 may run there at once: 2 wave(s)" in render_table(
-        [row]
+    assert (
+        "copies: at most 200 start at once into one region, 100 may run there at once (the operator's default): "
+        "2 wave(s)" in render_table([row])
     )
     assert render_json([row])["subscriptions"][0]["copyWaves"] == 2
-    (alone,) = assess(policies, NOW, parallel_copies=250)
+    (alone,) = assess(policies, NOW, parallel_copies=CopyCap(250, "--parallel-copies"))
     assert alone.copy_waves == 1
 
 

@@ -16,6 +16,7 @@ from tests.support.crd import walk as walk_schema
 from tests.support.helm import helm_or_skip, one, render
 
 from azsnap.domain.volumes import ClaimProblem
+from azsnap.emulator.config import FAULT_KINDS, OPERATIONS
 from azsnap.metrics import Metrics
 from azsnap.settings import ENV_PREFIX, Settings
 
@@ -208,3 +209,16 @@ def test_every_dependency_has_a_readme_line_saying_why() -> None:
     why = {name for line in lines if " — " in line for name in re.findall(r"`([^`]+)`", line.split(" — ")[0])}
     assert {"kopf", "cel-python", "ruff"} <= why
     assert sorted(names - why) == [], "README's dependency list has no line saying why for these"
+
+
+def test_every_fault_kind_and_operation_of_the_emulator_is_in_emulator_md() -> None:
+    text = doc("emulator.md")
+    named_there = [f"`{name}`" for name in (*FAULT_KINDS, *OPERATIONS)]
+    assert [name for name in named_there if name not in text] == []
+
+
+def test_reliability_md_counts_the_bad_policy_corpus_as_it_is() -> None:
+    bad = yaml.safe_load((ROOT / "tests" / "data" / "bad_policies.yaml").read_text())["bad"]
+    text = " ".join(doc("reliability.md").split())
+    assert f"all {len(bad)} bad cases" in text
+    assert f"{sum(1 for case in bad if case['schema'])} of them the CRD schema already refuses" in text

@@ -4,31 +4,19 @@ in the docs is accepted, and every link between the pages leads to a page and a 
 
 from __future__ import annotations
 
-import copy
 import re
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
-import yaml
 from tests.support.crd import ROOT, schema_errors
+from tests.support.docs import PAGES, blocks, policies_in_docs, policy_base
 from typer.main import get_command
 from typer.testing import CliRunner
 
 from azsnap.cli import app
 from azsnap.domain.validation import validate_manifest
-
-PAGES: Final = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-#: A placeholder for a subscription in the docs' manifests (`<sub>`), made a GUID so the schema can judge the rest.
-SUBSCRIPTION: Final = "00000000-0000-0000-0000-000000000000"
-
-
-def blocks(page: Path, *languages: str) -> Iterator[str]:
-    for match in re.finditer(r"^```(\w+)\n(.*?)^```$", page.read_text(), flags=re.S | re.M):
-        if match.group(1) in languages:
-            yield match.group(2)
 
 
 def samples() -> list[tuple[str, str, str]]:
@@ -92,42 +80,6 @@ def test_every_flag_is_documented_where_the_readme_points(name: str) -> None:
     assert missing == [], f"`azsnap {name}`: neither its README row nor {linked_pages(row)} names {missing}"
 
 
-def policy_base() -> dict[str, Any]:
-    return {
-        "apiVersion": "azsnap.io/v1alpha1",
-        "kind": "SnapshotPolicy",
-        "metadata": {"name": "docs", "namespace": "default"},
-        "spec": {"volumeClaim": "data", "schedule": {"every": "1h"}, "retention": {"keepLast": 3}},
-    }
-
-
-SPEC_FIELDS: Final = set(yaml.safe_load((ROOT / "crds" / "snapshotpolicies.azsnap.io.yaml").read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"])  # fmt: skip
-
-
-def policies_in_docs() -> list[tuple[str, dict[str, Any]]]:
-    """Every SnapshotPolicy in the docs' YAML blocks, and every fragment of one (`spec:` or some of its fields) put
-    into a small policy over a claim, as a reader would paste it."""
-    found = []
-    for page in PAGES:
-        for block in blocks(page, "yaml"):
-            for doc in yaml.safe_load_all(block.replace("<sub>", SUBSCRIPTION)):
-                if not isinstance(doc, dict):
-                    continue
-                name = page.relative_to(ROOT).as_posix()
-                if doc.get("kind") == "SnapshotPolicy":
-                    found.append((f"{name}: {doc['metadata']['name']}", doc))
-                    continue
-                fragment = doc["spec"] if set(doc) == {"spec"} else doc
-                if not isinstance(fragment, dict) or not set(fragment) <= SPEC_FIELDS or "kind" in doc:
-                    continue
-                policy = policy_base()
-                if {"disk", "volumeClaimSelector"} & set(fragment):
-                    del policy["spec"]["volumeClaim"]
-                policy["spec"].update(copy.deepcopy(fragment))
-                found.append((f"{name}: {sorted(fragment)}", policy))
-    return found
-
-
 def test_the_docs_show_policies_and_fragments() -> None:
     where = {name.split(":")[0] for name, _ in policies_in_docs()}
     assert {"README.md", "docs/policy-reference.md", "docs/dr.md", "docs/restore.md"} <= where
@@ -176,3 +128,44 @@ def test_the_readme_demo_sample_is_cut_from_the_recorded_run() -> None:
     shown = [line for line in sample.splitlines() if line.strip() not in {"", "..."}]
     assert len(shown) > 10
     assert [line for line in shown if line not in recorded] == []
+
+
+#: Files the docs name that live outside the repository: the official API description's two external files and the
+#: recorded Azure answers, which the conformance and replay tests read from beside the checkout (docs/emulator.md).
+ELSEWHERE: Final = ("common.json", "types.json", "errors/")
+
+
+def repository_files() -> list[str]:
+    tops = ("operator", "tests", "bench", "docs", "helm", "crds", "examples", ".ci")
+    found = [p.relative_to(ROOT).as_posix() for top in tops for p in (ROOT / top).rglob("*") if p.is_file()]
+    return found + [p.name for p in ROOT.iterdir() if p.is_file()]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_file_a_page_names_is_in_the_repository(page: Path) -> None:
+    files = repository_files()
+    names = {path.rsplit("/", 1)[-1] for path in files}
+    missing = []
+    for named in re.findall(r"`([\w./-]+\.(?:py|yaml|json|lua|txt|md|toml))`", page.read_text()):
+        if named.startswith(ELSEWHERE):
+            continue
+        found = named in names if "/" not in named else any(f == named or f.endswith(f"/{named}") for f in files)
+        if not found:
+            missing.append(named)
+    assert missing == [], f"{page.relative_to(ROOT)} names files that are not in the repository: {missing}"
+
+
+@pytest.mark.parametrize(
+    "schedule", [{"every": "5h"}, {"cron": "*/5 * * * *"}], ids=lambda s: str(next(iter(s.values())))
+)
+def test_the_refusals_the_policy_reference_quotes_are_the_operators(schedule: dict[str, str]) -> None:
+    policy = {**policy_base(), "spec": {**policy_base()["spec"], "schedule": schedule}}
+    _, errors = validate_manifest(policy)
+    text = " ".join((ROOT / "docs" / "policy-reference.md").read_text().split())  # quotes wrap across lines
+    assert errors and all(f"{e.path}: {e.message}" in text for e in errors), errors
+
+
+def test_the_readme_links_every_page_of_the_docs() -> None:
+    linked = set(re.findall(r"\]\(docs/([\w-]+\.(?:md|txt))", (ROOT / "README.md").read_text()))
+    pages = {p.name for p in PAGES if p.parent == ROOT / "docs"}
+    assert sorted(pages - linked) == []

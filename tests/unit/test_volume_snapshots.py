@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from azsnap.domain.models import PolicyRef, SnapshotPolicySpec
 from azsnap.domain.observed import Snapshot
+from azsnap.domain.volume_snapshot_readiness import NOT_READY_AFTER, NotReady, readiness
 from azsnap.domain.volume_snapshots import (
     VolumeSnapshotsSpec,
     Wanted,
@@ -109,3 +110,44 @@ def test_the_model_takes_the_field_with_claim_targets_only() -> None:
         SnapshotPolicySpec.model_validate({**BASE, "disk": {"id": disk}, "volumeSnapshots": {"enabled": True}})
     with pytest.raises(ValidationError):
         VolumeSnapshotsSpec.model_validate({"enabled": "yes"})
+
+
+def _at(name: str, hour: int) -> Wanted:
+    snap = _snapshot(name)
+    return Wanted(object_name(snap), snap.id, "disk", "data-0", WHEN.replace(hour=hour))
+
+
+def test_a_plan_creates_at_most_its_limit_newest_first_and_leaves_the_rest_pending() -> None:
+    items = [_at(f"s{h:02d}", h) for h in range(6)]
+    in_azure = {w.snapshot_id.lower() for w in items}
+    half = _at("s05", 5)  # its content was made, its VolumeSnapshot not (a crash between two creates)
+    plan = plan_objects(items, [], [_object(half)], in_azure, limit=3)
+    newest = {items[5].name, items[4].name, items[3].name}
+    assert {w.name for w in plan.create_snapshots} == newest
+    assert {w.name for w in plan.create_contents} == newest - {half.name}
+    assert plan.pending == (items[2].name, items[1].name, items[0].name)
+    done = [_object(w) for w in items[3:]]
+    rest = plan_objects(items, done, done, in_azure, limit=3)
+    assert {w.name for w in rest.create_snapshots} == {w.name for w in items[:3]} and rest.pending == ()
+    assert len(plan_objects(items, [], [], in_azure).create_snapshots) == 6  # the default limit is larger
+
+
+def test_readiness_counts_ready_ones_and_names_those_that_stay_not_ready_with_an_error() -> None:
+    def vs(name: str, created: datetime, status: dict[str, Any] | None) -> dict[str, Any]:
+        meta = {"name": name, "creationTimestamp": created.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        return {"metadata": meta, **({"status": status} if status is not None else {})}
+
+    now = WHEN + NOT_READY_AFTER + timedelta(minutes=1)
+    error = {"readyToUse": False, "error": {"message": "can not find snapshot", "time": "2026-03-29T23:03:00Z"}}
+    objects = [
+        vs("ok", WHEN, {"readyToUse": True, "boundVolumeSnapshotContentName": "ok"}),
+        vs("lost", WHEN, error),
+        vs("young", now - timedelta(minutes=1), error),  # the controller still retries: not reported yet
+        vs("waiting", WHEN, {"readyToUse": False}),  # not ready, no error: the snapshot is still being made
+        vs("fresh", WHEN, None),
+        vs("theirs", WHEN, error),  # not published by azsnap: not counted
+    ]
+    found = readiness(objects, {"ok", "lost", "young", "waiting", "fresh"}, now)
+    assert found.ready == 1 and found.unreported == 1
+    assert found.not_ready == (NotReady("lost", "can not find snapshot"),)
+    assert readiness([], {"just-made"}, now).unreported == 1  # made after the listing: nobody saw it yet

@@ -51,6 +51,7 @@ __all__ = [
     "plan_copies",
     "status_of",
     "target_key",
+    "target_tag",
 ]
 
 TAG_ROLE: Final = "azsnap-role"
@@ -79,11 +80,16 @@ def disk_hash(disk_id: str) -> str:
     return hashlib.sha256(disk_id.lower().encode()).hexdigest()[:16]
 
 
+def target_tag(target: tuple[str, str, str]) -> str:
+    """4 hex digits for a target (`target_key`): they end its copies' names (`-c<tag>`)."""
+    return hashlib.sha256("/".join(target).encode()).hexdigest()[:4]
+
+
 def copy_name(source_name: str, target: tuple[str, str, str], attempt: int = 1) -> str:
     """`<source name>-c<target hash>[rN]`, within Azure's 80 characters (the source's disk prefix gives way)."""
     if not 1 <= attempt <= MAX_COPY_ATTEMPTS:
         raise ValueError(f"attempt must be 1-{MAX_COPY_ATTEMPTS}, not {attempt}")
-    suffix = "-c" + hashlib.sha256("/".join(target).encode()).hexdigest()[:4] + (f"r{attempt}" if attempt > 1 else "")
+    suffix = "-c" + target_tag(target) + (f"r{attempt}" if attempt > 1 else "")
     overflow = len(source_name) + len(suffix) - _MAX_NAME
     if overflow > 0:
         head, tail = source_name[:-_TAIL], source_name[-_TAIL:]

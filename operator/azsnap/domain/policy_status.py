@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from azsnap.domain.copy_fields import CopyRecordStatus
 from azsnap.domain.drill import DrillStatus
 from azsnap.domain.targets import ClaimStatus
 from azsnap.domain.volume_snapshots import VolumeSnapshotStatus
@@ -39,7 +40,7 @@ class LastSnapshot(_Model):
     state: Literal["Creating", "Copying", "Succeeded", "Failed"]
 
 
-class SnapshotPolicyStatus(DrillStatus, VolumeSnapshotStatus, ClaimStatus):
+class SnapshotPolicyStatus(DrillStatus, VolumeSnapshotStatus, ClaimStatus, CopyRecordStatus):
     """What the operator observed and did; written only through the status subresource."""
 
     observed_generation: int | None = None

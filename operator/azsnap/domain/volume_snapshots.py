@@ -27,6 +27,7 @@ __all__ = [
     "CONTENTS",
     "DRIVER",
     "GROUP",
+    "PUBLISH_PER_RECONCILE",
     "SNAPSHOTS",
     "VERSION",
     "ObjectPlan",
@@ -46,6 +47,9 @@ GROUP: Final = "snapshot.storage.k8s.io"
 VERSION: Final = "v1"
 SNAPSHOTS: Final = "volumesnapshots"
 CONTENTS: Final = "volumesnapshotcontents"
+#: At most this many snapshots are published (a VolumeSnapshotContent and a VolumeSnapshot each, so twice as many
+#: creates) by one reconcile, newest first; a policy with more pending comes back soon for the next batch.
+PUBLISH_PER_RECONCILE: Final = 25
 #: The Azure Disk CSI driver's name: its `CreateVolume` makes a disk from the snapshot a content's handle names.
 DRIVER: Final = "disk.csi.azure.com"
 
@@ -123,12 +127,13 @@ class Wanted:
 
 @dataclass(frozen=True)
 class ObjectPlan:
-    """What to create and remove: contents and VolumeSnapshots, each by name."""
+    """What to create and remove: contents and VolumeSnapshots, each by name; `pending` waits for a later batch."""
 
     create_contents: tuple[Wanted, ...] = ()
     create_snapshots: tuple[Wanted, ...] = ()
     delete_snapshots: tuple[str, ...] = ()
     delete_contents: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -212,13 +217,16 @@ def plan_objects(
     snapshots: Sequence[Mapping[str, Any]],
     contents: Sequence[Mapping[str, Any]],
     in_azure: set[str] | None,
+    limit: int = PUBLISH_PER_RECONCILE,
 ) -> ObjectPlan:
-    """Create what is missing of `desired`; remove azsnap's objects whose snapshot Azure no longer lists.
+    """Create what is missing of `desired` (the newest `limit` of it); remove azsnap's objects whose snapshot Azure
+    no longer lists.
 
     `snapshots` and `contents` are the objects carrying this policy's labels. `in_azure` holds the (lower-case)
     ARM IDs of the snapshots Azure lists for the disks concerned; None removes every one of them (the policy stopped
     publishing). An object whose snapshot is still in Azure is kept even when no longer desired (its claim was
-    left out of status, say): only a snapshot's end takes its objects away.
+    left out of status, say): only a snapshot's end takes its objects away. What is missing beyond `limit` is
+    `pending`, newest first, for the next reconcile: a first publish of a large selector is spread over several.
     """
     want = {w.name: w for w in desired}
     have_snapshots = {_name(o) for o in snapshots}
@@ -229,10 +237,13 @@ def plan_objects(
             return True
         return _name(obj) not in want and _snapshot_id(obj) not in in_azure
 
-    creating = [w for n, w in sorted(want.items())] if in_azure is not None else []
+    missing = [w for w in want.values() if w.name not in have_contents or w.name not in have_snapshots]
+    missing = sorted(missing, key=lambda w: (w.time, w.name), reverse=True) if in_azure is not None else []
+    creating = sorted(missing[: max(limit, 0)], key=lambda w: w.name)
     return ObjectPlan(
         create_contents=tuple(w for w in creating if w.name not in have_contents),
         create_snapshots=tuple(w for w in creating if w.name not in have_snapshots),
         delete_snapshots=tuple(sorted(_name(o) for o in snapshots if stale(o))),
         delete_contents=tuple(sorted(_name(o) for o in contents if stale(o))),
+        pending=tuple(w.name for w in missing[max(limit, 0) :]),
     )

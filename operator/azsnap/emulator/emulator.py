@@ -15,6 +15,7 @@ from azsnap.clock import Clock
 from azsnap.emulator.config import DEMO_LOCATION, EmulatorConfig, FaultRule, RecordedRequest
 from azsnap.emulator.faults import FaultInjector
 from azsnap.emulator.persist import read_state, write_state
+from azsnap.emulator.records import key
 from azsnap.emulator.server import make_app
 from azsnap.emulator.state import Store
 from azsnap.emulator.throttling import Throttler
@@ -125,6 +126,17 @@ class Emulator:
         now = self.clock.now()
         self.store.settle(now)
         return [s.to_json(now) for k, s in self.store.snapshots.items() if _matches(k, subscription_id, resource_group)]
+
+    def snapshot(self, arm_id: str) -> dict[str, Any] | None:
+        """One snapshot by its ARM ID as a GET would show it now, or None (a CSI driver's look-up of a handle)."""
+        parts = arm_id.lower().strip("/").split("/")
+        shape = ("subscriptions", None, "resourcegroups", None, "providers", "microsoft.compute", "snapshots", None)
+        if len(parts) != len(shape) or any(want not in (None, got) for want, got in zip(shape, parts, strict=True)):
+            return None
+        now = self.clock.now()
+        self.store.settle(now)
+        record = self.store.snapshots.get(key(parts[1], parts[3], parts[7]))
+        return None if record is None else record.to_json(now)
 
     def add_fault(self, rule: FaultRule) -> None:
         self.faults.add(rule)

@@ -17,6 +17,7 @@ from azsnap.cloud.budget import BucketUse, capacity_needed, theoretical_best_lat
 from azsnap.domain import schedule
 from azsnap.domain.models import API_GROUP, KIND, Policy, PolicyRef, SnapshotPolicySpec
 from azsnap.offline.preview import stand_in_ref
+from azsnap.settings import CopyCap, copy_cap
 
 __all__ = [
     "CapacityError",
@@ -70,6 +71,8 @@ class SubscriptionCapacity:
     #: copies running there at once (`AZSNAP_PARALLEL_COPIES`): past it they go in waves, each adding its copy time.
     copy_burst: int = 0
     copy_cap: int = 100
+    #: Where `copy_cap` came from (`settings.copy_cap`): the flag, the operator's variable or its default.
+    copy_cap_source: str = "the operator's default"
 
     @property
     def copy_waves(self) -> int:
@@ -169,7 +172,7 @@ def assess(
     config: PacerConfig | None = None,
     *,
     list_freshness: timedelta = timedelta(seconds=30),
-    parallel_copies: int = 100,
+    parallel_copies: CopyCap | None = None,
 ) -> list[SubscriptionCapacity]:
     """Per subscription: sustained creates, deletes, lists and gets per hour, the worst burst, and the verdict.
 
@@ -178,6 +181,7 @@ def assess(
     one per `list_freshness`. Gets: one disk read per due instant per policy, plus each write's operation polls.
     """
     config = config or PacerConfig()
+    cap = parallel_copies or copy_cap(None, {})
     hours = HORIZON.total_seconds() / 3600
     by_sub: dict[str, list[Policy]] = {}
     for policy in policies:
@@ -255,7 +259,8 @@ def assess(
                 buckets=report.buckets,
                 copies_per_hour=copies / hours,
                 copy_burst=max(copy_instants.values(), default=0),
-                copy_cap=parallel_copies,
+                copy_cap=cap.value,
+                copy_cap_source=cap.source,
             )
         )
     return results
@@ -288,7 +293,7 @@ def render_table(results: Sequence[SubscriptionCapacity]) -> str:
         if row.copy_burst:
             lines.append(
                 f"  copies: at most {row.copy_burst} start at once into one region, {row.copy_cap} may run there at "
-                f"once: {row.copy_waves} wave(s), each adding a copy's time to the copy lag (docs/dr.md)"
+                f"once ({row.copy_cap_source}): {row.copy_waves} wave(s), each adding a copy's time to the copy lag (docs/dr.md)"
             )
         width = max(len(use.policy) for use in row.buckets)
         lines.append(f"  {'budget'.ljust(width)}  {'needed/h':>9}  {'Azure/h':>9}  {'paced/h':>9}  {'use':>6}")
@@ -314,6 +319,8 @@ def render_json(results: Sequence[SubscriptionCapacity]) -> dict[str, Any]:
                 "copiesPerHour": round(row.copies_per_hour, 2),
                 "copyBurst": row.copy_burst,
                 "copyWaves": row.copy_waves,
+                "copyCap": row.copy_cap,
+                "copyCapSource": row.copy_cap_source,
                 "deletesPerHour": round(row.deletes_per_hour, 2),
                 "listsPerHour": round(row.lists_per_hour, 2),
                 "getsPerHour": round(row.gets_per_hour, 2),

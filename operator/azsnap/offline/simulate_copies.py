@@ -30,6 +30,8 @@ __all__ = ["COPY_LIST_FRESHNESS", "CopyWatch", "copies_summary", "copies_text", 
 #: With copy targets, the shared list is read as often as the operator reads it: a copy is seen complete (and the
 #: disk's next copy started) only from a list newer than its end.
 COPY_LIST_FRESHNESS: Final = timedelta(seconds=30)
+#: Where the cap came from when the caller does not say (`settings.copy_cap`).
+DEFAULT_CAP_SOURCE: Final = "the operator's default"
 
 
 class _Traced(Protocol):
@@ -197,7 +199,8 @@ def copies_text(summary: dict[str, Any]) -> list[str]:
             "in the region."
         )
         lines.append(
-            f"    running at once: at most {t['most_running_in_region']} in the region (cap {summary['cap']}), "
+            f"    running at once: at most {t['most_running_in_region']} in the region (cap {summary['cap']}, "
+            f"{summary.get('cap_source') or DEFAULT_CAP_SOURCE}), "
             f"{summary['most_running_per_disk']} per disk; copy lag (slot to copy complete) p50 "
             f"{copy_lag_text(t['lag_p50_s'])}, p99 {copy_lag_text(t['lag_p99_s'])}, max {copy_lag_text(t['lag_max_s'])}; "
             f"as status reports it (seen complete) p50 {copy_lag_text(t['status_lag_p50_s'])}, "

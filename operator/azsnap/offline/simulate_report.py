@@ -297,6 +297,7 @@ def run_simulate(
     err: TextIO,
     plot: Path | None = None,
     as_json: bool = False,
+    copy_cap_source: str = "the operator's default",
 ) -> int:
     """The `azsnap simulate` command: 0 when every invariant holds, 1 when one broke, 2 for a bad file or flag."""
     spec, name, errors = load_policy_file(policy_file)
@@ -314,6 +315,8 @@ def run_simulate(
         return 2
     run = asyncio.run(simulate(spec, options, name=name))
     summary = summarize(run)
+    if summary["copies"] is not None:  # the cap is options.limits': say where it came from
+        summary["copies"]["cap_source"] = copy_cap_source
     if plot is not None:
         write_plot(run, plot)
         summary["plot"] = str(plot)

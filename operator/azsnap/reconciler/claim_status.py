@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from azsnap.domain.conditions import Health, HealthState
-from azsnap.domain.copy_status import disk_copies, sum_copies
+from azsnap.domain.copy_status import disk_copies
 from azsnap.domain.models import Policy
 from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.targets import DiskEntry
@@ -154,7 +154,6 @@ def policy_sums(
     """
     fields = [r.status for r in reports]
     holding = [*fields, *gone_fields]
-    copies = (e.copies for e in entries)
     lasts = [f["lastSnapshot"] for f in fields if f.get("lastSnapshot")]
     newest = max(lasts, key=lambda s: (s.get("createdTime") or "", s.get("name") or ""), default=None)
 
@@ -178,7 +177,7 @@ def policy_sums(
     }
     # A field no disk reported this time (Azure failed for all of them) keeps what the status holds.
     kept = {key: value for key, value in sums.items() if value is not None}
-    cleared = {"diskUniqueId": None, "diskSnapshotCount": None, "copies": sum_copies(policy.spec.copies, copies)}
+    cleared = {"diskUniqueId": None, "diskSnapshotCount": None}  # `copies`: summed by the caller (copy_fields)
     if policy.spec.suspend:
         cleared["nextSnapshotTime"] = None
     return {**kept, **cleared}

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from azsnap.clock import Clock
@@ -29,6 +30,7 @@ from azsnap.reconciler.accounting import (
 from azsnap.reconciler.act import Actor, Outcome
 from azsnap.reconciler.copies import CopyFlow
 from azsnap.reconciler.finalize import finalize
+from azsnap.reconciler.former_targets import former_places, track_former_targets
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.orphans import disk_missing
 from azsnap.reconciler.pass_health import all_succeeded, pass_health
@@ -106,8 +108,10 @@ class Reconciler:
         A policy over PersistentVolumeClaims reads them in `claims` and reconciles each of their disks in turn.
         """
         if policy.spec.disk is None:
-            return await self.claim_targets.reconcile(policy, status, claims, on_demand_token)
-        return await self.reconcile_disk(policy, status, on_demand_token=on_demand_token)
+            report = await self.claim_targets.reconcile(policy, status, claims, on_demand_token)
+        else:
+            report = await self.reconcile_disk(policy, status, on_demand_token=on_demand_token)
+        return await track_former_targets(self.observer, policy, status, report)  # targets left out of the spec
 
     async def reconcile_disk(
         self,
@@ -312,12 +316,10 @@ class Reconciler:
     async def finalize(
         self, policy: Policy, *, status: SnapshotPolicyStatus | None = None, claims: ClaimView | None = None
     ) -> FinalizeReport:
-        """Handle the policy's deletion: keep (Retain) or delete (Delete) its own snapshots, resumably.
-
-        For claim targets, the disks are those of its claims now and of its `status.disks` entries.
-        """
+        """The policy's deletion: keep (Retain) or delete (Delete) its snapshots and copies, resumably (per claim disk)."""
         if policy.spec.disk is None:
-            return await self.claim_targets.finalize(policy, status or SnapshotPolicyStatus(), claims, self.finalize)
+            by_disk = partial(self.finalize, status=status)  # each disk's deletion finds the former targets' copies
+            return await self.claim_targets.finalize(policy, status or SnapshotPolicyStatus(), claims, by_disk)
         return await finalize(
             policy,
             cloud=self.cloud,
@@ -326,6 +328,7 @@ class Reconciler:
             scope=self.scope,
             verdicts=self.verdicts,
             default_retry=self.config.default_retry,
+            former=former_places(status),
         )
 
     # -- helpers -------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from azsnap.clock import Clock
 from azsnap.cloud.errors import CloudError, NotFound
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain import naming, retention
+from azsnap.domain.former_targets import Place
 from azsnap.domain.models import DeletionPolicy, Policy
 from azsnap.domain.observed import Snapshot, SnapshotState
 from azsnap.domain.scope import ScopeCheck
@@ -43,8 +44,11 @@ async def finalize(
     scope: ScopeCheck | None,
     verdicts: Verdicts,
     default_retry: timedelta,
+    former: Sequence[Place] = (),
 ) -> FinalizeReport:
-    """Delete (deletionPolicy Delete) every snapshot of the policy that is not held, in any resource group."""
+    """Delete (deletionPolicy Delete) every snapshot of the policy that is not held, in any resource group.
+
+    `former`: the copy targets removed from the spec that status still knows (their copies go too)."""
     spec = policy.spec
     if spec.deletion_policy is DeletionPolicy.RETAIN:
         return FinalizeReport(True, "deletionPolicy is Retain: the snapshots stay, with their ownership tags")
@@ -60,7 +64,7 @@ async def finalize(
     except CloudError as exc:
         return FinalizeReport(False, f"Azure answered {exc.message}; retrying", retry_after=retry(exc))
     doomed = retention.plan_finalize(policy, disk, listed, clock.now())
-    copies = await finalize_copies(policy, ref.id, cloud, observer)  # first: a running copy keeps its source
+    copies = await finalize_copies(policy, ref.id, cloud, observer, former)  # first: a running copy keeps its source
     deleted, events = list(copies.deleted), list(copies.events)
     if copies.error is not None:
         message = f"{copies.failed_on} failed: {copies.error.message}; retrying"

@@ -1,19 +1,23 @@
-"""A policy's deletion with `deletionPolicy: Delete` and copy targets: its copies go with its snapshots, safely.
+"""A policy's deletion with `deletionPolicy: Delete`: its cross-region copies go with its snapshots, safely.
 
-The copies in each target of the spec are the policy's by their tags (`domain/copies.is_copy_of_policy`), so
-Delete deletes them as it deletes the policy's snapshots, except a held one (`azsnap-hold`). A copy still running
+The copies, in the targets of the spec or in targets removed from it earlier, are the policy's by their tags
+(`domain/copies.is_copy_of_policy`), so Delete deletes them as it deletes the policy's snapshots, except a held one
+(`azsnap-hold`); they are looked for in the disk's subscription, the targets' and the former targets' (status
+keeps those: `reconciler/former_targets.py`). A copy still running
 is never cut short and its source is never deleted under it (Azure would end the copy with CopySourceNotFound):
 both wait for a later pass of the finalizer, which goes on until the copy ends. `Retain` leaves everything.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from azsnap.cloud.errors import CloudError, NotFound
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain import naming
 from azsnap.domain.copies import TAG_COPY_OF, TAG_ROLE, disk_hash, is_copy_of_policy, target_key
+from azsnap.domain.former_targets import Place
 from azsnap.domain.models import DeletionPolicy, Policy
 from azsnap.domain.observed import Snapshot, SnapshotState
 from azsnap.reconciler.act import subscription_of
@@ -43,27 +47,29 @@ class CopiesFinalized:
     failed_on: str = ""
 
 
-async def finalize_copies(policy: Policy, disk_id: str, cloud: CloudClient, observer: Observer) -> CopiesFinalized:
-    """Delete the policy's settled, unheld copies of this disk in every target; keep what a running copy needs."""
+async def finalize_copies(
+    policy: Policy, disk_id: str, cloud: CloudClient, observer: Observer, former: Sequence[Place] = ()
+) -> CopiesFinalized:
+    """Delete the policy's settled, unheld copies of this disk wherever they are; keep what a running copy needs.
+
+    The copies are found by their tags in every subscription they can be in: the disk's, the targets' of the
+    spec, and the former targets' (`former`, from `status.formerCopyTargets`), in any resource group and region
+    of those subscriptions that azsnap can list (the groups of those targets when only groups can be listed).
+    """
     result = CopiesFinalized()
-    if policy.spec.deletion_policy is not DeletionPolicy.DELETE or not policy.spec.copies:
+    if policy.spec.deletion_policy is not DeletionPolicy.DELETE:
         return result
-    default_sub = subscription_of(disk_id) or ""
-    for spec in policy.spec.copies:
-        sub, rg, region = target_key(spec, default_sub)
+    default_sub = (subscription_of(disk_id) or "").lower()
+    groups: dict[str, set[str]] = {default_sub: set()} if default_sub else {}
+    for sub, rg, _ in [*(target_key(spec, default_sub) for spec in policy.spec.copies or []), *former]:
+        groups.setdefault(sub, set()).add(rg)
+    for sub, its_groups in sorted(groups.items()):
         try:
-            seen = await observer.copies_of(sub, [spec.resource_group], disk_hash(disk_id))
+            seen = await observer.copies_of(sub, sorted(its_groups), disk_hash(disk_id))
         except CloudError as exc:
-            result.error, result.failed_on = exc, f"listing the copies in {spec.resource_group}"
+            result.error, result.failed_on = exc, f"listing the copies in subscription {sub}"
             return result
-        mine = [
-            c
-            for c in seen
-            if c.resource_group.lower() == rg
-            and c.location.lower() == region
-            and is_copy_of_policy(c, policy.ref.uid, disk_id)
-            and not naming.is_held(c)
-        ]
+        mine = [c for c in seen if is_copy_of_policy(c, policy.ref.uid, disk_id) and not naming.is_held(c)]
         for copy in sorted(mine, key=lambda c: c.name):
             if copy.state not in _SETTLED:  # running (or unknown): neither it nor its source goes now
                 result.running += 1
@@ -80,7 +86,9 @@ async def finalize_copies(policy: Policy, disk_id: str, cloud: CloudClient, obse
             result.deleted.append(copy.name)
             result.events.append(
                 Event(
-                    "Normal", "CopyDeleted", f"Deleted copy {copy.name} in {spec.region}: the policy is being deleted"
+                    "Normal",
+                    "CopyDeleted",
+                    f"Deleted copy {copy.name} in {copy.location}/{copy.resource_group}: the policy is being deleted",
                 )
             )
     return result

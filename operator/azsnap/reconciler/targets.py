@@ -24,6 +24,7 @@ from azsnap.clock import Clock
 from azsnap.cloud.errors import CloudError
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain.conditions import HealthState
+from azsnap.domain.copy_accounts import copy_fields
 from azsnap.domain.disk_accounts import encode_accounts
 from azsnap.domain.models import DeletionPolicy, DiskRef, Policy
 from azsnap.domain.observed import Limits
@@ -219,9 +220,12 @@ class ClaimReconciler:
         missed = tuple(sorted(slot for r in reports for slot in r.missed_slots))
         sums = policy_sums(policy, status, reports, entries, missed, gone_fields)
         token = sums.get("lastOnDemandToken") or status.last_on_demand_token
-        accounts = encode_accounts((e for e in entries if id(e) not in in_view), token)
+        left_out = [e for e in entries if id(e) not in in_view]
+        accounts = encode_accounts(left_out, token)
         if carried:  # Azure could not tell the disks of these accounts this time: they are kept for the next
             accounts = sorted({*(accounts or ()), *carried})
+        keys = (item.partition("=")[0] for item in carried)
+        copies = copy_fields(policy.spec.copies, status.copies, status.copy_accounts, shown, left_out, keys)
         ready = sum(1 for s in served if s.report.health.state is HealthState.READY)
         fields: dict[str, Any] = {
             **base,
@@ -231,6 +235,7 @@ class ClaimReconciler:
             "disksNotShown": hidden,
             "diskAccounts": accounts,
             "disksReady": f"{ready}/{len(resolved)}",
+            **copies,  # the sums per target, with what the disks left out add (domain/copy_accounts.py)
         }
         health = claim_health(policy, served, problems, resolved)
         events = bounded_events([e for r in reports for e in r.events] + gone_events)

@@ -22,9 +22,11 @@ from azsnap.domain.models import DiskRef, Policy
 from azsnap.domain.naming import owns
 from azsnap.domain.observed import Snapshot, SnapshotState
 from azsnap.domain.targets import ClaimView
+from azsnap.domain.volume_snapshot_readiness import Readiness, readiness
 from azsnap.domain.volume_snapshots import (
     ANNOTATION_DISK_ID,
     CONTENTS,
+    PUBLISH_PER_RECONCILE,
     SNAPSHOTS,
     ObjectPlan,
     Wanted,
@@ -38,10 +40,20 @@ from azsnap.domain.volumes import resolve_targets
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, StatusReport
 
-__all__ = ["RECHECK", "PublishReport", "Publisher", "SnapshotApiError", "SnapshotApiMissing", "SnapshotObjects"]
+__all__ = [
+    "NEXT_BATCH",
+    "RECHECK",
+    "PublishReport",
+    "Publisher",
+    "SnapshotApiError",
+    "SnapshotApiMissing",
+    "SnapshotObjects",
+]
 
 #: How soon a cluster found without the snapshot CRDs is looked at again.
 RECHECK: Final = timedelta(minutes=10)
+#: How soon a policy with snapshots still to publish (beyond `PUBLISH_PER_RECONCILE`) comes back for the next batch.
+NEXT_BATCH: Final = timedelta(seconds=10)
 _FIELD: Final = "volumeSnapshots"
 _NAMES_IN_EVENT: Final = 5
 
@@ -72,14 +84,17 @@ class SnapshotObjects(Protocol):
 
 @dataclass(frozen=True)
 class PublishReport:
-    """One publishing step: the status field (None removes it), events, and whether there is anything to write."""
+    """One publishing step: the status field (None removes it), events, and when to come back for pending ones."""
 
     fields: dict[str, Any] = field(default_factory=dict)
     events: tuple[Event, ...] = ()
+    wake: datetime | None = None
 
     def merged(self, report: StatusReport) -> StatusReport:
-        """The policy's report with this step in it."""
-        return replace(report, status={**report.status, **self.fields}, events=(*report.events, *self.events))
+        """The policy's report with this step in it (woken sooner while snapshots wait to be published)."""
+        wake = report.next_time if self.wake is None else min(report.next_time, self.wake)
+        status = {**report.status, **self.fields}
+        return replace(report, status=status, events=(*report.events, *self.events), next_time=wake)
 
 
 def _iso(when: datetime) -> str:
@@ -93,8 +108,10 @@ def _time(value: Any) -> datetime | None:
 class Publisher:
     """Keeps each publishing claim policy's VolumeSnapshots in line with its usable snapshots."""
 
-    def __init__(self, observer: Observer, clock: Clock, objects: SnapshotObjects | None) -> None:
-        self.observer, self.clock, self.objects = observer, clock, objects
+    def __init__(
+        self, observer: Observer, clock: Clock, objects: SnapshotObjects | None, *, batch: int = PUBLISH_PER_RECONCILE
+    ) -> None:
+        self.observer, self.clock, self.objects, self.batch = observer, clock, objects, batch
 
     async def step(self, policy: Policy, status: Mapping[str, Any], claims: ClaimView | None) -> PublishReport:
         """Publish, or remove, after the policy's reconcile; `status` is the status that reconcile leaves."""
@@ -120,7 +137,7 @@ class Publisher:
             snapshots = await self.objects.list(SNAPSHOTS, policy.ref.namespace, selector)
             contents = await self.objects.list(CONTENTS, None, selector)
             desired, in_azure = await self._desired(policy, status, claims, contents)
-            plan = plan_objects(desired, snapshots, contents, in_azure)
+            plan = plan_objects(desired, snapshots, contents, in_azure, self.batch)
             made, removed, taken = await self._act(policy, plan)
         except SnapshotApiMissing:
             message = (
@@ -135,18 +152,28 @@ class Publisher:
         except CloudError:
             return PublishReport()  # Azure could not be listed: the reconcile's own status says so; try next time
         kept = {str(o["metadata"]["name"]) for o in snapshots} - set(plan.delete_snapshots)
-        count = len(kept | set(made))  # a name taken by an object azsnap did not make publishes nothing
-        message = f"{count} VolumeSnapshot(s) in namespace {policy.ref.namespace}, one per usable snapshot."
-        report = self._state(previous, now, "Published", "Published", message, count=count, quiet=True)
+        published = kept | set(made)  # a name taken by an object azsnap did not make publishes nothing
+        ready = readiness(snapshots, published, now)
+        pending = len(plan.pending)
+        state = "Publishing" if pending else "Published"
+        message = _message(policy.ref.namespace, len(published), ready, pending, self.batch)
+        counts = {"published": len(published), "pending": pending, "ready": ready.ready,
+                  "notReady": len(ready.not_ready)}  # fmt: skip
+        report = self._state(previous, now, state, state, message, counts=counts, quiet=True)
         events = list(report.events)
         if made:
-            events.append(Event("Normal", "VolumeSnapshotsPublished", _names("published", made)))
+            progress = f" {pending} more pending: the next {self.batch} in about {_seconds(NEXT_BATCH)} s."
+            if not pending:
+                progress = " Every usable snapshot is published." if previous.get("pending") else ""
+            events.append(Event("Normal", "VolumeSnapshotsPublished", _names("published", made) + progress))
+        if ready.not_ready and len(ready.not_ready) != previous.get("notReady"):
+            events.append(Event("Warning", "VolumeSnapshotsNotReady", _not_ready(ready)))
         if removed:
             events.append(Event("Normal", "VolumeSnapshotsRemoved", _names("removed (snapshot gone)", removed)))
         if taken:
             what = "not published: the name is taken by an object azsnap did not make (rename or remove it)"
             events.append(Event("Warning", "VolumeSnapshotNameTaken", _names(what, taken)))
-        return PublishReport(report.fields, tuple(events))
+        return PublishReport(report.fields, tuple(events), now + NEXT_BATCH if pending else None)
 
     async def _desired(
         self, policy: Policy, status: Mapping[str, Any], claims: ClaimView | None, contents: Sequence[Mapping[str, Any]]
@@ -248,13 +275,12 @@ class Publisher:
         reason: str,
         message: str,
         *,
-        count: int | None = None,
+        counts: Mapping[str, int] | None = None,
         quiet: bool = False,
     ) -> PublishReport:
         """The status field; one event when the state or reason changes (never one per reconcile)."""
         fields: dict[str, Any] = {"state": state, "reason": reason, "message": message, "checkedTime": _iso(now)}
-        if count is not None:
-            fields["published"] = count
+        fields.update(counts or {})
         changed = (previous.get("state"), previous.get("reason")) != (state, reason)
         events: tuple[Event, ...] = ()
         if changed and not quiet:
@@ -269,6 +295,36 @@ def _usable(policy: Policy, claim: str, disk_id: str, snapshots: Sequence[Snapsh
         for s in snapshots
         if s.time_created is not None and s.state is SnapshotState.SUCCEEDED and owns(s, policy.ref, disk_id)
     ]
+
+
+def _seconds(delta: timedelta) -> int:
+    return int(delta.total_seconds())
+
+
+def _message(namespace: str, published: int, ready: Readiness, pending: int, batch: int) -> str:
+    """The status message: how far publishing is, and how many of the published are ready to restore from."""
+    text = (
+        f"{published} VolumeSnapshot(s) in namespace {namespace}, one per usable snapshot; {ready.ready} ready to use"
+    )
+    if ready.unreported and ready.unreported == published:
+        text += " (no snapshot controller has reported on them yet)"
+    if ready.not_ready:
+        text += f"; {len(ready.not_ready)} not ready with an error (see the VolumeSnapshotsNotReady event)"
+    if pending:
+        text += (
+            f"; {pending} snapshot(s) pending: at most {batch} are published per reconcile, the next "
+            f"batch in about {_seconds(NEXT_BATCH)} s"
+        )
+    return text + "."
+
+
+def _not_ready(ready: Readiness) -> str:
+    first = ready.not_ready[0]
+    return (
+        _names("stay not ready with an error", [n.name for n in ready.not_ready])
+        + f" The snapshot controller says about {first.name}: {first.message[:300]} A restore from them waits: check "
+        "that the Azure snapshot exists and the snapshot controller and CSI driver are running."
+    )
 
 
 def _names(what: str, names: Sequence[str]) -> str:

@@ -25,15 +25,15 @@ from azsnap.domain.explain import Explanation, RestorePoints, explain, restore_p
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, OnSourceDiskDelete, Policy, PolicyRef, parse_disk_id
 from azsnap.domain.observed import Disk, Limits, Snapshot
 from azsnap.domain.validation import format_errors, validate_manifest
-from azsnap.reconciler.gone_disks import left_out_disks
 from azsnap.reconciler.observe import Observer
 from azsnap.settings import ENV_PREFIX, CredentialMode, Settings, SettingsError
 from azsnap.tools.cluster import ClusterError, Selection, connect
+from azsnap.tools.policy_disks import policy_disks, same_disk
+from azsnap.tools.published import PublishedView, face_cells, face_json, read_published
 
 __all__ = [
     "PolicySnapshots",
     "SnapshotsOptions",
-    "disk_targets",
     "gather",
     "parse_policy",
     "policy_json",
@@ -60,6 +60,8 @@ class PolicySnapshots:
     disk_snapshots: int = 0
     snapshots: tuple[Explanation, ...] = ()
     points: RestorePoints = field(default_factory=lambda: RestorePoints(None, None, 0))
+    #: For a policy that publishes VolumeSnapshots: which snapshot is published as which, and whether it is ready.
+    published: PublishedView | None = None
 
     @property
     def key(self) -> str:
@@ -79,9 +81,9 @@ def parse_policy(obj: Mapping[str, Any]) -> tuple[Policy | None, str]:
 
 
 async def gather(
-    objects: Sequence[Mapping[str, Any]], cloud: CloudClient, clock: Clock, limits: Limits
+    objects: Sequence[Mapping[str, Any]], cloud: CloudClient, clock: Clock, limits: Limits, *, disk: str | None = None
 ) -> list[PolicySnapshots]:
-    """Each policy's snapshots, disk by disk, read from Azure and explained, in the order given."""
+    """Each policy's snapshots, disk by disk, read from Azure and explained, in the order given; only `disk`'s."""
     observer = Observer(cloud, clock)
     rows: list[PolicySnapshots] = []
     for obj in objects:
@@ -90,29 +92,16 @@ async def gather(
         policy, problem = parse_policy(obj)
         if policy is None:
             disk_id = str(((obj.get("spec") or {}).get("disk") or {}).get("id") or "")
+            if disk is not None and not same_disk(disk_id, disk):
+                continue
             rows.append(PolicySnapshots(namespace, name, disk_id, problem=problem))
             continue
-        targets = disk_targets(obj, policy)
-        if policy.spec.disk is None and targets:
-            targets += await left_out_disks(observer, policy, [disk for _, disk in targets])
-        if not targets:
+        targets = await policy_disks(observer, obj, policy, disk)  # with `disk`: none when it is not the policy's
+        if not targets and disk is None:
             rows.append(PolicySnapshots(namespace, name, "", problem="no disk found through its claims yet"))
         for claim, disk_id in targets:
             rows.append(await _one(policy, obj.get("status") or {}, claim, disk_id, observer, clock.now(), limits))
     return rows
-
-
-def disk_targets(obj: Mapping[str, Any], policy: Policy) -> list[tuple[str | None, str]]:
-    """(claim, disk ARM ID) of each disk the policy snapshots: its `spec.disk`, else its claims' disks in status.
-
-    A policy that targets claims records the disks it holds snapshots of in `status.disks`, claims that went
-    away included; reading them there needs no access to the claims. It lists at most 50: `gather` finds the
-    others by the policy's tags on its snapshots.
-    """
-    if policy.spec.disk is not None:
-        return [(None, policy.spec.disk.id)]
-    entries = (obj.get("status") or {}).get("disks") or []
-    return [(e.get("claim"), str(e["disk"])) for e in entries if isinstance(e, Mapping) and e.get("disk")]
 
 
 async def _one(
@@ -226,6 +215,8 @@ def snapshot_json(e: Explanation) -> dict[str, Any]:
 
 def policy_json(row: PolicySnapshots) -> dict[str, Any]:
     """One policy's part of `azsnap snapshots --json`."""
+    ids = [e.snapshot.id for e in row.snapshots]
+    faces = {} if row.published is None else {"volumeSnapshots": row.published.json(ids)}
     return {
         "namespace": row.namespace,
         "name": row.name,
@@ -239,7 +230,8 @@ def policy_json(row: PolicySnapshots) -> dict[str, Any]:
             "newest": _point(row.points.newest),
             "oldest": _point(row.points.oldest),
         },
-        "snapshots": [snapshot_json(e) for e in row.snapshots],
+        **faces,
+        "snapshots": [{**snapshot_json(e), **face_json(row.published, e.snapshot.id)} for e in row.snapshots],
     }
 
 
@@ -295,6 +287,8 @@ def _header(row: PolicySnapshots) -> str:
     others = row.disk_snapshots - len(row.snapshots)
     if others > 0:
         text += f"; {others} other snapshot(s) of the disk azsnap does not manage for this policy"
+    if row.published is not None:
+        text += f"; {row.published.summary([e.snapshot.id for e in row.snapshots])}"
     return text
 
 
@@ -306,12 +300,14 @@ def render_table(rows: Sequence[PolicySnapshots]) -> str:
     for row in rows:
         lines = [_header(row)]
         table = [
-            (e.snapshot.name, _minute(e.time), _slot(e), _state(e), _size(e.snapshot), "yes" if e.held else "no")
+            (e.snapshot.name, _minute(e.time), _slot(e), _state(e), _size(e.snapshot), "yes" if e.held else "no",
+             *face_cells(row.published, e.snapshot.id))
             for e in row.snapshots
-        ]
+        ]  # fmt: skip
+        columns = (*_COLUMNS[:-1], *(("VOLUMESNAPSHOT", "READY") if row.published is not None else ()))
         if table:
-            widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(_COLUMNS[:-1])]
-            lines.append("  ".join(c.ljust(w) for c, w in zip(_COLUMNS[:-1], widths, strict=True)) + "  KEPT BY")
+            widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
+            lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + "  KEPT BY")
             for cells, e in zip(table, row.snapshots, strict=True):
                 body = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
                 lines.append(f"{body}  {_kept_by(e)}".rstrip())
@@ -349,12 +345,14 @@ def _settings(environ: Mapping[str, str]) -> Settings:
     return Settings.from_env(env)
 
 
-async def _read_azure(objects: Sequence[Mapping[str, Any]], settings: Settings) -> list[PolicySnapshots]:
+async def _read_azure(
+    objects: Sequence[Mapping[str, Any]], settings: Settings, disk: str | None
+) -> list[PolicySnapshots]:
     from azsnap.cloud.azure import AzureCloud  # the SDK is imported only where it is used
 
     cloud = AzureCloud.from_settings(settings)
     try:
-        return await gather(objects, cloud, WallClock(), settings.limits)
+        return await gather(objects, cloud, WallClock(), settings.limits, disk=disk)
     finally:
         await cloud.close()
 
@@ -366,6 +364,12 @@ def run_snapshots(
     if options.policy is not None and options.all_namespaces:
         err.write("azsnap snapshots: a policy is named in one namespace: drop --all-namespaces or the name\n")
         return 2
+    if options.disk is not None:
+        try:
+            parse_disk_id(options.disk)
+        except ValueError as exc:
+            err.write(f"azsnap snapshots: --disk: {exc}\n")
+            return 2
     try:
         settings = _settings(environ)
     except SettingsError as exc:
@@ -378,6 +382,8 @@ def run_snapshots(
     except ClusterError as exc:
         err.write(f"azsnap snapshots: {exc}\n")
         return 2
-    rows = asyncio.run(_read_azure(objects, settings))
+    rows = asyncio.run(_read_azure(objects, settings, options.disk))
+    views = read_published(cluster, objects)
+    rows = [replace(r, published=views.get(r.key)) if r.problem is None else r for r in rows]
     out.write(render(rows, as_json=options.as_json))
     return 1 if any(r.problem for r in rows) else 0

@@ -32,7 +32,8 @@ routing and implements, checked against answers recorded from a real kube-apiser
 - PersistentVolumeClaims and PersistentVolumes (`volumes`): defaults, the server's validation, a `Pending` phase
   at creation, immutable claim specs (but for binding and resizing) and volume sources, a claim's `dataSource`
   and `dataSourceRef` filled from each other and checked; custom resources such as the snapshot.storage.k8s.io
-  kinds are served from the CRDs a test installs (`tests/data/crds/`);
+  kinds are served from the CRDs a test or the demo installs (`snapshot_controller.install_snapshot_crds`), and
+  `snapshot_controller` stands in for the external-snapshotter (binding pre-provisioned pairs, `readyToUse`);
 - core and `events.k8s.io` Events; label and field selectors; discovery for the built-ins kopf needs, kopf's
   peering resources on request, and every CRD created through the API (or `install_crd`);
 - `audit`: every resource request counted in RBAC terms (verb, group, resource), for checking the chart's Roles.
