@@ -116,6 +116,7 @@ def _variable_paths(tree: lark.Tree[Any], variable: str) -> Iterator[tuple[list[
             yield chain, int(getattr(token, "column", 2) or 2) - 1  # CEL points at the `.` selecting the field
 
 
+@cache
 def uses_old_self(rule: str) -> bool:
     """Whether the rule names `oldSelf` (a transition rule)."""
     tree = parse_rule(rule)
@@ -241,12 +242,48 @@ def _go(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+#: Rule outcomes by (rule, optionalOldSelf, repr of self, repr of oldSelf): CEL is deterministic, so a value
+#: written again (a status update leaves the spec as it was) is not evaluated again. Emptied when full.
+_OUTCOMES: Final[dict[tuple[str, bool, str, str], tuple[Any, str | None]]] = {}
+_OUTCOMES_KEPT: Final = 4096
+
+
+def _activation(value: Any, old: Any, activation: dict[str, Any]) -> dict[str, Any]:
+    """The values as CEL sees them, converted once for all the node's rules (filled in on first use)."""
+    if not activation:
+        activation["self"] = json_to_cel(value)
+        if old is not None:
+            activation["oldSelf"] = json_to_cel(old)
+    return activation
+
+
+def _outcome(
+    text: str, optional: bool, value: Any, old: Any, keys: list[str], activation: dict[str, Any]
+) -> tuple[Any, str | None]:
+    """The rule's result or error on these values, from the cache when it ran on equal ones before."""
+    if not keys:
+        keys.extend((repr(value), repr(old)))  # repr tells apart what CEL does (1, 1.0, True, "1", key order)
+    key = (text, optional, keys[0], keys[1])
+    known = _OUTCOMES.get(key)
+    if known is not None:
+        return known
+    values = _activation(value, old, activation)
+    run = {**values, "oldSelf": _Optional(values.get("oldSelf"))} if optional else values
+    outcome = _evaluate(text, run)
+    if len(_OUTCOMES) >= _OUTCOMES_KEPT:
+        _OUTCOMES.clear()
+    _OUTCOMES[key] = outcome
+    return outcome
+
+
 def _node_causes(
     schema: Mapping[str, Any], value: Any, old: Any, path: str, ratchet: bool, warnings: list[str]
 ) -> list[Cause]:
     causes: list[Cause] = []
     field = path or "<nil>"
     kind = str(schema.get("type", ""))
+    activation: dict[str, Any] = {}
+    keys: list[str] = []
     for rule in schema.get("x-kubernetes-validations") or []:
         text = str(rule.get("rule", "")).strip()
         if not text:
@@ -254,11 +291,7 @@ def _node_causes(
         transition, optional = uses_old_self(text), bool(rule.get("optionalOldSelf"))
         if transition and old is None and not optional:
             continue  # a transition rule runs only where there is an old value to compare
-        activation: dict[str, Any] = {"self": json_to_cel(value)}
-        if old is not None:
-            activation["oldSelf"] = json_to_cel(old)
-        run = {**activation, "oldSelf": _Optional(activation.get("oldSelf"))} if optional else activation
-        result, error = _evaluate(text, run)
+        result, error = _outcome(text, optional, value, old, keys, activation)
         if error is not None:
             detail = f"{error} evaluating rule: {_rule_error_string(rule)}"
             causes.append(Cause("FieldValueInvalid", f"Invalid value: {_go(kind)}: {detail}", field))
@@ -268,7 +301,7 @@ def _node_causes(
         relative = normalized_field_path(str(rule.get("fieldPath") or ""), schema)
         at = f"{path}.{relative}" if path and relative else relative or field
         shown = None if kind in ("object", "array") else value
-        cause = _cause(rule.get("reason"), at, shown, _message(rule, activation))
+        cause = _cause(rule.get("reason"), at, shown, _message(rule, _activation(value, old, activation)))
         if ratchet and not transition:
             warnings.append(f"{cause.field}: {cause.message}")  # an unchanged value is not failed again
         else:
