@@ -30,14 +30,13 @@ import psutil
 import yaml
 
 from azsnap.clock import WallClock
-from azsnap.domain.models import API_GROUP, API_VERSION, KIND, PLURAL
+from azsnap.domain.models import API_GROUP, API_VERSION, PLURAL
 from azsnap.emulator import DEMO_LOCATION, DEMO_RESOURCE_GROUP, DEMO_SUBSCRIPTION, Emulator, EmulatorConfig
 from azsnap.emulator.kubernetes import KubeEmulator
-from azsnap.offline.sandbox import disk_id
+from bench.kube_probe import NAMESPACE, manifest
 
 __all__ = ["AZSNAP", "free_port", "is_ready", "main", "rss_mib", "run", "until_live"]
 
-NAMESPACE: Final = "default"
 CRD_FILE: Final = Path(__file__).resolve().parents[1] / "crds" / f"{PLURAL}.{API_GROUP}.yaml"
 AZSNAP: Final = Path(sys.executable).with_name("azsnap")
 _MB: Final = 1024 * 1024
@@ -47,20 +46,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def manifest(i: int) -> dict[str, Any]:
-    """Policy `p-NNNNN` on `disk-N`: hourly, keepLast 3."""
-    return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
-        "kind": KIND,
-        "metadata": {"name": f"p-{i:05d}", "namespace": NAMESPACE},
-        "spec": {
-            "disk": {"id": disk_id(f"disk-{i}")},
-            "schedule": {"cron": "0 * * * *"},
-            "retention": {"keepLast": 3},
-        },
-    }
 
 
 def is_ready(obj: dict[str, Any]) -> bool:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from bench.kopf_overhead import is_current, run, verb_of
+from bench.kopf_overhead import run
+from bench.kube_probe import is_current, verb_of
 
 from azsnap.domain.models import PLURAL
 

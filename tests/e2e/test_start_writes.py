@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 import pytest
-from bench.kopf_overhead import KubeProbe, serve_kube
+from bench.kube_probe import KubeProbe, serve_kube
 from tests.support.kube import EPOCH, SNAPSHOT_POLICY, condition, eventually, policy_manifest
 
 import azsnap.handlers  # noqa: F401  (registers the handlers on kopf's default registry)

@@ -9,22 +9,12 @@ from typing import Final
 from azsnap.clock import Clock
 from azsnap.cloud.errors import PermanentError, TransientError
 from azsnap.cloud.interface import DiskRequest
-from azsnap.domain.observed import BACKGROUND_COPY_SKUS, Disk, Snapshot, SnapshotState
+from azsnap.domain.observed import BACKGROUND_COPY_SKUS, Disk, DiskSku, Snapshot, SnapshotState
 
 __all__ = ["DISK_SKUS", "RestoredDisks"]
 
 #: The disk SKUs Azure takes (`DiskStorageAccountTypes` in the API description).
-DISK_SKUS: Final = frozenset(
-    {
-        "Standard_LRS",
-        "Premium_LRS",
-        "StandardSSD_LRS",
-        "UltraSSD_LRS",
-        "Premium_ZRS",
-        "StandardSSD_ZRS",
-        "PremiumV2_LRS",
-    }
-)
+DISK_SKUS: Final = frozenset(sku.value for sku in DiskSku)
 _ZONES: Final = frozenset({"1", "2", "3"})
 _GIB: Final = 1024**3
 

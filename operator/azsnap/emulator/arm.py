@@ -1,14 +1,15 @@
-"""ARM conventions: error bodies, resource IDs, location names, and the name and tag rules Azure enforces."""
+"""ARM conventions: error bodies, resource IDs, location names, and the name, tag and SKU rules Azure enforces."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 __all__ = [
     "ArmError",
     "ParsedId",
+    "check_sku",
     "check_snapshot_name",
     "check_tags",
     "normalize_location",
@@ -142,3 +143,18 @@ def check_tags(tags: object) -> dict[str, str]:
                 f"The tag value of '{key}' is longer than {MAX_TAG_VALUE} characters.",
             )
     return dict(tags)
+
+
+def check_sku(raw: object, allowed: Iterable[str]) -> str:
+    """A request's `sku.name`: one of `allowed`, `Standard_LRS` when the request names none."""
+    name = raw.get("name") if isinstance(raw, dict) else None
+    if name is None:
+        return "Standard_LRS"
+    if name not in allowed:
+        raise ArmError(
+            400,
+            "InvalidParameter",
+            f"The value '{name}' of parameter 'sku.name' is invalid; use one of {', '.join(sorted(allowed))}.",
+            target="sku.name",
+        )
+    return str(name)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from azsnap.emulator.arm import ArmError, check_snapshot_name, check_tags, normalize_location, parse_source_id
+from azsnap.emulator.arm import (
+    ArmError,
+    check_sku,
+    check_snapshot_name,
+    check_tags,
+    normalize_location,
+    parse_source_id,
+)
 from azsnap.emulator.records import (
     BACKGROUND_COPY_SKUS,
     CARRIED,
@@ -83,20 +90,6 @@ def _usable_snapshot(snap: SnapshotRecord, now: datetime) -> None:
         )
 
 
-def _disk_sku(raw: object) -> str:
-    name = raw.get("name") if isinstance(raw, dict) else None
-    if name is None:
-        return "Standard_LRS"
-    if name not in DISK_SKUS:
-        raise ArmError(
-            400,
-            "InvalidParameter",
-            f"The value '{name}' of parameter 'sku.name' is invalid; use one of {', '.join(sorted(DISK_SKUS))}.",
-            target="sku.name",
-        )
-    return str(name)
-
-
 def put_disk(
     store: RecordStore,
     now: datetime,
@@ -138,7 +131,7 @@ def put_disk(
         operation = store.start(now, subscription_id, existing.location, "update", k, target_kind="disks")
         operation.changes = {"tags": tags}
         return existing, operation
-    sku = _disk_sku(body.get("sku"))
+    sku = check_sku(body.get("sku"), DISK_SKUS)
     zones = _zones(body.get("zones"))
     option = creation.get("createOption")
     hydrates = False

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from azsnap.emulator import copies
-from azsnap.emulator.arm import ArmError, check_tags, normalize_location, parse_source_id, resource_id
+from azsnap.emulator.arm import ArmError, check_sku, check_tags, normalize_location, parse_source_id, resource_id
 from azsnap.emulator.records import (
     BACKGROUND_COPY_SKUS,
     CARRIED,
@@ -82,20 +82,6 @@ def _parse(body: object) -> tuple[str, dict[str, str], dict[str, Any], dict[str,
     return normalize_location(location), tags, props, creation
 
 
-def snapshot_sku(raw: object) -> str:
-    name = raw.get("name") if isinstance(raw, dict) else None
-    if name is None:
-        return "Standard_LRS"
-    if name not in SNAPSHOT_SKUS:
-        raise ArmError(
-            400,
-            "InvalidParameter",
-            f"The value '{name}' of parameter 'sku.name' is invalid; use one of {', '.join(sorted(SNAPSHOT_SKUS))}.",
-            target="sku.name",
-        )
-    return str(name)
-
-
 def source_missing(name: str) -> ArmError:
     """Azure's answer to a source it cannot see (absent, or a disk in another region): 404 NotFound."""
     return ArmError(404, "NotFound", f"Resource {name} is not found.")
@@ -126,7 +112,7 @@ def create(
     incremental = props.get("incremental", False)
     if not isinstance(incremental, bool):
         raise ArmError(400, "InvalidParameter", "The value of 'incremental' must be a boolean.", target="incremental")
-    sku = snapshot_sku(body.get("sku"))
+    sku = check_sku(body.get("sku"), SNAPSHOT_SKUS)
     record = SnapshotRecord(subscription_id, resource_group, name, {}, now)
     carried: dict[str, Any] = {}
     family: str | None = None
@@ -306,7 +292,7 @@ def update(store: RecordStore, now: datetime, record: SnapshotRecord, body: obje
             raise ArmError(409, "PropertyChangeNotAllowed", f"Changing property '{name}' is not allowed.", target=name)
     changes: dict[str, Any] = {"tags": tags, "properties": kept_properties(props)}
     if body.get("sku") is not None:
-        changes["sku"] = snapshot_sku(body.get("sku"))
+        changes["sku"] = check_sku(body.get("sku"), SNAPSHOT_SKUS)
     operation = store.start(now, record.subscription_id, record.location, "update", _key_of(record))
     operation.changes = changes
     if record.state != "Creating":

@@ -20,7 +20,7 @@ from azsnap.domain.models import Policy
 from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.targets import DiskEntry
 from azsnap.domain.volumes import ClaimDisk
-from azsnap.reconciler.gone_disks import rediscover
+from azsnap.reconciler.gone_disks import is_unnamed, rediscover
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, StatusReport
 
@@ -51,7 +51,7 @@ async def remembered(
 ) -> Remembered:
     """The entries a reconcile starts from: `status.disks`, and the disks left out rebuilt from their accounts."""
     resolved = list(resolved)
-    before = {e.claim: e for e in status.disks or []}
+    before = _named_again({e.claim: e for e in status.disks or []}, resolved)
     accounts = decode_accounts(status.disk_accounts)
     copy_marks = decode_copy_accounts(status.copy_accounts)
     rebuilt: dict[str, DiskAccount] = {}
@@ -76,6 +76,25 @@ async def remembered(
         return Remembered(before, rebuilt, carried)
     before.update({e.claim: e for e in found if e.claim not in before})
     return Remembered(before, rebuilt)
+
+
+def _named_again(before: dict[str, DiskEntry], resolved: Iterable[ClaimDisk]) -> dict[str, DiskEntry]:
+    """A disk kept under `(claim of disk …)` that a claim names again goes on as that claim's entry, not twice.
+
+    A claim left out that lost its volume, and got it back, is such a claim: while it named no disk, its disk
+    was found again by the policy's snapshots under a name of its own (the claim's was not kept).
+    """
+    unnamed = {e.disk.lower(): key for key, e in before.items() if e.disk and is_unnamed(key)}
+    for target in resolved:
+        disk = (target.disk_id or "").lower()
+        key = unnamed.pop(disk, None) if disk else None
+        if key is None:
+            continue
+        entry, name = before.pop(key), _short(target.claim)
+        own = before.get(name)
+        if own is None or (own.disk or "").lower() != disk:
+            before[name] = entry.model_copy(update={"claim": name})
+    return before
 
 
 def incarnation_events(rebuilt: Mapping[str, DiskAccount], reports: Mapping[str, StatusReport]) -> list[Event]:

@@ -26,7 +26,11 @@ class Selection:
 
 
 def select(objects: Iterable[Mapping[str, Any]], selection: Selection) -> list[Mapping[str, Any]]:
-    """The policy objects the selection names, by namespace and name; `--disk` compares ARM IDs without case."""
+    """The policy objects the selection names, by namespace and name; `--disk` compares ARM IDs without case.
+
+    A policy without `spec.disk` (it targets claims) stays in for `--disk`: its disks are in its status and in
+    Azure, where `tools/by_disk.py` looks for the one asked for.
+    """
     chosen = []
     for obj in objects:
         meta = obj.get("metadata") or {}
@@ -35,7 +39,7 @@ def select(objects: Iterable[Mapping[str, Any]], selection: Selection) -> list[M
         if selection.policy is not None and meta.get("name") != selection.policy:
             continue
         disk = str(((obj.get("spec") or {}).get("disk") or {}).get("id") or "")
-        if selection.disk is not None and disk.lower() != selection.disk.lower():
+        if selection.disk is not None and disk and disk.lower() != selection.disk.lower():
             continue
         chosen.append(obj)
     return sorted(chosen, key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"].get("name") or ""))

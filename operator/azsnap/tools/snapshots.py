@@ -25,16 +25,15 @@ from azsnap.domain.explain import Explanation, RestorePoints, explain, restore_p
 from azsnap.domain.models import API_GROUP, API_VERSION, KIND, OnSourceDiskDelete, Policy, PolicyRef, parse_disk_id
 from azsnap.domain.observed import Disk, Limits, Snapshot
 from azsnap.domain.validation import format_errors, validate_manifest
-from azsnap.reconciler.gone_disks import left_out_disks
 from azsnap.reconciler.observe import Observer
 from azsnap.settings import ENV_PREFIX, CredentialMode, Settings, SettingsError
 from azsnap.tools.cluster import ClusterError, Selection, connect
+from azsnap.tools.policy_disks import policy_disks, same_disk
 from azsnap.tools.published import PublishedView, face_cells, face_json, read_published
 
 __all__ = [
     "PolicySnapshots",
     "SnapshotsOptions",
-    "disk_targets",
     "gather",
     "parse_policy",
     "policy_json",
@@ -82,9 +81,9 @@ def parse_policy(obj: Mapping[str, Any]) -> tuple[Policy | None, str]:
 
 
 async def gather(
-    objects: Sequence[Mapping[str, Any]], cloud: CloudClient, clock: Clock, limits: Limits
+    objects: Sequence[Mapping[str, Any]], cloud: CloudClient, clock: Clock, limits: Limits, *, disk: str | None = None
 ) -> list[PolicySnapshots]:
-    """Each policy's snapshots, disk by disk, read from Azure and explained, in the order given."""
+    """Each policy's snapshots, disk by disk, read from Azure and explained, in the order given; only `disk`'s."""
     observer = Observer(cloud, clock)
     rows: list[PolicySnapshots] = []
     for obj in objects:
@@ -93,29 +92,16 @@ async def gather(
         policy, problem = parse_policy(obj)
         if policy is None:
             disk_id = str(((obj.get("spec") or {}).get("disk") or {}).get("id") or "")
+            if disk is not None and not same_disk(disk_id, disk):
+                continue
             rows.append(PolicySnapshots(namespace, name, disk_id, problem=problem))
             continue
-        targets = disk_targets(obj, policy)
-        if policy.spec.disk is None and targets:
-            targets += await left_out_disks(observer, policy, [disk for _, disk in targets])
-        if not targets:
+        targets = await policy_disks(observer, obj, policy, disk)  # with `disk`: none when it is not the policy's
+        if not targets and disk is None:
             rows.append(PolicySnapshots(namespace, name, "", problem="no disk found through its claims yet"))
         for claim, disk_id in targets:
             rows.append(await _one(policy, obj.get("status") or {}, claim, disk_id, observer, clock.now(), limits))
     return rows
-
-
-def disk_targets(obj: Mapping[str, Any], policy: Policy) -> list[tuple[str | None, str]]:
-    """(claim, disk ARM ID) of each disk the policy snapshots: its `spec.disk`, else its claims' disks in status.
-
-    A policy that targets claims records the disks it holds snapshots of in `status.disks`, claims that went
-    away included; reading them there needs no access to the claims. It lists at most 50: `gather` finds the
-    others by the policy's tags on its snapshots.
-    """
-    if policy.spec.disk is not None:
-        return [(None, policy.spec.disk.id)]
-    entries = (obj.get("status") or {}).get("disks") or []
-    return [(e.get("claim"), str(e["disk"])) for e in entries if isinstance(e, Mapping) and e.get("disk")]
 
 
 async def _one(
@@ -359,12 +345,14 @@ def _settings(environ: Mapping[str, str]) -> Settings:
     return Settings.from_env(env)
 
 
-async def _read_azure(objects: Sequence[Mapping[str, Any]], settings: Settings) -> list[PolicySnapshots]:
+async def _read_azure(
+    objects: Sequence[Mapping[str, Any]], settings: Settings, disk: str | None
+) -> list[PolicySnapshots]:
     from azsnap.cloud.azure import AzureCloud  # the SDK is imported only where it is used
 
     cloud = AzureCloud.from_settings(settings)
     try:
-        return await gather(objects, cloud, WallClock(), settings.limits)
+        return await gather(objects, cloud, WallClock(), settings.limits, disk=disk)
     finally:
         await cloud.close()
 
@@ -376,6 +364,12 @@ def run_snapshots(
     if options.policy is not None and options.all_namespaces:
         err.write("azsnap snapshots: a policy is named in one namespace: drop --all-namespaces or the name\n")
         return 2
+    if options.disk is not None:
+        try:
+            parse_disk_id(options.disk)
+        except ValueError as exc:
+            err.write(f"azsnap snapshots: --disk: {exc}\n")
+            return 2
     try:
         settings = _settings(environ)
     except SettingsError as exc:
@@ -388,7 +382,7 @@ def run_snapshots(
     except ClusterError as exc:
         err.write(f"azsnap snapshots: {exc}\n")
         return 2
-    rows = asyncio.run(_read_azure(objects, settings))
+    rows = asyncio.run(_read_azure(objects, settings, options.disk))
     views = read_published(cluster, objects)
     rows = [replace(r, published=views.get(r.key)) if r.problem is None else r for r in rows]
     out.write(render(rows, as_json=options.as_json))
