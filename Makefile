@@ -28,8 +28,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy operator
 
+# The suite runs on every core (pytest-xdist; `make test PYTEST_WORKERS=0` runs it in one process), each test file
+# on one worker so that module fixtures are made once. Bytecode caches are written even where the environment says
+# not to (PYTHONDONTWRITEBYTECODE): without them every test process, and every azsnap process a test starts,
+# compiles the sources again.
+PYTEST_WORKERS ?= auto
+
 test: $(STAMP) $(TOOLS)/helm lint typecheck
-	PATH="$(CURDIR)/$(TOOLS):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" env -u PYTHONDONTWRITEBYTECODE \
+		$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -80,6 +80,11 @@ def test_six_emulated_hours_every_example_acts_and_no_invariant_breaks() -> None
     assert restored["ready"] == "True"
     assert "disk-2-restored" in restored["message"] and "20260327T0300Z" in restored["message"]
 
+    # postgres-data (one claim) publishes each snapshot as a VolumeSnapshot, which the snapshot controller makes ready.
+    (published,) = summary["volumeSnapshots"]
+    count = summary["policies"]["default/postgres-data"]["held"]
+    assert published.startswith(f"VolumeSnapshots of postgres-data: {count} in namespace default, {count} ready to use")
+
     totals = summary["totals"]
     assert totals["invariant_violations"] == 0
     assert totals["throttled"] == 0

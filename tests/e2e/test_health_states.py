@@ -15,7 +15,15 @@ import kopf
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support import argocd, kstatus
-from tests.support.kube import EPOCH, SNAPSHOT_POLICY, condition, eventually, install_project_crd, policy_manifest
+from tests.support.kube import (
+    EPOCH,
+    SNAPSHOT_POLICY,
+    condition,
+    eventually,
+    install_project_crd,
+    policy_manifest,
+    until,
+)
 
 import azsnap.handlers  # noqa: F401  (registers the handlers on kopf's default registry)
 from azsnap.clock import LoopClock
@@ -123,7 +131,7 @@ async def test_creates_throttled_for_hours_fail_loudly_then_recover_by_themselve
 
         # Six hours of 429s: the slots pass their startingDeadline, are counted, and the policy says so.
         obj = await eventually(ready_reason(kube, "SlotsMissed"), within=3 * 3600)
-        await eventually(lambda: box.clock.now() >= EPOCH + timedelta(hours=6), within=6 * 3600)
+        await until(box.clock, EPOCH + timedelta(hours=6))
         state = seen(kube, box)
         assert (state.ready, state.reason) == ("False", "SlotsMissed")
         assert state.kstatus is kstatus.KStatus.FAILED
@@ -156,7 +164,7 @@ async def test_a_snapshot_that_ends_failed_after_its_create_is_not_ready_and_cou
         (record,) = box.emulator.store.list_snapshots(DEMO_SUBSCRIPTION, DEMO_RESOURCE_GROUP)
         assert record.state == "Succeeded"
         # Past its slot's deadline, Azure reports the snapshot Failed (a background copy that failed).
-        await eventually(lambda: box.clock.now() >= EPOCH + timedelta(minutes=10), within=3600)
+        await until(box.clock, EPOCH + timedelta(minutes=10))
         record.state = "Failed"
         kube.patch(*SNAPSHOT_POLICY, "default", "p1", {"metadata": {"labels": {"look": "again"}}})
         obj = await eventually(ready_reason(kube, "SnapshotFailed"), within=1800)
@@ -167,7 +175,7 @@ async def test_a_snapshot_that_ends_failed_after_its_create_is_not_ready_and_cou
         # Counted once, though no create of azsnap's failed, and not again on the next look.
         assert state.metrics["azsnap_snapshots_failed_total"] == 1
         kube.patch(*SNAPSHOT_POLICY, "default", "p1", {"metadata": {"labels": {"look": "once-more"}}})
-        await eventually(lambda: box.clock.now() >= EPOCH + timedelta(minutes=40), within=3600)
+        await until(box.clock, EPOCH + timedelta(minutes=40))
         assert metrics_of(box)["azsnap_snapshots_failed_total"] == 1
         # The next slot succeeds: healthy again by itself.
         await eventually(ready_reason(kube, "Succeeded"), within=2 * 3600)
@@ -257,7 +265,7 @@ async def test_deleting_is_progressing_while_the_finalizer_works(kube: KubeEmula
         await eventually(ready_reason(kube, "Succeeded"))
         box.emulator.add_fault(FaultRule(operation="snapshots.delete", kind="500"))
         kube.delete(*SNAPSHOT_POLICY, "default", "p1")
-        await eventually(lambda: box.clock.now() >= EPOCH + timedelta(minutes=30), within=3600)
+        await until(box.clock, EPOCH + timedelta(minutes=30))
         state = seen(kube, box)
         assert get(kube)["metadata"]["deletionTimestamp"]
         assert (state.kstatus, state.argocd) == (kstatus.KStatus.TERMINATING, "Progressing")

@@ -169,3 +169,16 @@ def test_the_readme_links_every_page_of_the_docs() -> None:
     linked = set(re.findall(r"\]\(docs/([\w-]+\.(?:md|txt))", (ROOT / "README.md").read_text()))
     pages = {p.name for p in PAGES if p.parent == ROOT / "docs"}
     assert sorted(pages - linked) == []
+
+
+def test_restore_md_lists_the_snapshots_of_the_same_demo_run_as_demo_output() -> None:
+    """The demo is deterministic: the policy hash in its snapshots' names (from the policy's UID, which changes when
+    the demo creates objects in another order) is the same in both samples, or one of them is from an older demo."""
+    recorded = (ROOT / "docs" / "demo-output.txt").read_text()
+    drilled = re.search(r"Restore drill of minimal-hourly: .* last: (disk-0-[0-9a-f]{8})-", recorded)
+    restored = re.search(r"restored from snapshot (disk-2-[0-9a-f]{8})-", recorded)
+    assert drilled and restored
+    (listing,) = [b for b in blocks(ROOT / "docs" / "restore.md", "text") if b.startswith("$ azsnap snapshots -A\n")]
+    assert f"\n{drilled.group(1)}-" in listing and f"\n{restored.group(1)}-" in listing, (
+        "regenerate restore.md's listing from `azsnap demo --speed 0 --snapshots`"
+    )

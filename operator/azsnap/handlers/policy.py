@@ -78,6 +78,7 @@ async def _reconcile(
     async with runtime.lock(uid):
         if only_if_due and not _due(runtime, uid):
             return  # another handler reconciled while this one waited for the lock (e.g. resume at start-up)
+        runtime.woken.discard(uid)  # a claim's change from now on may come after this reconcile read the claims
         current = runtime.written.get(uid) or dict(body.status)
         now = runtime.clock.now()
         policy, problems = _policy(body)
@@ -112,7 +113,8 @@ async def _reconcile(
             patch.status[key] = value
         written = runtime.written[uid] = {**current, **new_status}
         runtime.claim_interest.remember_listed(uid, written, claims)
-        runtime.wakeups[uid] = report.next_time
+        # A claim's change while this reconcile ran woke the policy: reconcile again now, not at the next slot.
+        runtime.wakeups[uid] = min(report.next_time, now) if uid in runtime.woken else report.next_time
         runtime.nudge(uid).set()
 
         for event in report.events:

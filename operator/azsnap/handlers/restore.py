@@ -84,7 +84,7 @@ def _policy(index: Mapping[Any, Iterable[Any]] | None, namespace: str, name: str
     return None
 
 
-def policies(body: kopf.Body, namespace: str | None, name: str | None, **_: Any) -> dict[tuple[str, str], Any]:
+async def policies(body: kopf.Body, namespace: str | None, name: str | None, **_: Any) -> dict[tuple[str, str], Any]:
     """Every SnapshotPolicy's UID and spec, by (namespace, name): what a restore from a policy reads."""
     meta = body.metadata
     spec = dict(body.get("spec") or {})

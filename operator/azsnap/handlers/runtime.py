@@ -41,6 +41,9 @@ class Runtime:
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     #: Set when a policy's wake-up time was written, so its sleeping timer looks at the new one.
     nudges: dict[str, asyncio.Event] = field(default_factory=dict)
+    #: Policies a claim's change woke since their reconcile last started: one in flight may have read the claims
+    #: before the change, so it keeps the early wake-up instead of writing its own next one over it.
+    woken: set[str] = field(default_factory=set)
     #: Whether azsnap owns the cloud client (and so closes it at shutdown).
     owns_cloud: bool = True
     #: The SnapshotRestore flow (made on first use by `handlers/restore.py`), and what creates restored volumes.
@@ -64,4 +67,5 @@ class Runtime:
     def forget(self, uid: str) -> None:
         for table in (self.wakeups, self.written, self.locks, self.nudges):
             table.pop(uid, None)
+        self.woken.discard(uid)
         self.claim_interest.forget(uid)

@@ -4,6 +4,8 @@ The two indexes keep what azsnap reads of each claim and volume (`reconciler/cla
 (list and watch only). kopf starts the policy handlers only once every index holds its first listing, so a policy
 never sees a claim as missing because the watch had not caught up. A claim's (or its volume's) change wakes the
 policies that cover it, which reconcile at once: a new claim is covered within one reconcile, with no polling.
+The handlers are coroutines, so kopf runs them on the event loop rather than in its thread pool: the wake-ups touch
+the runtime's asyncio objects, which only the loop's own thread may.
 """
 
 from __future__ import annotations
@@ -45,12 +47,12 @@ class IndexedClaims:
         return next(iter(self._volumes.get(name, ())), None)
 
 
-def azsnap_claims(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, dict[str, Any]]:
+async def azsnap_claims(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, dict[str, Any]]:
     """Every claim (what azsnap reads of it), by namespace."""
     return {namespace or "": slim_claim(body)}
 
 
-def azsnap_volumes(body: kopf.Body, name: str | None, **_: Any) -> dict[str, dict[str, Any]]:
+async def azsnap_volumes(body: kopf.Body, name: str | None, **_: Any) -> dict[str, dict[str, Any]]:
     """Every volume (its claimRef and disk fields), by name."""
     return {name or "": slim_volume(body)}
 
@@ -60,10 +62,11 @@ def _wake(runtime: Runtime, namespace: str, name: str, labels: Mapping[str, str]
     for uid in runtime.claim_interest.covering(namespace, name, labels):
         if uid in runtime.wakeups:  # reconciled once already (the create handler does the first one)
             runtime.wakeups[uid] = now
+            runtime.woken.add(uid)
             runtime.nudge(uid).set()
 
 
-def claim_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def claim_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A claim was created, changed (bound, relabelled) or deleted: wake the policies that cover it."""
     runtime: Runtime | None = memo.get(MEMO_KEY)
     if runtime is not None:
@@ -71,7 +74,7 @@ def claim_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         _wake(runtime, meta.namespace or "", meta.name or "", dict(meta.labels))
 
 
-def volume_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+async def volume_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """A volume was bound, changed or deleted: wake the policies that cover its claim."""
     runtime: Runtime | None = memo.get(MEMO_KEY)
     ref = (body.get("spec") or {}).get("claimRef") or {}

@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
@@ -48,8 +48,15 @@ from azsnap.offline.demo_view import (
     policy_key,
     policy_row,
 )
+from azsnap.offline.demo_volume_snapshots import (
+    about_volume_snapshots,
+    publish_claim_policies,
+    publishing,
+    volume_snapshot_lines,
+)
 from azsnap.offline.sandbox import Sandbox, disk_id
 from azsnap.tools.cluster import Selection, connect
+from azsnap.tools.published import read_published
 from azsnap.tools.snapshots import PolicySnapshots, gather, render_table
 
 if TYPE_CHECKING:
@@ -175,6 +182,7 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
     view = view or DemoView()
     examples = find_examples(options.examples)
     manifests = load_policies(examples, options.disks)
+    publish_claim_policies(manifests)
     loop = asyncio.get_running_loop()
     clock = LoopClock(options.start, loop)
     namespaces = sorted({(m.get("metadata") or {}).get("namespace") or "default" for m in manifests})
@@ -196,7 +204,10 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
                 memo = kopf.Memo({MEMO_KEY: box.runtime})
                 with view.running():
                     registry = demo_registry()
-                    async with run_operator(registry, kube=kube, namespaces=namespaces, memo=memo) as operator:
+                    async with (
+                        publishing(kube, box, manifests),
+                        run_operator(registry, kube=kube, namespaces=namespaces, memo=memo) as operator,
+                    ):
                         start_claims(kube, box.emulator, manifests, options.hours)
                         start_restore(kube, manifests, options.hours)
                         witness.disks = [str(d["id"]) for d in box.emulator.disks()]
@@ -213,6 +224,7 @@ async def run_demo(options: DemoOptions, view: DemoView | None = None) -> DemoSu
                     options, objects, kube.events(), box.emulator, witness, uids, clock.now(), real_start, interrupted
                 )
                 summary.restores = restore_results(kube)
+                summary.volume_snapshots = volume_snapshot_lines(kube, objects)
                 if options.snapshots:
                     summary.snapshots = await _list_snapshots(kube, box)
                 return summary
@@ -223,10 +235,12 @@ async def _list_snapshots(kube: KubeEmulator, box: Sandbox) -> list[PolicySnapsh
     with tempfile.TemporaryDirectory() as tmp:
         cluster = await asyncio.to_thread(connect, str(kube.write_kubeconfig(Path(tmp) / "kubeconfig")))
         objects = await asyncio.to_thread(cluster.read_policies, Selection(namespace=None))
+        views = await asyncio.to_thread(read_published, cluster, objects)
     # A client of its own, as `azsnap snapshots` has: the operator's connections ended with it.
     cloud = AzureCloud.from_settings(box.runtime.settings, credential=StaticTokenCredential())
     try:
-        return await gather(objects, cloud, box.clock, box.runtime.settings.limits)
+        rows = await gather(objects, cloud, box.clock, box.runtime.settings.limits)
+        return [replace(r, published=views.get(r.key)) if r.problem is None else r for r in rows]
     finally:
         await cloud.close()
 
@@ -276,7 +290,7 @@ async def _advance(
             fresh = []
             for obj in kube.events():
                 uid = str(obj["metadata"].get("uid") or obj["metadata"].get("name"))
-                if uid not in seen_events:
+                if uid not in seen_events and not about_volume_snapshots(obj):
                     seen_events.add(uid)
                     fresh.append(demo_event(obj))
             view.frame(_frame(options, now(), kube, emulator, fresh))

@@ -99,6 +99,8 @@ class DemoSummary:
     #: Each drilled policy's last restore drill, and every SnapshotRestore, at the end.
     drills: list[RestoreResult] = field(default_factory=list)
     restores: list[RestoreResult] = field(default_factory=list)
+    #: Per publishing claim policy, its VolumeSnapshots at the end and how many are ready.
+    volume_snapshots: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +120,7 @@ class DemoSummary:
             },
             "drills": {r.name: {"result": r.ready, "message": r.message} for r in self.drills},
             "restores": {r.name: {"ready": r.ready, "message": r.message} for r in self.restores},
+            "volumeSnapshots": self.volume_snapshots,
             "hours": int(self.hours) if float(self.hours).is_integer() else self.hours,
         } | ({"snapshots": [policy_json(r) for r in self.snapshots]} if self.snapshots else {})
 
@@ -259,6 +262,7 @@ def summary_table(summary: DemoSummary) -> RenderableType:
     ]
     lines.extend(Text(f"Restore drill of {_name(d.name)}: {d.ready} ({d.message})") for d in summary.drills)
     lines.extend(Text(f"SnapshotRestore {_name(r.name)}: Ready {r.ready}, {r.message}") for r in summary.restores)
+    lines.extend(Text(line) for line in summary.volume_snapshots)
     if summary.violations:
         lines.append(Text(f"Invariants: {len(summary.violations)} broken", style="bold red"))
         lines.extend(Text(f"  - {v}", style="red") for v in summary.violations)

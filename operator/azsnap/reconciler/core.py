@@ -13,10 +13,9 @@ from azsnap.clock import Clock
 from azsnap.cloud.errors import CloudError, NotFound
 from azsnap.cloud.interface import CloudClient
 from azsnap.domain import naming, schedule
-from azsnap.domain.conditions import Health, HealthState
 from azsnap.domain.models import Policy
 from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
-from azsnap.domain.planner import COPY_RECHECK, CREATE_RECHECK, DeleteAction, Plan, plan
+from azsnap.domain.planner import DeleteAction, Plan, plan
 from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.domain.scope import ScopeCheck
 from azsnap.domain.targets import ClaimView
@@ -28,12 +27,13 @@ from azsnap.reconciler.accounting import (
     status_fields,
     watermark_after,
 )
-from azsnap.reconciler.act import Actor, Outcome, iso
+from azsnap.reconciler.act import Actor, Outcome
 from azsnap.reconciler.copies import CopyFlow
 from azsnap.reconciler.finalize import finalize
 from azsnap.reconciler.former_targets import former_places, track_former_targets
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.orphans import disk_missing
+from azsnap.reconciler.pass_health import all_succeeded, pass_health
 from azsnap.reconciler.report import Event, FinalizeReport, StatusReport
 from azsnap.reconciler.targets import ClaimReconciler
 from azsnap.reconciler.verdicts import Verdicts
@@ -64,23 +64,6 @@ class ReconcilerConfig:
 
 class _DiskChanged(Exception):
     """The disk Azure shows is not the one the snapshot list stood for: its deletes wait for a new pass."""
-
-
-def _all_succeeded(the_plan: Plan, outcome: Outcome) -> bool:
-    """True when every create of the plan gave a snapshot Azure reports `Succeeded`."""
-    return all(c.name in outcome.usable for c in the_plan.creates)
-
-
-def _wake(the_plan: Plan, outcome: Outcome, now: datetime) -> datetime:
-    """The plan's wake-up (made for its creates succeeding), sooner when one did not: look at it again."""
-    wake = the_plan.next_time
-    if outcome.copying:
-        wake = min(wake, now + COPY_RECHECK)
-    if outcome.failed or any(
-        c.name in outcome.created and c.name not in outcome.usable | outcome.copying for c in the_plan.creates
-    ):
-        wake = min(wake, now + CREATE_RECHECK)
-    return wake
 
 
 class Reconciler:
@@ -212,6 +195,11 @@ class Reconciler:
         )
         copies = await self.copies.prepare(policy, status, disk, of_disk)
         the_plan = the_plan if copies is None else copies.guard(the_plan)  # keeps the sources copies need
+        # Near the per-disk cap (counting every snapshot of the disk, in any group), retention makes room first.
+        deletes_first = (
+            sum(1 for s in of_disk if s.incremental) + len(the_plan.creates) > self.config.limits.per_disk_cap
+        )
+        del of_disk  # made whole for the plan: not held while the creates wait for their turn (a slot has 10,000)
 
         actor = Actor(self.cloud, self.clock, self.observer, policy, disk, snapshot_rg)
         outcome = actor.outcome
@@ -227,9 +215,6 @@ class Reconciler:
                     raise _DiskChanged
             return await actor.deletes(actions)
 
-        # Near the per-disk cap (counting every snapshot of the disk, in any group), retention makes room first.
-        incremental = sum(1 for s in of_disk if s.incremental)
-        deletes_first = incremental + len(the_plan.creates) > self.config.limits.per_disk_cap
         error: CloudError | None = None
         try:
             if deletes_first:
@@ -237,7 +222,7 @@ class Reconciler:
             else:
                 error = await actor.creates(the_plan.creates) or await deletes(the_plan.deletes)
             outcome.error = error
-            if error is None and the_plan.deletes_after_creates and _all_succeeded(the_plan, outcome):
+            if error is None and the_plan.deletes_after_creates and all_succeeded(the_plan, outcome):
                 # A new snapshot can make an older one unnecessary at once (keepLast, hourly): delete it now rather
                 # than at the next slot. The plan looked ahead for this; no second plan, no extra list call.
                 outcome.error = await deletes(the_plan.deletes_after_creates)
@@ -272,7 +257,7 @@ class Reconciler:
         missed = tuple(sorted({*the_plan.missed, *outcome.missed}))  # outcome.missed: never sent, over budget
         on_demand_done = any(a.on_demand and a.name in created for a in the_plan.creates)
         planned = len(the_plan.deletes)
-        if the_plan.deletes_after_creates and _all_succeeded(the_plan, outcome):
+        if the_plan.deletes_after_creates and all_succeeded(the_plan, outcome):
             planned += len(the_plan.deletes_after_creates)
         fields: dict[str, Any] = {
             **base,
@@ -299,7 +284,7 @@ class Reconciler:
                     f"{status.disk_unique_id}); its earlier snapshots stay under this policy's retention.",
                 )
             )
-        report = self._health(policy, status, the_plan, outcome, fields, now)
+        report = pass_health(self.verdicts, policy, status, the_plan, outcome, fields, now)
         return StatusReport(
             health=report.health,
             status=report.status,
@@ -317,53 +302,6 @@ class Reconciler:
             blocked=tuple(dict.fromkeys(b.reason for b in the_plan.blocked)),
             over_budget=outcome.over_budget,
         )
-
-    def _health(
-        self,
-        policy: Policy,
-        status: SnapshotPolicyStatus,
-        the_plan: Plan,
-        outcome: Outcome,
-        fields: dict[str, Any],
-        now: datetime,
-    ) -> StatusReport:
-        verdicts, events = self.verdicts, outcome.events
-        wake = _wake(the_plan, outcome, now)
-        blocked = {b.reason: b for b in the_plan.blocked}
-        previous_reason = next((c.reason for c in status.conditions if c.type == "Ready"), None)
-        if outcome.error is not None:
-            return verdicts.failed(outcome.error, now, fields, what="changing snapshots", events=events)
-        if "PerDiskCap" in blocked and not the_plan.deletes:
-            events.append(Event("Warning", "LimitReached", blocked["PerDiskCap"].message))
-            message = (
-                f"{blocked['PerDiskCap'].message} Lower the retention, delete snapshots of this disk that azsnap "
-                "did not make, or raise AZSNAP_PER_DISK_CAP if Azure raised the limit for your subscription."
-            )
-            return verdicts.stalled("LimitReached", message, now, fields, events=events)
-        if policy.spec.suspend:
-            if previous_reason != "Suspended":
-                events.append(Event("Normal", "Suspended", "spec.suspend is true: no snapshot is created or deleted"))
-            health = Health(
-                HealthState.READY,
-                "Suspended",
-                "Suspended: spec.suspend is true, so azsnap creates and deletes nothing. Set it to false to resume.",
-            )
-            return verdicts.report(health, fields, events, verdicts.next_time(wake, now))
-        if "RateWindow" in blocked and the_plan.due_slot is not None and not outcome.created:
-            b = blocked["RateWindow"]
-            events.append(Event("Warning", "RateLimited", b.message))
-            until = b.until or now + self.config.default_retry
-            health = Health(HealthState.RETRYING, "RateLimited", f"{b.message} azsnap retries at {iso(until)}.")
-            return verdicts.report(health, fields, events, verdicts.next_time(until, now))
-        waiting = [b.message for b in the_plan.blocked if b.reason in {"PendingCopies", "DiskCopying", "OnDemandWait"}]
-        message = f"{fields['snapshotCount']} snapshot(s) held; next snapshot at {fields['nextSnapshotTime']}."
-        if waiting:
-            message += " Waiting: " + "; ".join(waiting)
-        doubts = [b.message for b in the_plan.blocked if b.reason in {"Unverified", "UnknownState", "RetriesExhausted"}]
-        if doubts:
-            message += " Not done: " + "; ".join(doubts)
-        health = Health(HealthState.READY, "Succeeded", message)
-        return verdicts.report(health, fields, events, verdicts.next_time(wake, now))
 
     async def _known(self, disk: Disk, groups: Sequence[str]) -> list[Snapshot]:
         # After acting, a paced write may have waited past the list's freshness: the cache (with our own writes

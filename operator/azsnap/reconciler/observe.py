@@ -24,6 +24,7 @@ from azsnap.clock import Clock
 from azsnap.cloud.errors import CloudError, PermanentError
 from azsnap.cloud.interface import CloudClient, ListsByPage
 from azsnap.domain.observed import Disk, Snapshot
+from azsnap.reconciler import heap
 from azsnap.reconciler.inflight import CreateTurns
 from azsnap.reconciler.snapshot_view import SnapshotView
 
@@ -38,6 +39,8 @@ RETRY_WIDE: Final = timedelta(hours=1)
 #: well inside ARM's list budget, whatever its size. Only others' writes can be that old: azsnap's own are applied.
 SECONDS_PER_PAGE: Final = 3.0
 _PAGE: Final = 100
+#: A list of this many pages or more is followed by a full collection and a heap trim (`heap.release`).
+_RELEASE_AFTER_PAGES: Final = 10
 #: How long after a disk's last read the snapshot list may stand for it instead of a new read. Creates and deletes
 #: check the disk themselves (Azure answers a create from a gone disk with NotFound, and a create from a new
 #: incarnation with its unique ID; a delete needs a recent read or such a create), so what waits for this read
@@ -185,10 +188,21 @@ class Observer:
 
     async def _read_list(self, subscription_id: str, group: str | None, view: SnapshotView) -> SnapshotView:
         """Add one list's snapshots to `view`, page by page when the client can (a page's objects are then let go)."""
+        pages = 0
+
+        def add(page: list[Snapshot]) -> None:
+            nonlocal pages
+            view.add_listed(page)
+            pages += 1
+            if pages % heap.PAGES_PER_TRIM == 0:
+                heap.trim()  # what earlier pages freed leaves the process while the list goes on
+
         if isinstance(self._cloud, ListsByPage):
-            await self._cloud.list_snapshots_into(subscription_id, group, view.add_listed)
+            await self._cloud.list_snapshots_into(subscription_id, group, add)
         else:
-            view.add_listed(await self._cloud.list_snapshots(subscription_id, group))
+            add(await self._cloud.list_snapshots(subscription_id, group))
+        if pages >= _RELEASE_AFTER_PAGES:
+            heap.release()
         if group is None:
             view.listed()
         view.fetched_at = self._clock.now()  # as before: a list is as old as its end (a long one takes minutes)

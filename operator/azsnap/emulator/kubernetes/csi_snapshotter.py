@@ -102,6 +102,18 @@ class CsiSnapshotter:
     post: Post
     _retry: dict[str, tuple[datetime, timedelta]] = field(default_factory=dict)
 
+    def due(self, now: datetime) -> list[str]:
+        """The contents whose retry is due by `now`."""
+        return [name for name, (when, _) in self._retry.items() if when <= now]
+
+    def forget(self, name: str) -> None:
+        """The content is gone: no more retries for it."""
+        self._retry.pop(name, None)
+
+    def next_due(self) -> datetime | None:
+        """When the earliest retry is due, if any is waiting."""
+        return min((when for when, _ in self._retry.values()), default=None)
+
     def sync(self, content: Mapping[str, Any]) -> datetime | None:
         """Bring one content's status in line with the driver; the time it wants another look, if any."""
         meta, spec = content.get("metadata") or {}, content.get("spec") or {}

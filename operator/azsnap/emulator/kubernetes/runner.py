@@ -24,7 +24,7 @@ _SERVER_URL: contextvars.ContextVar[str] = contextvars.ContextVar("azsnap_kube_e
 _LOGIN_ID: Final = "azsnap-kube-emulator-login"
 
 
-def _login(**_: Any) -> kopf.ConnectionInfo | None:
+async def _login(**_: Any) -> kopf.ConnectionInfo | None:
     # The URL travels in a context variable: the registry may be shared (kopf's default one) while each
     # operator task runs against its own emulator. Outside `run_operator` this handler offers nothing.
     server = _SERVER_URL.get(None)

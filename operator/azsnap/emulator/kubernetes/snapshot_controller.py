@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -47,6 +47,8 @@ BOUND: Final = "snapshot.storage.kubernetes.io/volumesnapshot-bound-protection"
 #: Both controllers' default `--resync-period`: everything is looked at again this often, changed or not.
 RESYNC: Final = timedelta(minutes=15)
 _COMPONENT: Final = "snapshot-controller"
+#: An object of the snapshot API: plural, namespace (None for a content), name.
+Key = tuple[str, str | None, str]
 
 
 def install_snapshot_crds(kube: KubeEmulator) -> None:
@@ -81,22 +83,46 @@ class SnapshotController:
     def __post_init__(self) -> None:
         self.sidecar = CsiSnapshotter(self.kube, self.azure, self.clock, self._post)
 
-    def sync(self) -> datetime | None:
-        """One pass over every content and VolumeSnapshot; the earliest time a retry is due, if any."""
-        due: list[datetime] = []
-        for content in self.kube.list(GROUP, VERSION, CONTENTS, None):
-            when = self.sidecar.sync(content)
-            if when is not None:
-                due.append(when)
-            self._content(self._fresh(CONTENTS, None, content))
-        for snapshot in self.kube.list(GROUP, VERSION, SNAPSHOTS, None):
-            if (snapshot.get("spec") or {}).get("source", {}).get("volumeSnapshotContentName"):
-                self._snapshot(snapshot)
-        return min(due, default=None)
+    def sync(self, keys: Iterable[Key] | None = None) -> datetime | None:
+        """Sync the objects named (every one when None), the other half of each pair and the contents whose retry
+        is due, as the two controllers' work queues would; the time the next retry is due, if any."""
+        now = self.clock.now()
+        if keys is None:
+            keys = [*((CONTENTS, None, n) for (_, _, _, n) in self._keys(CONTENTS)),
+                    *((SNAPSHOTS, ns, n) for (_, _, ns, n) in self._keys(SNAPSHOTS))]  # fmt: skip
+        wanted = set(keys) | {(CONTENTS, None, name) for name in self.sidecar.due(now)}
+        for plural, namespace, name in list(wanted):
+            obj = self._read(plural, namespace, name)
+            spec = (obj or {}).get("spec") or {}
+            if obj is not None and plural == CONTENTS:
+                ref = spec.get("volumeSnapshotRef") or {}
+                wanted.add((SNAPSHOTS, ref.get("namespace"), str(ref.get("name") or "")))
+            elif obj is not None:
+                for content in (
+                    (spec.get("source") or {}).get("volumeSnapshotContentName"),
+                    (obj.get("status") or {}).get("boundVolumeSnapshotContentName"),
+                ):
+                    if content:
+                        wanted.add((CONTENTS, None, str(content)))
+        for plural, namespace, name in sorted(wanted, key=lambda k: (k[0], k[1] or "", k[2])):
+            obj = self._read(plural, namespace, name)
+            if obj is None:
+                if plural == CONTENTS:
+                    self.sidecar.forget(name)
+                continue
+            if plural == CONTENTS:
+                self.sidecar.sync(obj)
+                self._content(self._read(CONTENTS, None, name))
+            elif (obj.get("spec") or {}).get("source", {}).get("volumeSnapshotContentName"):
+                self._snapshot(obj)
+        return self.sidecar.next_due()
 
-    def _fresh(self, plural: str, namespace: str | None, obj: Mapping[str, Any]) -> dict[str, Any] | None:
-        meta = obj.get("metadata") or {}
-        return self.kube.get(GROUP, VERSION, plural, namespace, str(meta.get("name") or ""))
+    def _keys(self, plural: str) -> list[tuple[str, str, str | None, str]]:
+        return [k for k in self.kube.api._store if k[:2] == (GROUP, plural)]
+
+    def _read(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The stored object, not a copy (read only: every change goes through the API)."""
+        return self.kube.api._stored(GROUP, plural, namespace, name)
 
     # ---- contents ----------------------------------------------------------------------------------------------
 
@@ -111,7 +137,7 @@ class SnapshotController:
         if not meta.get("deletionTimestamp") and CONTENT_FINALIZER not in finalizers:
             self._meta(CONTENTS, None, meta["name"], {"finalizers": [*finalizers, CONTENT_FINALIZER]})
             return
-        snapshot = self.kube.get(GROUP, VERSION, SNAPSHOTS, ref.get("namespace"), str(ref.get("name") or ""))
+        snapshot = self._read(SNAPSHOTS, ref.get("namespace"), str(ref.get("name") or ""))
         if snapshot is not None and snapshot["metadata"]["uid"] == ref["uid"] and _deleting(snapshot):
             self._mark(content)
 
@@ -129,7 +155,7 @@ class SnapshotController:
         if meta.get("deletionTimestamp"):
             self._deleted(snapshot)
             return
-        content = self.kube.get(GROUP, VERSION, CONTENTS, None, snapshot["spec"]["source"]["volumeSnapshotContentName"])
+        content = self._read(CONTENTS, None, snapshot["spec"]["source"]["volumeSnapshotContentName"])
         if content is not None and not (content.get("spec") or {}).get("source", {}).get("snapshotHandle"):
             what = "VolumeSnapshotContent is dynamically provisioned while expecting a pre-provisioned one"
             self._error(snapshot, "SnapshotContentMismatch", what)
@@ -146,7 +172,7 @@ class SnapshotController:
             self._meta(
                 SNAPSHOTS, meta["namespace"], meta["name"], {"finalizers": [*(meta.get("finalizers") or []), *wanted]}
             )
-            snapshot = self._fresh(SNAPSHOTS, meta["namespace"], snapshot) or snapshot
+            snapshot = self._read(SNAPSHOTS, meta["namespace"], meta["name"]) or snapshot
         if status.get("readyToUse") is True and bound_name:
             if content is None:
                 self._error(snapshot, "SnapshotContentMissing", "VolumeSnapshotContent is missing")
@@ -209,7 +235,7 @@ class SnapshotController:
         if AS_SOURCE not in finalizers and BOUND not in finalizers:
             return
         bound = (snapshot.get("status") or {}).get("boundVolumeSnapshotContentName")
-        content = self.kube.get(GROUP, VERSION, CONTENTS, None, bound) if bound else None
+        content = self._read(CONTENTS, None, bound) if bound else None
         if content is not None and not _points_at(content, snapshot, unbound_ok=False):
             content = None
         if content is not None and self._restoring(snapshot):
@@ -226,7 +252,7 @@ class SnapshotController:
     def _restoring(self, snapshot: Mapping[str, Any]) -> bool:
         """Whether a claim of the namespace is being restored from the VolumeSnapshot (it names it and is Pending)."""
         meta = snapshot["metadata"]
-        for claim in self.kube.list("", "v1", "persistentvolumeclaims", meta["namespace"]):
+        for claim in self.kube.api._select("", "persistentvolumeclaims", meta["namespace"], None, "", ""):
             source = (claim.get("spec") or {}).get("dataSource") or {}
             pending = (claim.get("status") or {}).get("phase") == "Pending"
             if pending and source.get("kind") == "VolumeSnapshot" and source.get("name") == meta["name"]:
@@ -288,30 +314,38 @@ async def running(kube: KubeEmulator, azure: AzureSnapshots, clock: Clock) -> As
     """The controller, syncing whenever a snapshot object changes, when a retry is due and every `RESYNC`."""
     controller = SnapshotController(kube, azure, clock)
     changed = asyncio.Event()
-    watches = [_Watch(GROUP, plural, None, None, "", "") for plural in (SNAPSHOTS, CONTENTS)]
+    pending: set[Key] = set()
+    watches = {plural: _Watch(GROUP, plural, None, None, "", "") for plural in (SNAPSHOTS, CONTENTS)}
 
-    async def relay(watch: _Watch) -> None:
+    async def relay(plural: str, watch: _Watch) -> None:
         while True:
-            await watch.queue.get()
+            _kind, obj = await watch.queue.get()
+            meta = obj.get("metadata") or {}
+            pending.add((plural, meta.get("namespace"), str(meta.get("name") or "")))
             changed.set()
 
     async def loop() -> None:
+        resynced = clock.now()
+        due = controller.sync()
         while True:
-            changed.clear()
-            due = controller.sync()
             wait = RESYNC if due is None else min(RESYNC, max(due - clock.now(), timedelta(0)))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait.total_seconds()):
                     await changed.wait()
+            changed.clear()
+            keys, full = set(pending), clock.now() - resynced >= RESYNC
+            pending.clear()
+            resynced = clock.now() if full else resynced
+            due = controller.sync(None if full else keys)
 
-    for watch in watches:
+    for watch in watches.values():
         kube.api._watches.add(watch)
-    tasks = [asyncio.create_task(relay(w)) for w in watches] + [asyncio.create_task(loop())]
+    tasks = [asyncio.create_task(relay(p, w)) for p, w in watches.items()] + [asyncio.create_task(loop())]
     try:
         yield controller
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for watch in watches:
+        for watch in watches.values():
             kube.api._watches.discard(watch)
