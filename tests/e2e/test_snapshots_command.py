@@ -191,6 +191,7 @@ async def test_a_claim_policy_shows_each_claims_disk_and_restore_points_over_all
             await asyncio.sleep(3.5 * 3600)
             obj = await eventually(lambda: (p := policies(kube)[0]).get("status", {}).get("restorePoints") and p)
         result = await snapshots_command(kube, box, tmp_path, "pg", "--json")
+        by_disk = await snapshots_command(kube, box, tmp_path, "--disk", disk_id("disk-3").lower(), "--json")
     made = {**ours(box, "disk-2"), **ours(box, "disk-3")}
     points = obj["status"]["restorePoints"]
     assert points["count"] == len(made) == 4  # keepLast 2 on each disk
@@ -203,3 +204,9 @@ async def test_a_claim_policy_shows_each_claims_disk_and_restore_points_over_all
         ("data-pg-1", disk_id("disk-3")),
     ]
     assert [len(r["snapshots"]) for r in rows] == [2, 2]
+    # --disk finds the policy through its claim, and shows that disk's part alone
+    assert by_disk.exit_code == 0, by_disk.output
+    picked = json.loads(by_disk.stdout)["policies"]
+    assert [(r["name"], r["claim"], r["disk"], len(r["snapshots"])) for r in picked] == [
+        ("pg", "data-pg-1", disk_id("disk-3"), 2)
+    ]
