@@ -154,3 +154,22 @@ async def test_a_claim_policys_removed_target_in_another_subscription_is_emptied
     assert status.former_copy_targets == [entry("swedencentral", "rg-far", OTHER_SUB, 9)]
     assert await finalized(reconciler, clock, the_policy, status)
     assert copies_of(cloud, OTHER_SUB, "rg-far") == [] and copies_of(cloud, SUB, "rg-dr") == []
+
+
+async def test_a_copy_still_running_into_a_removed_target_keeps_its_source_until_it_ends() -> None:
+    clock = ManualClock(START)
+    cloud = MemoryCloud(clock, region_copy_duration=timedelta(minutes=90))
+    disk = cloud.add_disk(SUB, RG, "disk-0")
+    reconciler = Reconciler(cloud, clock)
+    copying = make_policy(disk, retention={"keepLast": 1})  # 09:00's copy runs until 10:30
+    statuses = await run(reconciler, [copying], clock, START + timedelta(minutes=10))
+    gone = make_policy(disk, retention={"keepLast": 1}, copies=None)
+    status = fold(statuses[copying.ref.uid], await reconciler.reconcile(gone, statuses[copying.ref.uid]))
+    assert status.former_copy_targets == [entry("northeurope", "rg-dr", SUB, 1)]
+    statuses = await run(reconciler, [gone], clock, START + timedelta(hours=1, minutes=5), {gone.ref.uid: status})
+    sources = sorted(s.name for s in cloud.snapshots if s.resource_group == RG)
+    assert len(sources) == 2  # keepLast 1 would keep only 10:00's: 09:00's stays while its copy runs
+    assert cloud.violations == []  # never a source deleted under its running copy
+    await run(reconciler, [gone], clock, START + timedelta(hours=2, minutes=5), statuses)
+    assert len([s for s in cloud.snapshots if s.resource_group == RG]) == 1  # the copy ended: retention goes on
+    assert cloud.violations == []

@@ -41,6 +41,7 @@ from azsnap.domain.observed import Disk, Limits, Snapshot, SnapshotState
 from azsnap.domain.planner import Plan
 from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.reconciler.act import subscription_of
+from azsnap.reconciler.former_targets import running_elsewhere
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, StatusReport
 
@@ -78,9 +79,12 @@ class PreparedCopies:
     #: A target could not be read: what its copies need is unknown, so no source is deleted this time.
     blind: bool = False
 
+    #: Sources whose copy still runs into a target the spec no longer names (`reconciler/former_targets.py`).
+    held_elsewhere: frozenset[str] = frozenset()
+
     @property
     def protected(self) -> frozenset[str]:
-        return frozenset().union(*(t.plan.protected for t in self.targets))
+        return frozenset().union(self.held_elsewhere, *(t.plan.protected for t in self.targets))
 
     @property
     def busy(self) -> bool:
@@ -161,12 +165,14 @@ class CopyFlow:
     async def prepare(
         self, policy: Policy, status: SnapshotPolicyStatus, disk: Disk, of_disk: Sequence[Snapshot]
     ) -> PreparedCopies | None:
-        """Plan every copy target of the policy (None when it has none); reads only shared, cached lists."""
+        """Plan every copy target of the policy (None when it has none and no copy of the disk runs into a target
+        the spec no longer names: its source is kept too); reads only shared, cached lists."""
         targets = policy.spec.copies or []
-        if not targets:
+        elsewhere = await running_elsewhere(self.observer, policy, status, disk)
+        if not targets and not elsewhere:
             return None
         previous = {(e.get("region"), e.get("resourceGroup")): e for e in status.copies or []}
-        prepared = PreparedCopies(policy, disk, [], self.clock.now())
+        prepared = PreparedCopies(policy, disk, [], self.clock.now(), held_elsewhere=elsewhere)
         for spec in targets:
             state = TargetState.from_status(previous.get((spec.region, spec.resource_group)))
             try:
@@ -239,7 +245,7 @@ class CopyFlow:
         self, prepared: PreparedCopies | None, report: StatusReport, status: SnapshotPolicyStatus
     ) -> StatusReport:
         """Act on the copies after the disk's own snapshots, and put their status, events and health in the report."""
-        if prepared is None:  # no targets: a status of targets that left the spec goes
+        if prepared is None or not prepared.policy.spec.copies:  # no targets: a status of targets that left goes
             return replace(report, status={**report.status, "copies": None}) if status.copies else report
         if report.created and not prepared.busy and not prepared.blind:
             await self._after_creates(prepared)

@@ -5,7 +5,8 @@ no longer names is listed (the subscription's shared list, by the policy's owner
 `status.formerCopyTargets` while it holds copies of the policy; a target that just left the spec gets one
 `CopyTargetRemoved` warning. The copies are kept (`domain/former_targets.py` says why); `deletionPolicy: Delete`
 finds them through this record (`reconciler/finalize_copies.py`). A reconcile that made no Azure call (a bad spec,
-a scope refusal) adds none here.
+a scope refusal) adds none here. A copy still running into such a target keeps its source from retention until it
+ends (`running_elsewhere`, read by the copy flow before the disk's deletes).
 """
 
 from __future__ import annotations
@@ -14,17 +15,21 @@ from dataclasses import replace
 from typing import Final
 
 from azsnap.cloud.errors import CloudError
+from azsnap.domain import naming
+from azsnap.domain.copies import TAG_COPY_OF, disk_hash, is_copy_of_policy, target_key
 from azsnap.domain.former_targets import Place, former_status, is_policy_copy, removed_targets, removed_text
 from azsnap.domain.models import Policy
+from azsnap.domain.observed import Disk, SnapshotState
 from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.reconciler.claim_events import bounded_events
 from azsnap.reconciler.observe import Observer
 from azsnap.reconciler.report import Event, StatusReport
 
-__all__ = ["former_places", "track_former_targets"]
+__all__ = ["former_places", "running_elsewhere", "track_former_targets"]
 
 #: Reports of a reconcile that made no Azure call on purpose: nothing is listed for them either.
 _NO_CALL: Final = frozenset({"InvalidSpec", "ScopeNotAllowed", "ClaimsUnavailable"})
+_RUNNING: Final = frozenset({SnapshotState.COPYING, SnapshotState.CREATING, SnapshotState.UNKNOWN})
 
 
 def former_places(status: SnapshotPolicyStatus | None) -> list[Place]:
@@ -32,6 +37,29 @@ def former_places(status: SnapshotPolicyStatus | None) -> list[Place]:
     if status is None:
         return []
     return [t.place for t in removed_targets([], None, status.former_copy_targets)]
+
+
+async def running_elsewhere(
+    observer: Observer, policy: Policy, status: SnapshotPolicyStatus, disk: Disk
+) -> frozenset[str]:
+    """The sources of the disk's copies still running into a target the spec no longer names: retention keeps them
+    until the copy ends (Azure would end it with CopySourceNotFound). From the cached lists of the disk's
+    subscription and the former targets'; a list that cannot be had holds nothing back here."""
+    spec = {target_key(t, disk.subscription_id) for t in policy.spec.copies or []}
+    groups: dict[str, set[str]] = {disk.subscription_id.lower(): set()}
+    for sub, group, _ in former_places(status):
+        groups.setdefault(sub, set()).add(group)
+    held: set[str] = set()
+    for sub, its_groups in groups.items():
+        try:
+            seen = await observer.copies_of(sub, sorted(its_groups), disk_hash(disk.id), fresh=False)
+        except CloudError:
+            continue
+        for copy in seen:
+            place = (sub, copy.resource_group.lower(), copy.location.lower())
+            if copy.state in _RUNNING and place not in spec and is_copy_of_policy(copy, policy.ref.uid, disk.id):
+                held.add(naming.tag(copy.tags, TAG_COPY_OF) or "")
+    return frozenset(held - {""})
 
 
 async def track_former_targets(
