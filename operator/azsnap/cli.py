@@ -12,6 +12,15 @@ from azsnap import __version__
 if TYPE_CHECKING:
     from azsnap.settings import CopyCap
 
+#: `--parallel-copies` of simulate and capacity: the operator's AZSNAP_PARALLEL_COPIES, read by `_copy_cap`.
+ParallelCopies = Annotated[
+    str | None,
+    typer.Option(
+        help="Copies (spec.copies) at once per subscription and target region, as the operator's "
+        "AZSNAP_PARALLEL_COPIES (default: that variable, else the operator's default, 100)."
+    ),
+]
+
 app = typer.Typer(
     name="azsnap",
     help="Keep Azure managed-disk snapshots in line with SnapshotPolicy resources.",
@@ -162,13 +171,7 @@ def simulate(
     start: Annotated[str | None, typer.Option(help="Emulated start, ISO 8601 with zone; default: this hour.")] = None,
     list_every: Annotated[str, typer.Option(help="List a resource group at most this often (e.g. 30s, 6h).")] = "6h",
     seed: Annotated[int, typer.Option(help="Seed of the fault draws.")] = 0,
-    parallel_copies: Annotated[
-        str | None,
-        typer.Option(
-            help="Copies (spec.copies) at once per subscription and target region, as the operator's "
-            "AZSNAP_PARALLEL_COPIES (default: that variable, else the operator's default, 100)."
-        ),
-    ] = None,
+    parallel_copies: ParallelCopies = None,
 ) -> None:
     """Run a policy with the real reconciler and Azure SDK against an emulated Azure, days in seconds."""
     import sys
@@ -215,13 +218,7 @@ def simulate(
 def capacity(
     paths: Annotated[list[Path], typer.Argument(help="SnapshotPolicy manifests (YAML) or directories of them.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    parallel_copies: Annotated[
-        str | None,
-        typer.Option(
-            help="Copies (spec.copies) at once per subscription and target region, as the operator's "
-            "AZSNAP_PARALLEL_COPIES (default: that variable, else the operator's default, 100)."
-        ),
-    ] = None,
+    parallel_copies: ParallelCopies = None,
 ) -> None:
     """Creates, deletes, lists and reads per hour per subscription that the policies need, against Azure's budget.
 
