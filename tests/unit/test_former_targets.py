@@ -173,3 +173,21 @@ async def test_a_copy_still_running_into_a_removed_target_keeps_its_source_until
     await run(reconciler, [gone], clock, START + timedelta(hours=2, minutes=5), statuses)
     assert len([s for s in cloud.snapshots if s.resource_group == RG]) == 1  # the copy ended: retention goes on
     assert cloud.violations == []
+
+
+async def test_a_copy_running_into_a_target_in_another_subscription_keeps_its_source_as_the_target_leaves() -> None:
+    """The reconcile that sees the target leave is the one whose retention would delete the source: the target is
+    only in `status.copies` then (not yet in `formerCopyTargets`), and its copy runs in another subscription."""
+    clock = ManualClock(START)
+    cloud = MemoryCloud(clock, region_copy_duration=timedelta(minutes=90))
+    disk = cloud.add_disk(SUB, RG, "disk-0")
+    reconciler = Reconciler(cloud, clock)
+    copying = make_policy(disk, retention={"keepLast": 1}, copies=[AWAY])  # 09:00's copy runs until 10:30
+    statuses = await run(reconciler, [copying], clock, START + timedelta(minutes=10))
+    assert statuses[copying.ref.uid].former_copy_targets is None
+    clock.set(START + timedelta(hours=1))  # 10:00 is due: keepLast 1 would delete 09:00's snapshot, the source
+    gone = make_policy(disk, retention={"keepLast": 1}, copies=None)
+    report = await reconciler.reconcile(gone, statuses[copying.ref.uid])
+    assert report.status["formerCopyTargets"] == [entry("swedencentral", "rg-far", OTHER_SUB, 1)]
+    assert len([s for s in cloud.snapshots if s.resource_group == RG]) == 2  # 09:00's stays while its copy runs
+    assert cloud.violations == []  # never a source deleted under its running copy

@@ -44,10 +44,12 @@ async def running_elsewhere(
 ) -> frozenset[str]:
     """The sources of the disk's copies still running into a target the spec no longer names: retention keeps them
     until the copy ends (Azure would end it with CopySourceNotFound). From the cached lists of the disk's
-    subscription and the former targets'; a list that cannot be had holds nothing back here."""
+    subscription and the removed targets' (former, or leaving now); a list that cannot be had holds nothing back."""
     spec = {target_key(t, disk.subscription_id) for t in policy.spec.copies or []}
     groups: dict[str, set[str]] = {disk.subscription_id.lower(): set()}
-    for sub, group, _ in former_places(status):
+    # Those that left the spec in this very reconcile too: they are still in `status.copies`, not yet former.
+    for target in removed_targets(policy.spec.copies, status.copies, status.former_copy_targets):
+        sub, group, _ = target.place
         groups.setdefault(sub, set()).add(group)
     held: set[str] = set()
     for sub, its_groups in groups.items():
