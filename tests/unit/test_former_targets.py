@@ -191,3 +191,18 @@ async def test_a_copy_running_into_a_target_in_another_subscription_keeps_its_so
     assert report.status["formerCopyTargets"] == [entry("swedencentral", "rg-far", OTHER_SUB, 1)]
     assert len([s for s in cloud.snapshots if s.resource_group == RG]) == 2  # 09:00's stays while its copy runs
     assert cloud.violations == []  # never a source deleted under its running copy
+
+
+async def test_a_policy_deleted_before_a_reconcile_saw_its_target_leave_still_deletes_the_copies_there() -> None:
+    clock = ManualClock(START)
+    cloud = MemoryCloud(clock)
+    disk = cloud.add_disk(SUB, RG, "disk-0")
+    reconciler = Reconciler(cloud, clock)
+    both = make_policy(disk, copies=[TARGET, {**AWAY, "retention": {"keepLast": 2}}], deletionPolicy="Delete")
+    statuses = await run(reconciler, [both], clock, START + timedelta(hours=3, minutes=30))
+    assert len(copies_of(cloud, OTHER_SUB, "rg-far")) == 2
+    status = statuses[both.ref.uid]
+    assert status.former_copy_targets is None  # the target is only in status.copies when the policy goes
+    near = make_policy(disk, copies=[TARGET], deletionPolicy="Delete")
+    assert await finalized(reconciler, clock, near, status)
+    assert copies_of(cloud, OTHER_SUB, "rg-far") == [] and copies_of(cloud, SUB, "rg-dr") == []

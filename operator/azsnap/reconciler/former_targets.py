@@ -33,10 +33,11 @@ _RUNNING: Final = frozenset({SnapshotState.COPYING, SnapshotState.CREATING, Snap
 
 
 def former_places(status: SnapshotPolicyStatus | None) -> list[Place]:
-    """Where the former targets of a status are, for the policy's deletion."""
+    """Where the copy targets a status names are, for the policy's deletion: the former ones, and those still in
+    `status.copies` (a target that left the spec just before the policy was deleted is only there)."""
     if status is None:
         return []
-    return [t.place for t in removed_targets([], None, status.former_copy_targets)]
+    return [t.place for t in removed_targets([], status.copies, status.former_copy_targets)]
 
 
 async def running_elsewhere(
