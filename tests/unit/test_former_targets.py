@@ -206,3 +206,24 @@ async def test_a_policy_deleted_before_a_reconcile_saw_its_target_leave_still_de
     near = make_policy(disk, copies=[TARGET], deletionPolicy="Delete")
     assert await finalized(reconciler, clock, near, status)
     assert copies_of(cloud, OTHER_SUB, "rg-far") == [] and copies_of(cloud, SUB, "rg-dr") == []
+
+
+async def test_a_claim_disks_copy_running_into_a_removed_target_keeps_its_source_past_the_first_reconcile() -> None:
+    clock = ManualClock(START)
+    cloud = MemoryCloud(clock, region_copy_duration=timedelta(minutes=90))
+    store = ClaimStore()
+    bound(store, "data-0", cloud.add_disk(SUB, NODE_RG, "pvc-0").id, labels={"app": "pg"})
+    selector = {"volumeClaimSelector": {"matchLabels": {"app": "pg"}}, "retention": {"keepLast": 1}}
+    reconciler = Reconciler(cloud, clock)
+    status = SnapshotPolicyStatus()
+    for the_policy, until in (
+        (claim_policy(copies=[AWAY], **selector), START + timedelta(minutes=10)),  # 09:00's copy runs until 10:30
+        (claim_policy(**selector), START + timedelta(hours=1, minutes=5)),  # 10:00 is due: 09:00's would go
+    ):
+        while clock.now() < until:
+            report = await reconciler.reconcile(the_policy, status, claims=store)
+            status = fold(status, report)
+            clock.set(min(report.next_time, until))
+    assert status.former_copy_targets == [entry("swedencentral", "rg-far", OTHER_SUB, 1)]
+    assert len([s for s in cloud.snapshots if s.resource_group == NODE_RG]) == 2  # 09:00's stays: its copy runs
+    assert cloud.violations == []  # never a source deleted under its running copy
