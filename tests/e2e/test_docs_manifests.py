@@ -4,7 +4,6 @@ with no warning: the schema, its CEL rules and the server's pruning all accept w
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
@@ -51,7 +50,3 @@ async def test_the_api_creates_it_as_written(where: str, manifest: dict[str, Any
         body = await response.json()
     assert response.status == 201, f"{where}: {body.get('message')}"
     assert response.headers.getall("Warning", []) == [], where
-
-
-def test_manifests_name_the_files_they_come_from() -> None:
-    assert all(Path(where.split(":")[0]).suffix in {".md", ".yaml"} for where, _ in manifests())
