@@ -29,7 +29,7 @@ def select(objects: Iterable[Mapping[str, Any]], selection: Selection) -> list[M
     """The policy objects the selection names, by namespace and name; `--disk` compares ARM IDs without case.
 
     A policy without `spec.disk` (it targets claims) stays in for `--disk`: its disks are in its status and in
-    Azure, where `tools/by_disk.py` looks for the one asked for.
+    Azure, where `tools/policy_disks.py` looks for the one asked for.
     """
     chosen = []
     for obj in objects:
