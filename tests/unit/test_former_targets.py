@@ -73,18 +73,23 @@ async def finalized(reconciler: Reconciler, clock: ManualClock, policy: Policy, 
     return False
 
 
-async def test_a_removed_target_in_another_subscription_is_kept_told_and_found_by_delete() -> None:
+async def _copied_into_two_targets() -> tuple[ManualClock, MemoryCloud, Reconciler, Policy, SnapshotPolicyStatus]:
+    """A Delete policy's disk copied for 3.5 hours into rg-dr and into rg-far of another subscription (which keeps
+    2), and the same policy with rg-far removed from its spec."""
     clock = ManualClock(START)
     cloud = MemoryCloud(clock)
     disk = cloud.add_disk(SUB, RG, "disk-0")
     reconciler = Reconciler(cloud, clock)
     both = make_policy(disk, copies=[TARGET, {**AWAY, "retention": {"keepLast": 2}}], deletionPolicy="Delete")
     statuses = await run(reconciler, [both], clock, START + timedelta(hours=3, minutes=30))
-    far = copies_of(cloud, OTHER_SUB, "rg-far")
-    assert len(far) == 2
-
+    assert len(copies_of(cloud, OTHER_SUB, "rg-far")) == 2
     near = make_policy(disk, copies=[TARGET], deletionPolicy="Delete")
-    status = statuses[both.ref.uid]
+    return clock, cloud, reconciler, near, statuses[both.ref.uid]
+
+
+async def test_a_removed_target_in_another_subscription_is_kept_told_and_found_by_delete() -> None:
+    clock, cloud, reconciler, near, status = await _copied_into_two_targets()
+    far = copies_of(cloud, OTHER_SUB, "rg-far")
     report = await reconciler.reconcile(near, status)
     assert report.status["formerCopyTargets"] == [entry("swedencentral", "rg-far", OTHER_SUB, 2)]
     assert [e.reason for e in report.events].count("CopyTargetRemoved") == 1
@@ -194,16 +199,8 @@ async def test_a_copy_running_into_a_target_in_another_subscription_keeps_its_so
 
 
 async def test_a_policy_deleted_before_a_reconcile_saw_its_target_leave_still_deletes_the_copies_there() -> None:
-    clock = ManualClock(START)
-    cloud = MemoryCloud(clock)
-    disk = cloud.add_disk(SUB, RG, "disk-0")
-    reconciler = Reconciler(cloud, clock)
-    both = make_policy(disk, copies=[TARGET, {**AWAY, "retention": {"keepLast": 2}}], deletionPolicy="Delete")
-    statuses = await run(reconciler, [both], clock, START + timedelta(hours=3, minutes=30))
-    assert len(copies_of(cloud, OTHER_SUB, "rg-far")) == 2
-    status = statuses[both.ref.uid]
+    clock, cloud, reconciler, near, status = await _copied_into_two_targets()
     assert status.former_copy_targets is None  # the target is only in status.copies when the policy goes
-    near = make_policy(disk, copies=[TARGET], deletionPolicy="Delete")
     assert await finalized(reconciler, clock, near, status)
     assert copies_of(cloud, OTHER_SUB, "rg-far") == [] and copies_of(cloud, SUB, "rg-dr") == []
 
