@@ -13,13 +13,16 @@ from tests.unit.test_targets import NODE_RG, bound
 from tests.unit.test_targets import policy as claim_policy
 
 from azsnap.clock import ManualClock
+from azsnap.cloud.errors import TransientError
 from azsnap.cloud.memory import MemoryCloud
 from azsnap.domain.copies import ROLE_COPY, TAG_ROLE
 from azsnap.domain.former_targets import MAX_FORMER_TARGETS, former_status, removed_targets
 from azsnap.domain.models import CopyTarget, Policy
+from azsnap.domain.observed import Snapshot
 from azsnap.domain.policy_status import SnapshotPolicyStatus
 from azsnap.reconciler import Reconciler
 from azsnap.reconciler.claims import ClaimStore
+from azsnap.reconciler.copies import COPY_POLL
 
 AWAY = {"region": "swedencentral", "resourceGroup": "rg-far", "subscriptionId": OTHER_SUB}
 
@@ -224,3 +227,31 @@ async def test_a_claim_disks_copy_running_into_a_removed_target_keeps_its_source
     assert status.former_copy_targets == [entry("swedencentral", "rg-far", OTHER_SUB, 1)]
     assert len([s for s in cloud.snapshots if s.resource_group == NODE_RG]) == 2  # 09:00's stays: its copy runs
     assert cloud.violations == []  # never a source deleted under its running copy
+
+
+class _FarListFails(MemoryCloud):
+    """Lists of the other subscription fail, as Azure's answer would while that subscription is unreachable."""
+
+    async def list_snapshots(self, subscription_id: str, resource_group: str | None) -> list[Snapshot]:
+        if subscription_id == OTHER_SUB:
+            raise TransientError("the other subscription cannot be listed", code="ServerBusy")
+        return await super().list_snapshots(subscription_id, resource_group)
+
+
+async def test_a_removed_target_that_cannot_be_listed_holds_back_every_source_delete() -> None:
+    """Whether a copy still runs into a removed target is unknown while its list fails: no source is deleted then,
+    as for a target still in the spec, and the policy says why."""
+    clock = ManualClock(START)
+    cloud = _FarListFails(clock)
+    disk = cloud.add_disk(SUB, RG, "disk-0")
+    policy = make_policy(disk, retention={"keepLast": 1}, copies=None)
+    statuses = await run(Reconciler(cloud, clock), [policy], clock, START + timedelta(minutes=10))
+    assert len([s for s in cloud.snapshots if s.resource_group == RG]) == 1
+    far = {"region": AWAY["region"], "resourceGroup": AWAY["resourceGroup"], "subscriptionId": OTHER_SUB}
+    status = statuses[policy.ref.uid].model_copy(update={"copies": [far]})  # the target just left the spec
+    clock.set(START + timedelta(hours=1))  # 10:00 is due: keepLast 1 would delete 09:00's snapshot
+    report = await Reconciler(cloud, clock).reconcile(policy, status)
+    assert len(report.created) == 1
+    assert len([s for s in cloud.snapshots if s.resource_group == RG]) == 2  # 09:00's kept: it may be a source
+    assert "cannot be listed" in report.health.message
+    assert report.next_time <= clock.now() + COPY_POLL  # looked at again soon, not at the next slot

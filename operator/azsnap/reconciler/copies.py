@@ -169,10 +169,13 @@ class CopyFlow:
         the spec no longer names: its source is kept too); reads only shared, cached lists."""
         targets = policy.spec.copies or []
         elsewhere = await running_elsewhere(self.observer, policy, status, disk)
-        if not targets and not elsewhere:
+        if not targets and elsewhere == frozenset():
             return None
         previous = {(e.get("region"), e.get("resourceGroup")): e for e in status.copies or []}
-        prepared = PreparedCopies(policy, disk, [], self.clock.now(), held_elsewhere=elsewhere)
+        prepared = PreparedCopies(policy, disk, [], self.clock.now(), held_elsewhere=elsewhere or frozenset())
+        if elsewhere is None:
+            prepared.problem = "a removed copy target cannot be listed: no source is deleted until it can"
+            prepared.blind = True
         for spec in targets:
             state = TargetState.from_status(previous.get((spec.region, spec.resource_group)))
             try:
@@ -246,7 +249,8 @@ class CopyFlow:
     ) -> StatusReport:
         """Act on the copies after the disk's own snapshots, and put their status, events and health in the report."""
         if prepared is None or not prepared.policy.spec.copies:  # no targets: a status of targets that left goes
-            return replace(report, status={**report.status, "copies": None}) if status.copies else report
+            report = replace(report, status={**report.status, "copies": None}) if status.copies else report
+            return prepared.adjust(report) if prepared is not None and prepared.blind else report
         if report.created and not prepared.busy and not prepared.blind:
             await self._after_creates(prepared)
         await self.act(prepared)

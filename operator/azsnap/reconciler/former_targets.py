@@ -42,10 +42,11 @@ def former_places(status: SnapshotPolicyStatus | None) -> list[Place]:
 
 async def running_elsewhere(
     observer: Observer, policy: Policy, status: SnapshotPolicyStatus, disk: Disk
-) -> frozenset[str]:
+) -> frozenset[str] | None:
     """The sources of the disk's copies still running into a target the spec no longer names: retention keeps them
     until the copy ends (Azure would end it with CopySourceNotFound). From the cached lists of the disk's
-    subscription and the removed targets' (former, or leaving now); a list that cannot be had holds nothing back."""
+    subscription and the removed targets' (former, or leaving now); None when a subscription that holds a removed
+    target cannot be listed (which copies run there is unknown, so every source is kept, as for a spec target)."""
     spec = {target_key(t, disk.subscription_id) for t in policy.spec.copies or []}
     groups: dict[str, set[str]] = {disk.subscription_id.lower(): set()}
     # Those that left the spec in this very reconcile too: they are still in `status.copies`, not yet former.
@@ -57,6 +58,8 @@ async def running_elsewhere(
         try:
             seen = await observer.copies_of(sub, sorted(its_groups), disk_hash(disk.id), fresh=False)
         except CloudError:
+            if its_groups:
+                return None
             continue
         for copy in seen:
             place = (sub, copy.resource_group.lower(), copy.location.lower())
